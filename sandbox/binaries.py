@@ -1,0 +1,115 @@
+"""Find or build the upstream control-plane programs.
+
+The versions come from the tools modules' go.mod files (the one place they are pinned). Binaries
+are cached per version, so only the first run builds. KUBEBUILDER_ASSETS (the envtest
+convention) supplies any program a user already has.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import cache_dir
+from .errors import SandboxError
+
+TOOLS = Path(__file__).with_name("tools")
+
+
+@dataclass(frozen=True)
+class Toolset:
+    module_dir: Path
+    module: str  # the pinned upstream module in go.mod
+    packages: tuple[str, ...]
+    renames: tuple[tuple[str, str], ...] = ()  # (name go build gives, program name)
+
+    @property
+    def version(self) -> str:
+        text = (self.module_dir / "go.mod").read_text()
+        match = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)}\s+(v\S+)", text, re.M)
+        if not match:
+            raise SandboxError(f"{self.module_dir}/go.mod does not pin {self.module}")
+        return match.group(1)
+
+    @property
+    def built_names(self) -> list[str]:
+        # go build names a program after its import path, skipping a major-version suffix.
+        names = []
+        for package in self.packages:
+            parts = package.split("/")
+            names.append(parts[-2] if re.fullmatch(r"v\d+", parts[-1]) else parts[-1])
+        return names
+
+    @property
+    def programs(self) -> list[str]:
+        renamed = dict(self.renames)
+        return [renamed.get(name, name) for name in self.built_names]
+
+    @property
+    def cache(self) -> Path:
+        return cache_dir() / "bin" / f"{self.module_dir.name}-{self.version}"
+
+
+KUBERNETES = Toolset(
+    TOOLS / "kube",
+    "k8s.io/kubernetes",
+    (
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "k8s.io/kubernetes/cmd/kubectl",
+    ),
+)
+# etcd's server module is itself the etcd program's main package.
+ETCD = Toolset(
+    TOOLS / "etcd", "go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",), (("server", "etcd"),)
+)
+
+
+def resolve() -> dict[str, Path]:
+    """Paths of etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kubectl."""
+    found: dict[str, Path] = {}
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    for toolset in (ETCD, KUBERNETES):
+        names = toolset.programs
+        if assets:
+            for name in names:
+                if (Path(assets) / name).is_file():
+                    found[name] = Path(assets) / name
+        if all(name in found for name in names):
+            continue
+        if not all((toolset.cache / name).is_file() for name in names):
+            build(toolset)
+        for name in names:
+            found.setdefault(name, toolset.cache / name)
+    return found
+
+
+def build(toolset: Toolset) -> None:
+    go = shutil.which("go")
+    if not go:
+        raise SandboxError("the Go toolchain is missing: install Go >= 1.25 (`go` on PATH) to build the sandbox")
+    toolset.cache.parent.mkdir(parents=True, exist_ok=True)
+    log = toolset.cache.parent / f"build-{toolset.module_dir.name}-{toolset.version}.log"
+    with open(toolset.cache.parent / f".{toolset.module_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second `up` waits for the first build
+        if toolset.cache.is_dir():
+            return
+        with tempfile.TemporaryDirectory(dir=toolset.cache.parent) as staging, open(log, "w") as out:
+            command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", staging + "/", *toolset.packages]
+            out.write(" ".join(command) + "\n")
+            out.flush()
+            result = subprocess.run(command, cwd=toolset.module_dir, stdout=out, stderr=subprocess.STDOUT)
+            if result.returncode != 0:
+                raise SandboxError(f"building {toolset.module} {toolset.version} failed — see {log}")
+            for built, program in zip(toolset.built_names, toolset.programs, strict=True):
+                if built != program:
+                    os.rename(Path(staging) / built, Path(staging) / program)
+            os.rename(staging, toolset.cache)
+            os.mkdir(staging)  # TemporaryDirectory cleans up what it created

@@ -1,0 +1,208 @@
+"""`up`, `down` and `status` of the sandbox: the control plane plus the node agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import binaries, controlplane, pki
+from .config import DEFAULT_TOPOLOGY, load_topology, state_dir
+from .errors import SandboxError
+from .nodeagent.network import PodNetwork
+from .nodeagent.nodes import node_specs
+from .procs import Registry, alive, wait_for
+
+USER_NAMESPACE = "cern-users"
+NETWORK = {"bridge": "csb0", "cidr": "10.244.0.0/16", "prefix": "csb"}
+PSA_RESTRICTED = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+} | {"pod-security.kubernetes.io/enforce-version": "latest"}
+
+
+def settings(state: Path | None = None) -> dict | None:
+    state = state or state_dir()
+    try:
+        return json.loads((state / "sandbox.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def kube_client(state: Path):
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(str(state / "kubeconfig")))
+
+
+def running(state: Path) -> bool:
+    current = settings(state)
+    daemons = Registry(state).load()
+    if not current or not daemons or not all(alive(d) for d in daemons):
+        return False
+    return controlplane._http_ok(
+        f"{current['server']}/readyz", controlplane.admin_context(state / "pki")
+    )
+
+
+def up(topology_path: str | None = None, fake: bool = False) -> dict:
+    state = state_dir()
+    if running(state):
+        current = settings(state)
+        if topology_path and Path(topology_path).resolve() != Path(current["topology"]):
+            raise SandboxError(
+                f"a sandbox with topology {current['topology']} is running: `python -m sandbox down` first"
+            )
+        return status()
+    down(quiet=True)  # whatever a crashed `up` left behind
+    if not fake and os.geteuid() != 0:
+        raise SandboxError("the node agent needs root for pod network namespaces: run as root, or `up --fake`")
+    if not fake and not shutil.which("ip"):
+        raise SandboxError("the `ip` command (iproute2) is missing: install it, e.g. `apt-get install iproute2`")
+    topology = load_topology(topology_path)
+    programs = binaries.resolve()
+    try:
+        return _start(state, topology, topology_path, programs, fake)
+    except BaseException:
+        down(quiet=True)
+        raise
+
+
+def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
+    state.mkdir(parents=True, exist_ok=True)
+    ports = {
+        name: controlplane.free_port()
+        for name in ("etcd", "etcd_peer", "apiserver", "scheduler", "controller_manager")
+    }
+    network = PodNetwork(**NETWORK)
+    pki.write_pki(
+        state / "pki",
+        ["127.0.0.1", "localhost", network.gateway, "10.96.0.1", "kubernetes", "kubernetes.default",
+         "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+    )
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    kubeconfig = state / "kubeconfig"
+    pki.write_kubeconfig(kubeconfig, state / "pki", server)
+    current = {
+        "server": server,
+        "kubeconfig": str(kubeconfig),
+        "ports": ports,
+        "fake": fake,
+        "network": NETWORK,
+        "topology": str(Path(topology_path).resolve() if topology_path else DEFAULT_TOPOLOGY),
+        "node_group_label": topology.node_group_label,
+        "user_namespace": USER_NAMESPACE,
+        "kubectl": str(programs["kubectl"]),
+        "started": time.time(),
+    }
+    (state / "sandbox.json").write_text(json.dumps(current, indent=1))
+    specs = node_specs(topology)
+    (state / "nodes.json").write_text(json.dumps(specs, indent=1))
+
+    registry = Registry(state)
+    controlplane.start(registry, programs, state, ports, kubeconfig)
+    core = kube_client(state)
+    bootstrap(core)
+    agent = registry.start(
+        "node-agent",
+        [sys.executable, "-m", "sandbox.nodeagent", "--state", str(state)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    names = {spec["name"] for spec in specs}
+    wait_for(
+        lambda: ready_nodes(core) >= names,
+        timeout=60,
+        what="sandbox nodes",
+        hint=f"see {agent.log}",
+        give_up=lambda: None if alive(agent) else f"the node agent exited — see {agent.log}",
+    )
+    wait_for(
+        lambda: _has_default_account(core, USER_NAMESPACE),
+        timeout=60,
+        what="service accounts",
+        hint=f"see {state / 'logs' / 'kube-controller-manager.log'}",
+    )
+    return status()
+
+
+def _has_default_account(core, namespace: str) -> bool:
+    from kubernetes import client
+
+    try:
+        core.read_namespaced_service_account("default", namespace)
+        return True
+    except client.ApiException:
+        return False
+
+
+def bootstrap(core) -> None:
+    """The namespace for users' pods, enforcing Pod Security Admission `restricted`."""
+    from kubernetes import client
+
+    body = {"metadata": {"name": USER_NAMESPACE, "labels": PSA_RESTRICTED}}
+    try:
+        core.create_namespace(body)
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+
+
+def ready_nodes(core) -> set[str]:
+    ready = set()
+    for node in core.list_node().items:
+        for condition in (node.status.conditions if node.status else None) or []:
+            if condition.type == "Ready" and condition.status == "True":
+                ready.add(node.metadata.name)
+    return ready
+
+
+def down(quiet: bool = False) -> list[str]:
+    state = state_dir()
+    stopped = Registry(state).stop_all()
+    current = settings(state)
+    network = PodNetwork(**(current or {}).get("network", NETWORK))
+    if os.geteuid() == 0 and shutil.which("ip"):
+        network.teardown()
+    for leftover in ("etcd", "pods", "pki", "sandbox.json", "nodes.json", "kubeconfig", "daemons.json"):
+        path = state / leftover
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+    if not quiet:
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return stopped
+
+
+def status() -> dict:
+    state = state_dir()
+    current = settings(state) or {}
+    daemons = Registry(state).load()
+    report = {
+        "running": running(state),
+        "state_dir": str(state),
+        "kubeconfig": current.get("kubeconfig"),
+        "server": current.get("server"),
+        "user_namespace": current.get("user_namespace"),
+        "fake": current.get("fake"),
+        "pod_network": current.get("network"),
+        "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
+        "nodes": [],
+    }
+    if report["running"]:
+        core = kube_client(state)
+        ready = ready_nodes(core)
+        for node in core.list_node().items:
+            labels = node.metadata.labels or {}
+            report["nodes"].append(
+                {
+                    "name": node.metadata.name,
+                    "ready": node.metadata.name in ready,
+                    "node_group": labels.get(current.get("node_group_label", "")),
+                    "zone": labels.get("topology.kubernetes.io/zone"),
+                    "gpus": (node.status.allocatable or {}).get("nvidia.com/gpu", "0"),
+                }
+            )
+    return report

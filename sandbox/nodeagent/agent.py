@@ -1,0 +1,198 @@
+"""Wire the node keeper and the pod workers to the API server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from kubernetes import client, config, watch
+
+from .network import PodNetwork
+from .nodes import NodeKeeper, load_specs
+from .pods import PodWorker
+
+log = logging.getLogger("sandbox.agent")
+HEARTBEAT_SECONDS = 10.0
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Agent:
+    def __init__(self, state: Path):
+        self.state = state
+        settings = json.loads((state / "sandbox.json").read_text())
+        self.fake = bool(settings["fake"])
+        net = settings["network"]
+        self.network = PodNetwork(net["bridge"], net["cidr"], net["prefix"])
+        api = config.new_client_from_config(str(state / "kubeconfig"))
+        self.core = client.CoreV1Api(api)
+        self.keeper = NodeKeeper(self.core, client.CoordinationV1Api(api), self.network.gateway)
+        self.workers: dict[str, PodWorker] = {}
+        self.free_ips: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        # The pod's command runs from this environment (the sandbox has no images), so its
+        # interpreter and packages must be reachable for the container's unprivileged user.
+        self.runtime_paths = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
+        self.source_root = str(Path(__file__).resolve().parents[2])
+        self.bin_path = os.path.join(sys.prefix, "bin") + ":" + DEFAULT_PATH
+
+    # -- nodes -----------------------------------------------------------------------
+    def keep_nodes(self) -> None:
+        while not self.stopping.is_set():
+            specs = load_specs(self.state)
+            try:
+                self.keeper.reconcile(specs)
+                for spec in specs:
+                    self.free_ips.setdefault(spec["name"], self.network.node_pool(spec["index"]))
+            except client.ApiException as e:
+                log.warning("node heartbeat failed: %s %s", e.status, e.reason)
+            except Exception:
+                log.exception("node heartbeat failed")
+            self.stopping.wait(HEARTBEAT_SECONDS)
+
+    # -- pods ------------------------------------------------------------------------
+    def allocate(self, node: str) -> str:
+        with self.lock:
+            pool = self.free_ips[node]
+            if not pool:
+                raise RuntimeError(f"node {node} has no free pod IP")
+            return pool.pop(0)
+
+    def release(self, worker: PodWorker) -> None:
+        with self.lock:
+            if self.workers.get(worker.uid) is worker:
+                del self.workers[worker.uid]
+                self.free_ips.setdefault(worker.pod.spec.node_name, []).append(worker.ip)
+
+    def grace_period(self, uid: str, pod: client.V1Pod) -> float:
+        seconds = pod.metadata.deletion_grace_period_seconds
+        if seconds is None:
+            seconds = pod.spec.termination_grace_period_seconds
+        return float(30 if seconds is None else seconds)
+
+    def handle(self, kind: str, pod: client.V1Pod) -> None:
+        node = pod.spec.node_name
+        if node not in self.keeper.registered:
+            return
+        uid = pod.metadata.uid
+        with self.lock:
+            worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker:
+                worker.gone.set()
+                worker.deleting.set()
+            return
+        if worker:
+            worker.pod = pod
+            if pod.metadata.deletion_timestamp:
+                worker.deleting.set()
+            return
+        phase = pod.status.phase if pod.status else None
+        if pod.metadata.deletion_timestamp and phase != "Running":
+            self._remove(pod)  # nothing of it runs here
+            return
+        if phase in ("Succeeded", "Failed"):
+            return
+        worker = PodWorker(self, pod, self.allocate(node))
+        with self.lock:
+            self.workers[uid] = worker
+        worker.start()
+
+    def _remove(self, pod: client.V1Pod) -> None:
+        try:
+            self.core.delete_namespaced_pod(
+                pod.metadata.name,
+                pod.metadata.namespace,
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+            )
+        except client.ApiException as e:
+            if e.status not in (404, 409):
+                log.warning("pod %s not removed: %s", pod.metadata.name, e.reason)
+
+    def watch_pods(self) -> None:
+        version = None
+        while not self.stopping.is_set():
+            try:
+                if version is None:
+                    listing = self.core.list_pod_for_all_namespaces()
+                    for pod in listing.items:
+                        self.handle("ADDED", pod)
+                    version = listing.metadata.resource_version
+                stream = watch.Watch().stream(
+                    self.core.list_pod_for_all_namespaces, resource_version=version, timeout_seconds=60
+                )
+                for event in stream:
+                    pod = event["object"]
+                    version = pod.metadata.resource_version
+                    self.handle(event["type"], pod)
+            except client.ApiException as e:
+                if e.status == 410:  # our resourceVersion expired: list again
+                    version = None
+                else:
+                    log.warning("pod watch failed: %s %s", e.status, e.reason)
+                    time.sleep(1)
+            except Exception:
+                log.exception("pod watch failed")
+                time.sleep(1)
+
+    # -- container environment -------------------------------------------------------
+    def environment(self, pod: client.V1Pod, container: client.V1Container, pod_ip: str) -> dict[str, str]:
+        env = {"PATH": self.bin_path, "HOSTNAME": pod.metadata.name}
+        namespace = pod.metadata.namespace
+        for source in container.env_from or []:
+            prefix = source.prefix or ""
+            if source.config_map_ref is not None:
+                data = self.core.read_namespaced_config_map(source.config_map_ref.name, namespace).data or {}
+            else:
+                secret = self.core.read_namespaced_secret(source.secret_ref.name, namespace)
+                data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            env.update({prefix + key: value for key, value in data.items()})
+        for var in container.env or []:
+            if var.value_from is None:
+                env[var.name] = var.value or ""
+                continue
+            ref = var.value_from
+            if ref.field_ref is not None:
+                path = ref.field_ref.field_path
+                fields = {
+                    "metadata.name": pod.metadata.name,
+                    "metadata.namespace": namespace,
+                    "metadata.uid": pod.metadata.uid,
+                    "spec.nodeName": pod.spec.node_name,
+                    "spec.serviceAccountName": pod.spec.service_account_name or "",
+                    "status.podIP": pod_ip,
+                    "status.hostIP": self.network.gateway,
+                }
+                env[var.name] = fields.get(path, "")
+            elif ref.secret_key_ref is not None:
+                secret = self.core.read_namespaced_secret(ref.secret_key_ref.name, namespace)
+                env[var.name] = base64.b64decode((secret.data or {})[ref.secret_key_ref.key]).decode()
+            elif ref.config_map_key_ref is not None:
+                data = self.core.read_namespaced_config_map(ref.config_map_key_ref.name, namespace).data or {}
+                env[var.name] = data[ref.config_map_key_ref.key]
+            elif ref.resource_field_ref is not None:
+                limits = (container.resources.limits if container.resources else None) or {}
+                env[var.name] = str(limits.get(ref.resource_field_ref.resource.split(".", 1)[-1], "0"))
+        return env
+
+    # -- main ------------------------------------------------------------------------
+    def run(self) -> None:
+        if not self.fake:
+            self.network.ensure_bridge()
+        threading.Thread(target=self.watch_pods, name="pod-watch", daemon=True).start()
+        self.keep_nodes()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.gone.set()  # stop the processes; the pod objects stay for the next agent
+        for worker in workers:
+            worker.join(timeout=15)

@@ -1,0 +1,129 @@
+"""Become one container of a pod, then exec its command.
+
+Started by the node agent as root with a JSON spec. Joins the pod's network namespace, takes a
+private mount namespace, mounts the pod's volumes at their mount paths, hides host directories a
+container would not see, drops to the container's user and execs the command. Linux only, root only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda value: value.encode() if value is not None else None  # noqa: E731
+    _check(
+        _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+        f"mount {source} on {target}",
+    )
+
+
+def bind(source: str, target: str, read_only: bool = False) -> None:
+    source_is_dir = Path(source).is_dir()
+    if source_is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        Path(target).touch(exist_ok=True)
+    mount(source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def untraversable_ancestor(path: str) -> str | None:
+    """The outermost directory above `path` that others may not enter (e.g. /root, mode 0700)."""
+    current = Path("/")
+    for part in Path(path).parts[1:]:
+        current = current / part
+        if current == Path(path):
+            break
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return str(current)
+    return None
+
+
+def expose(paths: list[str], scratch: str) -> None:
+    """Make `paths` reachable for an unprivileged user even when an ancestor is closed to others.
+
+    The closed ancestor is covered with an empty tmpfs into which only `paths` are bound back,
+    much as a container image holds just its own files.
+    """
+    by_ancestor: dict[str, list[str]] = {}
+    for path in paths:
+        if ancestor := untraversable_ancestor(path):
+            by_ancestor.setdefault(ancestor, []).append(path)
+    for ancestor, inside in by_ancestor.items():
+        staged = []
+        for index, path in enumerate(inside):
+            stage = os.path.join(scratch, f".expose-{index}")
+            bind(path, stage)
+            staged.append((stage, path))
+        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        for stage, path in staged:
+            bind(stage, path, read_only=True)
+            _check(_libc.umount2(stage.encode(), MNT_DETACH), f"umount {stage}")
+            os.rmdir(stage)
+
+
+def enter(spec: dict) -> None:
+    with open(spec["netns"]) as namespace:
+        _check(_libc.setns(namespace.fileno(), CLONE_NEWNET), "setns")
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here leaks to the host
+    for directory, mode in spec["private_dirs"].items():
+        mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
+    for entry in spec["mounts"]:
+        bind(entry["source"], entry["target"], entry.get("read_only", False))
+    expose(spec["expose"], spec["scratch"])
+
+
+def drop_privileges(uid: int, gid: int, groups: list[int]) -> None:
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    try:
+        enter(spec)
+        drop_privileges(spec["uid"], spec["gid"], spec["groups"])
+        os.chdir(spec["cwd"])
+    except OSError as e:
+        print(f"sandbox: cannot set up the container: {e}", file=sys.stderr, flush=True)
+        sys.exit(128)
+    argv = spec["argv"]
+    try:
+        os.execvpe(argv[0], argv, spec["env"])
+    except OSError as e:
+        # Exit code 127 like a shell: the command was not found or could not run.
+        print(f"sandbox: cannot run {argv[0]!r}: {e}", file=sys.stderr, flush=True)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    main()
