@@ -33,6 +33,12 @@ class CERNSpawner(KubeSpawner):
     # RuntimeDefault seccomp. KubeSpawner writes uid/gid into the container's securityContext only and
     # fs_gid into the pod's; the dicts below are merged over those (and win on conflicts).
 
+    @default("cmd")
+    def _default_cmd(self):
+        # As Zero to JupyterHub does: start the single-user server explicitly rather than relying on
+        # each image's CMD (the sandbox has no images, only commands).
+        return ["jupyterhub-singleuser"]
+
     @default("uid")
     def _default_uid(self):
         return NB_UID

@@ -20,6 +20,7 @@ from .config import cache_dir
 from .errors import SandboxError
 
 TOOLS = Path(__file__).with_name("tools")
+RECIPE_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Toolset:
     module: str  # the pinned upstream module in go.mod
     packages: tuple[str, ...]
     renames: tuple[tuple[str, str], ...] = ()  # (name go build gives, program name)
+    version_packages: tuple[str, ...] = ()  # packages whose gitVersion etc. are set at link time
 
     @property
     def version(self) -> str:
@@ -53,7 +55,17 @@ class Toolset:
 
     @property
     def cache(self) -> Path:
-        return cache_dir() / "bin" / f"{self.module_dir.name}-{self.version}"
+        # The recipe revision changes whenever the build command does, so old caches are not reused.
+        return cache_dir() / "bin" / f"{self.module_dir.name}-{self.version}-r{RECIPE_REVISION}"
+
+    def ldflags(self) -> str:
+        flags = ["-s", "-w"]
+        version = self.version
+        major, minor = version.lstrip("v").split(".")[:2]
+        for package in self.version_packages:
+            values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+            flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
+        return " ".join(flags)
 
 
 KUBERNETES = Toolset(
@@ -65,6 +77,8 @@ KUBERNETES = Toolset(
         "k8s.io/kubernetes/cmd/kube-controller-manager",
         "k8s.io/kubernetes/cmd/kubectl",
     ),
+    # What Kubernetes' own build stamps in (hack/lib/version.sh), so /version tells the truth.
+    version_packages=("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"),
 )
 # etcd's server module is itself the etcd program's main package.
 ETCD = Toolset(
@@ -102,7 +116,7 @@ def build(toolset: Toolset) -> None:
         if toolset.cache.is_dir():
             return
         with tempfile.TemporaryDirectory(dir=toolset.cache.parent) as staging, open(log, "w") as out:
-            command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", staging + "/", *toolset.packages]
+            command = [go, "build", "-trimpath", f"-ldflags={toolset.ldflags()}", "-o", staging + "/", *toolset.packages]
             out.write(" ".join(command) + "\n")
             out.flush()
             result = subprocess.run(command, cwd=toolset.module_dir, stdout=out, stderr=subprocess.STDOUT)

@@ -132,9 +132,8 @@ async def test_profile_pod(slug, node_group, requests, limits):
     assert container["securityContext"]["runAsGroup"] == 100
     assert spec["securityContext"]["fsGroup"] == 100
     assert spec["automountServiceAccountToken"] is False
-    # cmd stays KubeSpawner's default, None: the image's own CMD starts the server (jupyterhub-singleuser
-    # in Jupyter Docker Stacks images).
-    assert "args" not in container
+    # The server is started explicitly (as Zero to JupyterHub does), not by each image's CMD.
+    assert container["args"][0] == "jupyterhub-singleuser"
     assert "command" not in container
 
 

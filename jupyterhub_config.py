@@ -1,0 +1,57 @@
+"""JupyterHub configuration for the local sandbox (`make demo`, integration tests).
+
+Production deployments use the Helm chart's configuration instead. The hub runs on this machine
+and starts notebook pods in the sandbox cluster through CERNSpawner; the pods reach the hub on the
+sandbox's pod-network gateway, and configurable-http-proxy reaches the pods on their own IPs.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import kubernetes_asyncio.config.kube_config as kube_config
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+here = Path(__file__).resolve().parent
+sandbox_state = Path(
+    os.environ.get("CERN_SANDBOX_STATE")
+    or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cern-spawner" / "sandbox"
+)
+try:
+    sandbox = json.loads((sandbox_state / "sandbox.json").read_text())
+except OSError as e:
+    raise SystemExit(f"the sandbox is not running ({e}): start it with `python -m sandbox up`") from e
+hub_dir = Path(os.environ.get("CERN_HUB_DIR", here / "build" / "hub"))
+hub_dir.mkdir(parents=True, exist_ok=True)
+
+# The hub process talks to the API server with the sandbox's admin kubeconfig; user pods get no
+# credentials at all (CERNSpawner does not mount service-account tokens). KubeSpawner loads the
+# default kubeconfig location, which kubernetes_asyncio reads from $KUBECONFIG when it is first
+# imported: JupyterHub imports it before reading this file, so the default is set here too.
+os.environ["KUBECONFIG"] = sandbox["kubeconfig"]
+kube_config.KUBE_CONFIG_DEFAULT_LOCATION = sandbox["kubeconfig"]
+
+c.JupyterHub.spawner_class = "cern"
+c.KubeSpawner.namespace = sandbox["user_namespace"]
+c.KubeSpawner.node_group_label = sandbox.get("node_group_label", "magnum.openstack.org/nodegroup")
+c.KubeSpawner.default_url = "/lab"
+c.KubeSpawner.start_timeout = 120
+c.KubeSpawner.http_timeout = 60
+
+gateway = sandbox["network"]["cidr"].split("/")[0].rsplit(".", 1)[0] + ".1"
+c.JupyterHub.hub_bind_url = f"http://{gateway}:{os.environ.get('CERN_HUB_PORT', '8081')}"
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_PORT', '8000')}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.command = [str(here / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
+
+c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
+
+# A local authenticator until CERN single sign-on lands: demo users with a shared password.
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = "cern-demo"
+c.SharedPasswordAuthenticator.admin_password = "cern-spawner-demo-admin-password"
+c.Authenticator.allowed_users = {"alice", "bob"}
+c.Authenticator.admin_users = {"admin"}
