@@ -108,7 +108,9 @@ def resolve() -> dict[str, Path]:
 def build(toolset: Toolset) -> None:
     go = shutil.which("go")
     if not go:
-        raise SandboxError("the Go toolchain is missing: install Go >= 1.25 (`go` on PATH) to build the sandbox")
+        raise SandboxError(
+            "the Go toolchain is missing: install Go >= 1.25 (`go` on PATH) to build the sandbox"
+        )
     toolset.cache.parent.mkdir(parents=True, exist_ok=True)
     log = toolset.cache.parent / f"build-{toolset.module_dir.name}-{toolset.version}.log"
     with open(toolset.cache.parent / f".{toolset.module_dir.name}.lock", "w") as lock:
@@ -116,7 +118,15 @@ def build(toolset: Toolset) -> None:
         if toolset.cache.is_dir():
             return
         with tempfile.TemporaryDirectory(dir=toolset.cache.parent) as staging, open(log, "w") as out:
-            command = [go, "build", "-trimpath", f"-ldflags={toolset.ldflags()}", "-o", staging + "/", *toolset.packages]
+            command = [
+                go,
+                "build",
+                "-trimpath",
+                f"-ldflags={toolset.ldflags()}",
+                "-o",
+                staging + "/",
+                *toolset.packages,
+            ]
             out.write(" ".join(command) + "\n")
             out.flush()
             result = subprocess.run(command, cwd=toolset.module_dir, stdout=out, stderr=subprocess.STDOUT)

@@ -42,9 +42,7 @@ def running(state: Path) -> bool:
     daemons = Registry(state).load()
     if not current or not daemons or not all(alive(d) for d in daemons):
         return False
-    return controlplane._http_ok(
-        f"{current['server']}/readyz", controlplane.admin_context(state / "pki")
-    )
+    return controlplane._http_ok(f"{current['server']}/readyz", controlplane.admin_context(state / "pki"))
 
 
 def up(topology_path: str | None = None, fake: bool = False) -> dict:
@@ -58,9 +56,13 @@ def up(topology_path: str | None = None, fake: bool = False) -> dict:
         return status()
     down(quiet=True)  # whatever a crashed `up` left behind
     if not fake and os.geteuid() != 0:
-        raise SandboxError("the node agent needs root for pod network namespaces: run as root, or `up --fake`")
+        raise SandboxError(
+            "the node agent needs root for pod network namespaces: run as root, or `up --fake`"
+        )
     if not fake and not shutil.which("ip"):
-        raise SandboxError("the `ip` command (iproute2) is missing: install it, e.g. `apt-get install iproute2`")
+        raise SandboxError(
+            "the `ip` command (iproute2) is missing: install it, e.g. `apt-get install iproute2`"
+        )
     topology = load_topology(topology_path)
     programs = binaries.resolve()
     try:
@@ -79,8 +81,16 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     network = PodNetwork(**NETWORK)
     pki.write_pki(
         state / "pki",
-        ["127.0.0.1", "localhost", network.gateway, "10.96.0.1", "kubernetes", "kubernetes.default",
-         "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+        [
+            "127.0.0.1",
+            "localhost",
+            network.gateway,
+            "10.96.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
     )
     server = f"https://127.0.0.1:{ports['apiserver']}"
     kubeconfig = state / "kubeconfig"

@@ -25,9 +25,7 @@ PSA_RESTRICTED = {
 
 
 def _sandbox(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args], cwd=ROOT, capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "sandbox", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +34,9 @@ def sandbox():
     was_running = _sandbox("status", "--json").returncode == 0
     started = _sandbox("up", "--json")
     if started.returncode != 0:
-        pytest.fail(f"the sandbox did not start: {started.stderr.strip() or started.stdout.strip()}", pytrace=False)
+        pytest.fail(
+            f"the sandbox did not start: {started.stderr.strip() or started.stdout.strip()}", pytrace=False
+        )
     report = json.loads(started.stdout)
     yield report
     if not was_running and not os.environ.get("CERN_SANDBOX_KEEP"):

@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, what: str, clock=time.monotonic, sleep=time.sleep) -> T:
+def wait_until(
+    check: Callable[[], T], *, timeout: float, what: str, clock=time.monotonic, sleep=time.sleep
+) -> T:
     """Return check()'s first truthy result; fail the test after `timeout` seconds."""
     deadline = clock() + timeout
     delay = 0.05

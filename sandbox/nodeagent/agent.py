@@ -38,7 +38,9 @@ class Agent:
         self.stopping = threading.Event()
         # The pod's command runs from this environment (the sandbox has no images), so its
         # interpreter and packages must be reachable for the container's unprivileged user.
-        self.runtime_paths = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
+        self.runtime_paths = sorted(
+            {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+        )
         self.source_root = str(Path(__file__).resolve().parents[2])
         self.bin_path = os.path.join(sys.prefix, "bin") + ":" + DEFAULT_PATH
 
@@ -109,7 +111,9 @@ class Agent:
             self.core.delete_namespaced_pod(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
+                ),
             )
         except client.ApiException as e:
             if e.status not in (404, 409):

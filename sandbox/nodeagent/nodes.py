@@ -46,7 +46,9 @@ def node_specs(topology) -> list[dict]:
                     taints.append(dict(group.gpu_taint))
             name = f"{topology.cluster}-{group.name}-node-{position}"
             labels["kubernetes.io/hostname"] = name
-            specs.append({"name": name, "index": index, "labels": labels, "capacity": capacity, "taints": taints})
+            specs.append(
+                {"name": name, "index": index, "labels": labels, "capacity": capacity, "taints": taints}
+            )
             index += 1
     return specs
 
@@ -132,7 +134,10 @@ class NodeKeeper:
                 }
                 for kind, value, reason, message in conditions
             ],
-            "addresses": [{"type": "InternalIP", "address": self.host_ip}, {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": self.host_ip},
+                {"type": "Hostname", "address": name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "machineID": name,

@@ -26,7 +26,7 @@ from pathlib import Path
 from kubernetes import client
 
 from . import volumes
-from .network import NetworkError, PodNetwork
+from .network import NetworkError
 
 log = logging.getLogger("sandbox.pods")
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -63,6 +63,8 @@ class PodWorker(threading.Thread):
         self.deleting = threading.Event()
         self.gone = threading.Event()  # the pod object vanished (force delete)
         self.dir = agent.state / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}_{self.uid}"
+        # Logs outlive the pod (for post-mortems); everything else of it is removed with it.
+        self.logs = agent.state / "logs" / "pods" / self.dir.name
         self.netns: str | None = None
         self.containers = [Container(c.name, c) for c in pod.spec.containers]
         self.phase = "Pending"
@@ -80,7 +82,11 @@ class PodWorker(threading.Thread):
         body = {
             "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
             "involvedObject": {
-                "kind": "Pod", "name": meta.name, "namespace": meta.namespace, "uid": meta.uid, "apiVersion": "v1"
+                "kind": "Pod",
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+                "apiVersion": "v1",
             },
             "reason": reason,
             "message": message,
@@ -102,7 +108,10 @@ class PodWorker(threading.Thread):
             return
         try:
             self.api.patch_namespaced_pod_status(
-                self.pod.metadata.name, self.pod.metadata.namespace, {"status": status}, _content_type=STRATEGIC
+                self.pod.metadata.name,
+                self.pod.metadata.namespace,
+                {"status": status},
+                _content_type=STRATEGIC,
             )
             self._last_status = encoded
         except client.ApiException as e:
@@ -129,7 +138,12 @@ class PodWorker(threading.Thread):
             elif c.terminated and self.phase in ("Succeeded", "Failed"):
                 entry["state"] = {"terminated": c.terminated}
             elif c.terminated:
-                entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": f"exit code {c.terminated['exitCode']}"}}
+                entry["state"] = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"exit code {c.terminated['exitCode']}",
+                    }
+                }
             else:
                 reason, message = self.failure or ("ContainerCreating", "")
                 entry["state"] = {"waiting": {"reason": reason, "message": message}}
@@ -185,7 +199,10 @@ class PodWorker(threading.Thread):
         status["podIP"], status["podIPs"] = self.ip, [{"ip": self.ip}]
         try:
             self.api.patch_namespaced_pod_status(
-                self.pod.metadata.name, self.pod.metadata.namespace, {"status": status}, _content_type=STRATEGIC
+                self.pod.metadata.name,
+                self.pod.metadata.namespace,
+                {"status": status},
+                _content_type=STRATEGIC,
             )
         except client.ApiException as e:
             log.warning("fake status of %s not written: %s", self.name, e.reason)
@@ -200,7 +217,9 @@ class PodWorker(threading.Thread):
         non_root = ctx.run_as_non_root if ctx.run_as_non_root is not None else pod_ctx.run_as_non_root
         uid = 0 if uid is None else uid  # an image without USER runs as root
         if non_root and uid == 0:
-            raise PodSetupError("CreateContainerConfigError", "container has runAsNonRoot and would run as root")
+            raise PodSetupError(
+                "CreateContainerConfigError", "container has runAsNonRoot and would run as root"
+            )
         groups = [g for g in [pod_ctx.fs_group, *(pod_ctx.supplemental_groups or [])] if g is not None]
         return uid, 0 if gid is None else gid, groups
 
@@ -230,6 +249,7 @@ class PodWorker(threading.Thread):
 
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         first = self.containers[0].spec
         uid, gid, groups = self.identity(first)
         owner = (uid, groups[0] if groups else gid)
@@ -241,7 +261,7 @@ class PodWorker(threading.Thread):
             self.netns = self.agent.network.create_pod(self.ip)
         except NetworkError as e:
             raise PodSetupError("FailedCreatePodSandBox", str(e)) from e
-        self.event("Pulled", f"Container image \"{first.image}\" already present on machine (sandbox)")
+        self.event("Pulled", f'Container image "{first.image}" already present on machine (sandbox)')
 
     def supervise(self) -> None:
         policy = self.pod.spec.restart_policy or "Always"
@@ -271,7 +291,9 @@ class PodWorker(threading.Thread):
                 self.event("BackOff", f"Back-off restarting failed container {c.name}", "Warning")
             else:
                 c.next_start = float("inf")
-        if policy != "Always" and all(c.process is None and c.next_start == float("inf") for c in self.containers):
+        if policy != "Always" and all(
+            c.process is None and c.next_start == float("inf") for c in self.containers
+        ):
             failed = any(c.terminated and c.terminated["exitCode"] != 0 for c in self.containers)
             self.phase = "Failed" if failed else "Succeeded"
 
@@ -285,7 +307,9 @@ class PodWorker(threading.Thread):
             source = self.volume_paths[mount.name]
             if mount.sub_path:
                 source = source / mount.sub_path
-            mounts.append({"source": str(source), "target": mount.mount_path, "read_only": bool(mount.read_only)})
+            mounts.append(
+                {"source": str(source), "target": mount.mount_path, "read_only": bool(mount.read_only)}
+            )
         argv = [*(c.spec.command or []), *(c.spec.args or [])]
         env = self.agent.environment(self.pod, c.spec, self.ip)
         env.setdefault("HOME", IMAGE_HOME)
@@ -305,9 +329,12 @@ class PodWorker(threading.Thread):
         spec_file = self.dir / f"{c.name}.json"
         spec_file.write_text(json.dumps(spec))
         spec_file.chmod(0o600)
-        c.log_file = self.dir / f"{c.name}.log"
+        c.log_file = self.logs / f"{c.name}.log"
         if not argv:
-            self.failure = ("CreateContainerConfigError", "no command: the sandbox cannot run image entrypoints")
+            self.failure = (
+                "CreateContainerConfigError",
+                "no command: the sandbox cannot run image entrypoints",
+            )
             c.terminated, c.next_start = {"exitCode": 128, "reason": "ContainerCannotRun"}, float("inf")
             return
         with open(c.log_file, "ab") as out:
@@ -370,7 +397,7 @@ class PodWorker(threading.Thread):
                 c.process.wait()
         if self.netns:
             self.agent.network.delete_pod(self.ip)
-        volumes.remove(self.dir / "volumes")
+        volumes.remove(self.dir)
 
     def finalize(self) -> None:
         """Remove the pod object once it is being deleted and nothing of it runs (the kubelet's job)."""
@@ -382,7 +409,9 @@ class PodWorker(threading.Thread):
             self.api.delete_namespaced_pod(
                 meta.name,
                 meta.namespace,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)),
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
+                ),
             )
         except client.ApiException as e:
             if e.status not in (404, 409):

@@ -93,7 +93,9 @@ def _token(api: client.CoreV1Api, pod: client.V1Pod, source) -> bytes:
     return result.status.token.encode()
 
 
-def materialize(api: client.CoreV1Api, pod: client.V1Pod, root: Path, owner: tuple[int, int]) -> dict[str, Path]:
+def materialize(
+    api: client.CoreV1Api, pod: client.V1Pod, root: Path, owner: tuple[int, int]
+) -> dict[str, Path]:
     """Create a directory per volume under `root`; returns volume name -> host path."""
     namespace = pod.metadata.namespace
     paths: dict[str, Path] = {}
@@ -106,15 +108,22 @@ def materialize(api: client.CoreV1Api, pod: client.V1Pod, root: Path, owner: tup
         elif volume.secret is not None:
             source = volume.secret
             data = _select(
-                _secret(api, namespace, source.secret_name, bool(source.optional)), source.items, source.secret_name
+                _secret(api, namespace, source.secret_name, bool(source.optional)),
+                source.items,
+                source.secret_name,
             )
             _write_files(target, data, source.default_mode or 0o644, owner)
         elif volume.config_map is not None:
             source = volume.config_map
-            data = _select(_config_map(api, namespace, source.name, bool(source.optional)), source.items, source.name)
+            data = _select(
+                _config_map(api, namespace, source.name, bool(source.optional)), source.items, source.name
+            )
             _write_files(target, data, source.default_mode or 0o644, owner)
         elif volume.downward_api is not None:
-            data = {item.path: _field(pod, item.field_ref.field_path).encode() for item in volume.downward_api.items}
+            data = {
+                item.path: _field(pod, item.field_ref.field_path).encode()
+                for item in volume.downward_api.items
+            }
             _write_files(target, data, volume.downward_api.default_mode or 0o644, owner)
         elif volume.projected is not None:
             data: dict[str, bytes] = {}
@@ -123,10 +132,14 @@ def materialize(api: client.CoreV1Api, pod: client.V1Pod, root: Path, owner: tup
                     data[source.service_account_token.path] = _token(api, pod, source.service_account_token)
                 elif source.config_map is not None:
                     cm = source.config_map
-                    data.update(_select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name))
+                    data.update(
+                        _select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name)
+                    )
                 elif source.secret is not None:
                     sec = source.secret
-                    data.update(_select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name))
+                    data.update(
+                        _select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name)
+                    )
                 elif source.downward_api is not None:
                     for item in source.downward_api.items:
                         data[item.path] = _field(pod, item.field_ref.field_path).encode()

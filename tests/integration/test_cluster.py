@@ -12,7 +12,12 @@ pytestmark = pytest.mark.integration
 
 GPU_GROUP = "gpu-v100"
 SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-POD_SECURE = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "seccompProfile": {"type": "RuntimeDefault"}}
+POD_SECURE = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 100,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def pod(name: str, command: list[str], *, restart: str = "Never", gpus: int = 0, **spec) -> dict:
@@ -109,7 +114,9 @@ def test_exit_codes_are_reported(core, namespace, command, expected_phase, exit_
 
 
 def test_container_sees_its_volumes_env_and_user(core, namespace):
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}}
+    )
     check = (
         "import os, sys; "
         "assert open('/etc/creds/token').read() == 's3cret', 'secret file'; "
@@ -126,10 +133,15 @@ def test_container_sees_its_volumes_env_and_user(core, namespace):
         {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
         {"name": "scratch", "mountPath": "/scratch"},
     ]
-    body["spec"]["volumes"] = [{"name": "creds", "secret": {"secretName": "creds"}}, {"name": "scratch", "emptyDir": {}}]
+    body["spec"]["volumes"] = [
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
     core.create_namespaced_pod(namespace, body)
     final = wait_until(
-        lambda: phase(core, namespace, "inspect") in ("Succeeded", "Failed") and phase(core, namespace, "inspect"),
+        lambda: (
+            phase(core, namespace, "inspect") in ("Succeeded", "Failed") and phase(core, namespace, "inspect")
+        ),
         timeout=60,
         what="the check pod to finish",
     )
@@ -138,8 +150,12 @@ def test_container_sees_its_volumes_env_and_user(core, namespace):
 
 def test_deletion_sends_sigterm_then_removes_the_pod(core, namespace):
     # The process exits 0 on SIGTERM after writing a marker the agent cannot fake: its exit code.
-    handler = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(600)"
-    core.create_namespaced_pod(namespace, pod("graceful", ["python3", "-c", handler], terminationGracePeriodSeconds=30))
+    handler = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(600)"
+    )
+    core.create_namespaced_pod(
+        namespace, pod("graceful", ["python3", "-c", handler], terminationGracePeriodSeconds=30)
+    )
     wait_until(lambda: phase(core, namespace, "graceful") == "Running", timeout=60, what="Running")
     core.delete_namespaced_pod("graceful", namespace)
 
@@ -155,7 +171,9 @@ def test_deletion_sends_sigterm_then_removes_the_pod(core, namespace):
 
 
 def test_restart_policy_on_failure_restarts_the_container(core, namespace):
-    core.create_namespaced_pod(namespace, pod("flaky", ["python3", "-c", "raise SystemExit(1)"], restart="OnFailure"))
+    core.create_namespaced_pod(
+        namespace, pod("flaky", ["python3", "-c", "raise SystemExit(1)"], restart="OnFailure")
+    )
 
     def restarted():
         statuses = core.read_namespaced_pod("flaky", namespace).status.container_statuses or []
