@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,14 +11,26 @@ import time
 from pathlib import Path
 
 from . import binaries, controlplane, pki
-from .config import DEFAULT_TOPOLOGY, load_topology, state_dir
+from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
 from .nodeagent.network import PodNetwork
 from .nodeagent.nodes import node_specs
 from .procs import Registry, alive, wait_for
 
 USER_NAMESPACE = "cern-users"
-NETWORK = {"bridge": "csb0", "cidr": "10.244.0.0/16", "prefix": "csb"}
+DEFAULT_NETWORK = {"bridge": "csb0", "cidr": "10.244.0.0/16", "prefix": "csb"}
+
+
+def network_for(state: Path) -> dict:
+    """The default state directory gets 10.244.0.0/16; any other its own bridge and /16 in 10.128-191,
+    so that sandboxes with different state directories (a fresh clone's CI beside a developer's) coexist."""
+    if state == default_state_dir():
+        return DEFAULT_NETWORK
+    digest = hashlib.sha256(str(state.resolve()).encode()).digest()
+    tag = digest[:2].hex()
+    return {"bridge": f"csb{tag}", "cidr": f"10.{128 + digest[2] % 64}.0.0/16", "prefix": f"cs{tag}"}
+
+
 PSA_RESTRICTED = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
 } | {"pod-security.kubernetes.io/enforce-version": "latest"}
@@ -78,7 +91,8 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         name: controlplane.free_port()
         for name in ("etcd", "etcd_peer", "apiserver", "scheduler", "controller_manager")
     }
-    network = PodNetwork(**NETWORK)
+    network_settings = network_for(state)
+    network = PodNetwork(**network_settings)
     pki.write_pki(
         state / "pki",
         [
@@ -100,7 +114,7 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         "kubeconfig": str(kubeconfig),
         "ports": ports,
         "fake": fake,
-        "network": NETWORK,
+        "network": network_settings,
         "topology": str(Path(topology_path).resolve() if topology_path else DEFAULT_TOPOLOGY),
         "node_group_label": topology.node_group_label,
         "user_namespace": USER_NAMESPACE,
@@ -172,9 +186,9 @@ def down(quiet: bool = False) -> list[str]:
     state = state_dir()
     stopped = Registry(state).stop_all()
     current = settings(state)
-    network = PodNetwork(**(current or {}).get("network", NETWORK))
-    if os.geteuid() == 0 and shutil.which("ip"):
-        network.teardown()
+    # Only a process-mode sandbox made a pod network; another sandbox's must stay untouched.
+    if current and not current.get("fake") and os.geteuid() == 0 and shutil.which("ip"):
+        PodNetwork(**current["network"]).teardown()
     for leftover in ("etcd", "pods", "pki", "sandbox.json", "nodes.json", "kubeconfig", "daemons.json"):
         path = state / leftover
         if path.is_dir():

@@ -13,12 +13,16 @@ from .errors import SandboxError
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 
 
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "cern-spawner" / "sandbox"
+
+
 def state_dir() -> Path:
     """The running sandbox's certificates, kubeconfig, logs and pids."""
     if explicit := os.environ.get("CERN_SANDBOX_STATE"):
         return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "cern-spawner" / "sandbox"
+    return default_state_dir()
 
 
 def cache_dir() -> Path:

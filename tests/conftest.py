@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
+from sandbox.hubrunner import start_hub
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,62 +73,12 @@ def namespace(core):
     core.delete_namespace(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Hub:
-    def __init__(self, url: str, token: str, process: subprocess.Popen, log: Path):
-        self.url, self.token, self.process, self.log = url, token, process, log
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"token {token}"
-
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return self.session.request(method, f"{self.url}/hub/api{path}", timeout=30, **kwargs)
-
-
 @pytest.fixture(scope="session")
 def hub(sandbox, tmp_path_factory):
     """A real JupyterHub with CERNSpawner and configurable-http-proxy, on free ports."""
-    directory = tmp_path_factory.mktemp("hub")
-    token = secrets.token_hex(32)
-    config = directory / "test_config.py"
-    config.write_text(
-        f"c = get_config()  # noqa\n"
-        f"load_subconfig({str(ROOT / 'jupyterhub_config.py')!r})  # noqa\n"
-        f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {token!r}}}]\n"
-        "c.JupyterHub.load_roles = [{'name': 'tests', 'scopes': ['admin:users', 'admin:servers', "
-        "'access:servers', 'read:users'], 'services': ['tests']}]\n"
-    )
-    ports = {name: _free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
-    env = {**os.environ, "CERN_HUB_DIR": str(directory), **{k: str(v) for k, v in ports.items()}}
-    log = directory / "hub.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(config)],
-            cwd=directory,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{ports['CERN_PROXY_PORT']}"
-
-    def healthy():
-        if process.poll() is not None:
-            raise AssertionError(f"the hub exited with {process.returncode}: {log.read_text()[-3000:]}")
-        try:
-            return requests.get(f"{url}/hub/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, timeout=60, what="the hub's /hub/health")
-    yield Hub(url, token, process, log)
-    process.terminate()
     try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    time.sleep(0)
+        running = start_hub(tmp_path_factory.mktemp("hub"))
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield running
+    running.stop()

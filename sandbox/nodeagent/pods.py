@@ -31,8 +31,10 @@ from .network import NetworkError
 log = logging.getLogger("sandbox.pods")
 STRATEGIC = "application/strategic-merge-patch+json"
 RESTART_BACKOFF_MAX = 30.0
-# What the sandbox's notebook "image" provides: a home directory owned by the container's user.
+# The sandbox has one "image", shaped like Jupyter Docker Stacks: USER 1000 (jovyan), and a
+# writable home directory.
 IMAGE_HOME = "/home/jovyan"
+IMAGE_USER = 1000
 
 
 def now() -> str:
@@ -215,7 +217,7 @@ class PodWorker(threading.Thread):
         uid = ctx.run_as_user if ctx.run_as_user is not None else pod_ctx.run_as_user
         gid = ctx.run_as_group if ctx.run_as_group is not None else pod_ctx.run_as_group
         non_root = ctx.run_as_non_root if ctx.run_as_non_root is not None else pod_ctx.run_as_non_root
-        uid = 0 if uid is None else uid  # an image without USER runs as root
+        uid = IMAGE_USER if uid is None else uid
         if non_root and uid == 0:
             raise PodSetupError(
                 "CreateContainerConfigError", "container has runAsNonRoot and would run as root"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tempfile
 from pathlib import Path
 
@@ -165,3 +166,17 @@ def test_untraversable_ancestor_finds_the_closed_directory():
         assert untraversable_ancestor(str(inner)) == str(closed)
         closed.chmod(0o755)
         assert untraversable_ancestor(str(inner)) is None
+
+
+def test_sandboxes_with_other_state_directories_get_their_own_pod_network(tmp_path, monkeypatch):
+    from sandbox.cluster import DEFAULT_NETWORK, network_for
+    from sandbox.config import default_state_dir
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert network_for(default_state_dir()) == DEFAULT_NETWORK
+    one, two = network_for(tmp_path / "one"), network_for(tmp_path / "two")
+    assert one != two
+    for network in (one, two):
+        assert len(network["bridge"]) <= 15
+        assert network["cidr"] != DEFAULT_NETWORK["cidr"]
+        assert PodNetwork(**network).network.subnet_of(ipaddress.IPv4Network("10.128.0.0/10"))

@@ -1,0 +1,141 @@
+"""Spawn and stop latency: CERNSpawner against plain KubeSpawner, side by side on the sandbox.
+
+Two hubs run at once against the same cluster; spawns alternate between them so that both see the
+same machine load. Each spawn is timed from the REST request to the server being ready (pod
+scheduled, process started, notebook answering the hub), each stop until the pod object is gone.
+
+    .venv/bin/python benchmarks/spawn_latency.py [--rounds N]
+
+Writes benchmarks/results/spawn_latency.json and the table in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kubernetes import client, config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.hubrunner import start_hub  # noqa: E402
+
+PLAIN_NAMESPACE = "bench-kubespawner"
+# Plain KubeSpawner as most deployments start: its defaults, plus the command (its default is the
+# image's CMD, which the sandbox cannot run) and a namespace that does not enforce PSA restricted,
+# which its default pods would fail.
+PLAIN_CONFIG = f"""
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.KubeSpawner.namespace = {PLAIN_NAMESPACE!r}
+c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeSpawner.cpu_limit = 1.0
+c.KubeSpawner.mem_limit = "2G"
+"""
+
+
+def wait(predicate, timeout: float, what: str) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def spawn_and_stop(hub, core, namespace: str, user: str, options: dict) -> tuple[float, float]:
+    hub.api("POST", f"/users/{user}")
+    start = time.perf_counter()
+    response = hub.api("POST", f"/users/{user}/server", json=options)
+    response.raise_for_status()
+
+    def ready():
+        return hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+    wait(ready, 180, f"{user} ready")
+    spawn = time.perf_counter() - start
+    pod_name = f"jupyter-{user}"
+    start = time.perf_counter()
+    hub.api("DELETE", f"/users/{user}/server")
+
+    def gone():
+        try:
+            core.read_namespaced_pod(pod_name, namespace)
+            return False
+        except client.ApiException as e:
+            return e.status == 404
+
+    wait(gone, 120, f"{pod_name} removed")
+    return spawn, time.perf_counter() - start
+
+
+def summary(samples: list[float]) -> dict:
+    return {
+        "median_s": round(statistics.median(samples), 3),
+        "min_s": round(min(samples), 3),
+        "max_s": round(max(samples), 3),
+        "samples": [round(s, 3) for s in samples],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    up = subprocess.run(
+        [sys.executable, "-m", "sandbox", "up", "--json"], cwd=ROOT, capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        raise SystemExit(up.stderr)
+    report = json.loads(up.stdout)
+    core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
+    try:
+        core.create_namespace({"metadata": {"name": PLAIN_NAMESPACE}})
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    with tempfile.TemporaryDirectory() as scratch:
+        cern = start_hub(Path(scratch) / "cern")
+        plain = start_hub(Path(scratch) / "plain", PLAIN_CONFIG)
+        try:
+            contenders = {
+                "CERNSpawner": (cern, report["user_namespace"], {"profile": "shared-2g"}),
+                "KubeSpawner": (plain, PLAIN_NAMESPACE, {}),
+            }
+            spawns = {name: [] for name in contenders}
+            stops = {name: [] for name in contenders}
+            for round_ in range(args.rounds + 1):
+                for name, (hub, namespace, options) in contenders.items():
+                    spawn, stop = spawn_and_stop(hub, core, namespace, f"bench-{round_}", options)
+                    if round_ > 0:  # the first round warms caches (imports, page cache)
+                        spawns[name].append(spawn)
+                        stops[name].append(stop)
+        finally:
+            cern.stop()
+            plain.stop()
+    results = {
+        "benchmark": "spawn_latency",
+        "rounds": args.rounds,
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "spawn": {name: summary(samples) for name, samples in spawns.items()},
+        "stop": {name: summary(samples) for name, samples in stops.items()},
+    }
+    for phase in ("spawn", "stop"):
+        results[phase]["ratio_cern_over_kubespawner"] = round(
+            results[phase]["CERNSpawner"]["median_s"] / results[phase]["KubeSpawner"]["median_s"], 3
+        )
+    out = ROOT / "benchmarks" / "results" / "spawn_latency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
