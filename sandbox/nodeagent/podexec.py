@@ -23,7 +23,6 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -42,14 +41,17 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     )
 
 
-def bind(source: str, target: str, read_only: bool = False) -> None:
-    source_is_dir = Path(source).is_dir()
-    if source_is_dir:
+O_PATH = 0o10000000
+
+
+def bind_fd(fd: int, target: str, is_dir: bool, read_only: bool = False) -> None:
+    """Bind-mount what `fd` refers to (opened before anything was covered) at `target`."""
+    if is_dir:
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         Path(target).touch(exist_ok=True)
-    mount(source, target, None, MS_BIND | MS_REC)
+    mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
     if read_only:
         mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
@@ -66,27 +68,21 @@ def untraversable_ancestor(path: str) -> str | None:
     return None
 
 
-def expose(paths: list[str], scratch: str) -> None:
-    """Make `paths` reachable for an unprivileged user even when an ancestor is closed to others.
+def outermost(paths: list[str]) -> list[str]:
+    """Drop paths that lie inside another path of the list."""
+    kept: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
 
-    The closed ancestor is covered with an empty tmpfs into which only `paths` are bound back,
-    much as a container image holds just its own files.
-    """
-    by_ancestor: dict[str, list[str]] = {}
-    for path in paths:
-        if ancestor := untraversable_ancestor(path):
-            by_ancestor.setdefault(ancestor, []).append(path)
-    for ancestor, inside in by_ancestor.items():
-        staged = []
-        for index, path in enumerate(inside):
-            stage = os.path.join(scratch, f".expose-{index}")
-            bind(path, stage)
-            staged.append((stage, path))
-        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-        for stage, path in staged:
-            bind(stage, path, read_only=True)
-            _check(_libc.umount2(stage.encode(), MNT_DETACH), f"umount {stage}")
-            os.rmdir(stage)
+
+def _same(path: str, fd: int) -> bool:
+    try:
+        here, there = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def enter(spec: dict) -> None:
@@ -94,11 +90,24 @@ def enter(spec: dict) -> None:
         _check(_libc.setns(namespace.fileno(), CLONE_NEWNET), "setns")
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here leaks to the host
+    # Open everything to be bound back before covering directories: the sources may live under a
+    # directory that is about to be hidden (the state directory under /tmp or /root, say).
+    runtime = [(path, os.open(path, O_PATH)) for path in outermost(spec["expose"])]
+    mounts = [(m, os.open(m["source"], O_PATH), os.path.isdir(m["source"])) for m in spec["mounts"]]
+    # Directories closed to others (e.g. /root) become empty, as in a container image, except for
+    # the runtime the command needs, which is bound back read-only.
+    closed = outermost([a for path, _ in runtime if (a := untraversable_ancestor(path))])
     for directory, mode in spec["private_dirs"].items():
         mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
-    for entry in spec["mounts"]:
-        bind(entry["source"], entry["target"], entry.get("read_only", False))
-    expose(spec["expose"], spec["scratch"])
+    for ancestor in closed:
+        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for path, fd in runtime:
+        if not _same(path, fd):
+            bind_fd(fd, path, is_dir=True, read_only=True)
+    for entry, fd, is_dir in mounts:
+        bind_fd(fd, entry["target"], is_dir, entry.get("read_only", False))
+    for fd in [fd for _, fd in runtime] + [fd for _, fd, _ in mounts]:
+        os.close(fd)
 
 
 def drop_privileges(uid: int, gid: int, groups: list[int]) -> None:

@@ -320,7 +320,6 @@ class PodWorker(threading.Thread):
             "private_dirs": {"/home": "0755", "/tmp": "1777"},
             "mounts": mounts,
             "expose": self.agent.runtime_paths,
-            "scratch": "/tmp",
             "uid": uid,
             "gid": gid,
             "groups": groups,
