@@ -11,6 +11,8 @@ from pathlib import Path
 
 import kubernetes_asyncio.config.kube_config as kube_config
 
+from cern_spawner.web.handlers import handlers
+
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 here = Path(__file__).resolve().parent
@@ -33,8 +35,8 @@ os.environ["KUBECONFIG"] = sandbox["kubeconfig"]
 kube_config.KUBE_CONFIG_DEFAULT_LOCATION = sandbox["kubeconfig"]
 
 c.JupyterHub.spawner_class = "cern"
+c.CERNSpawner.profiles_path = [os.environ.get("CERN_PROFILES", str(here / "profiles"))]
 c.KubeSpawner.namespace = sandbox["user_namespace"]
-c.KubeSpawner.node_group_label = sandbox.get("node_group_label", "magnum.openstack.org/nodegroup")
 c.KubeSpawner.default_url = "/lab"
 c.KubeSpawner.start_timeout = 120
 c.KubeSpawner.http_timeout = 60
@@ -55,3 +57,8 @@ c.SharedPasswordAuthenticator.user_password = "cern-demo"
 c.SharedPasswordAuthenticator.admin_password = "cern-spawner-demo-admin-password"
 c.Authenticator.allowed_users = {"alice", "bob"}
 c.Authenticator.admin_users = {"admin"}
+# Roles decide who may use which profile; until single sign-on provides them, groups stand in.
+c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
+
+# Admins see the served catalog and any refused edit at /hub/api/cern/catalog.
+c.JupyterHub.extra_handlers = handlers

@@ -1,11 +1,17 @@
-"""CERNSpawner: KubeSpawner with the seed's profiles, and pods that pass Pod Security "restricted"."""
+"""CERNSpawner: KubeSpawner with profiles from the admin-edited catalog, offered and enforced by role."""
 
 from __future__ import annotations
 
-from kubespawner import KubeSpawner
-from traitlets import Unicode, default
+import copy
+import html
 
-from .seed_profiles import DEFAULT_NODE_GROUP_LABEL, SEED_PROFILES, to_profile_list
+from kubespawner import KubeSpawner
+from tornado import web
+from traitlets import Enum, Float, List, Unicode, default
+
+from .catalog import allowed_profiles, to_profile_list
+from .catalog_store import CatalogStore, shared_store
+from .options import OptionsRefused, check_user_options
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
@@ -15,23 +21,132 @@ NB_GID = 100
 class CERNSpawner(KubeSpawner):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
-    node_group_label = Unicode(
-        DEFAULT_NODE_GROUP_LABEL,
+    profiles_path = List(
+        Unicode(),
+        default_value=["/etc/cern-spawner/profiles"],
         config=True,
         help="""
-        Node label whose value names the node group a node belongs to; profiles select their node group
-        through it (node selector). The default is what Magnum's Heat driver (CERN) sets; Cluster API
-        drivers use e.g. node.cluster.x-k8s.io/nodegroup or capi.stackhpc.com/node-group.
+        Files or directories (all *.yaml inside, merged in name order) holding the profile catalog.
+        The default is where the Helm chart mounts the profiles ConfigMap. Edits are applied while
+        the hub runs; an edit that fails validation is refused and the previous catalog is kept.
+        """,
+    )
+    profiles_reload_interval = Float(
+        1.0,
+        config=True,
+        help="Seconds between checks of the profile files for edits (default 1 s: edits apply within ~2 s).",
+    )
+    roles_source = Enum(
+        ["groups", "auth_state"],
+        default_value="groups",
+        config=True,
+        help="""
+        Where a user's roles (matched against a profile's allowed_roles) come from: "groups", the
+        user's JupyterHub groups (the CERN authenticator syncs roles into groups), or "auth_state",
+        the list under `auth_state_roles_key` in the user's auth state. Missing or malformed roles
+        count as no roles: role-gated profiles are then refused.
+        """,
+    )
+    auth_state_roles_key = Unicode(
+        "roles",
+        config=True,
+        help='Key of the roles list in auth_state when roles_source is "auth_state" (default "roles").',
+    )
+    spread_when_unsatisfiable = Enum(
+        ["ScheduleAnyway", "DoNotSchedule"],
+        default_value="ScheduleAnyway",
+        config=True,
+        help="""
+        whenUnsatisfiable of the zone topology spread given to shared profiles' pods. The default,
+        ScheduleAnyway, prefers an even spread but never keeps a pod pending for it.
         """,
     )
 
+    _profile_list_cache: dict = {}  # (catalog version, slugs, spread) -> profile_list; per process
+
+    # -- the catalog, per user ---------------------------------------------------------------
+    @property
+    def catalog_store(self) -> CatalogStore:
+        return shared_store(self.profiles_path, log=self.log, min_interval=self.profiles_reload_interval)
+
+    async def user_roles(self) -> set[str]:
+        if self.roles_source == "groups":
+            return {group.name for group in self.user.groups}
+        auth_state = await self.user.get_auth_state() or {}
+        roles = auth_state.get(self.auth_state_roles_key)
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            if roles is not None:
+                self.log.warning("Ignoring malformed roles in auth_state of %s: %r", self.user.name, roles)
+            return set()
+        return set(roles)
+
+    async def offered_profile_list(self, spawner=None) -> list[dict]:
+        """The KubeSpawner profile_list this user may choose from (a fresh copy each call)."""
+        catalog = self.catalog_store.current()
+        allowed = allowed_profiles(catalog, await self.user_roles())
+        key = (catalog.version, tuple(p.slug for p in allowed), self.spread_when_unsatisfiable)
+        cache = CERNSpawner._profile_list_cache
+        if key not in cache:
+            if len(cache) > 256:  # bounded: versions and role mixes are few, but never unbounded
+                cache.clear()
+            cache[key] = to_profile_list(
+                catalog, allowed, spread_when_unsatisfiable=self.spread_when_unsatisfiable
+            )
+        # KubeSpawner mutates profile dicts while applying them: hand out a copy.
+        return copy.deepcopy(cache[key])
+
     @default("profile_list")
     def _default_profile_list(self):
-        return to_profile_list(SEED_PROFILES, node_group_label=self.node_group_label)
+        return self.offered_profile_list
 
-    # Pod Security Admission "restricted": non-root, no privilege escalation, no capabilities,
-    # RuntimeDefault seccomp. KubeSpawner writes uid/gid into the container's securityContext only and
-    # fs_gid into the pod's; the dicts below are merged over those (and win on conflicts).
+    # -- server-side checks, before anything is created ---------------------------------------
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return self._check_user_options
+
+    async def _check_user_options(self, spawner, user_options):
+        catalog = self.catalog_store.current()
+        offered = await self.offered_profile_list()
+        try:
+            check_user_options(user_options or {}, catalog, offered)
+        except OptionsRefused as e:
+            self.log.warning("Refused server options %r for %s: %s", user_options, self._log_name, e.message)
+            raise web.HTTPError(e.status, e.message) from None
+        self._restore_overridden_traits(offered)
+
+    def _restore_overridden_traits(self, offered: list[dict]) -> None:
+        """Undo the previous spawn's profile overrides before KubeSpawner applies the new profile.
+
+        The same spawner object serves every start of a server, and KubeSpawner applies overrides
+        onto it (merging dicts), so a CPU spawn after a GPU spawn would keep the GPU limits,
+        toleration and node selector. Each trait a profile may override is reset to its configured
+        value, recorded before any profile touched it.
+        """
+        pristine = self.__dict__.setdefault("_pristine_traits", {})
+        for name in _override_keys(offered):
+            if not self.has_trait(name):
+                continue
+            if name not in pristine:
+                pristine[name] = copy.deepcopy(getattr(self, name))
+            else:
+                setattr(self, name, copy.deepcopy(pristine[name]))
+
+    # -- the form, with the refused-edit banner for admins -----------------------------------
+    async def _render_options_form_dynamically(self, current_spawner):
+        form = await super()._render_options_form_dynamically(current_spawner)
+        refusal = self.catalog_store.refusal
+        if refusal and self.user.admin:
+            problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in refusal.error.problems)
+            banner = (
+                '<div class="alert alert-danger" role="alert"><strong>Profile catalog edit refused.</strong> '
+                f"The previous catalog is still served. Fix:<ul>{problems}</ul></div>"
+            )
+            form = banner + form
+        return form
+
+    # -- Pod Security Admission "restricted" --------------------------------------------------
+    # KubeSpawner writes uid/gid into the container's securityContext only and fs_gid into the
+    # pod's; the dicts below are merged over those (and win on conflicts).
 
     @default("cmd")
     def _default_cmd(self):
@@ -70,3 +185,14 @@ class CERNSpawner(KubeSpawner):
     def _default_automount_service_account_token(self):
         # KubeSpawner mounts the token whenever a service account is set; users need no API access.
         return False
+
+
+def _override_keys(profile_list: list[dict]) -> set[str]:
+    keys: set[str] = set()
+    for profile in profile_list:
+        keys.update(profile.get("kubespawner_override") or {})
+        for option in (profile.get("profile_options") or {}).values():
+            for choice in (option.get("choices") or {}).values():
+                keys.update(choice.get("kubespawner_override") or {})
+            keys.update((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
+    return keys

@@ -34,6 +34,18 @@ class Hub:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return self.session.request(method, f"{self.url}/hub/api{path}", timeout=30, **kwargs)
 
+    def login(self, username: str, password: str) -> requests.Session:
+        """A browser-like session logged in through the hub's login form."""
+        browser = requests.Session()
+        browser.get(f"{self.url}/hub/login", timeout=10)
+        response = browser.post(
+            f"{self.url}/hub/login",
+            data={"username": username, "password": password, "_xsrf": browser.cookies.get("_xsrf")},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return browser
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -43,7 +55,7 @@ class Hub:
             self.process.wait()
 
 
-def start_hub(directory: Path, extra_config: str = "", timeout: float = 60) -> Hub:
+def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env: dict | None = None) -> Hub:
     directory.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(32)
     config = directory / "hub_config.py"
@@ -52,11 +64,16 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60) -> H
         f"load_subconfig({str(ROOT / 'jupyterhub_config.py')!r})  # noqa\n"
         f"c.JupyterHub.services = [{{'name': 'automation', 'api_token': {token!r}}}]\n"
         "c.JupyterHub.load_roles = [{'name': 'automation', 'scopes': ['admin:users', 'admin:servers', "
-        "'access:servers', 'read:users'], 'services': ['automation']}]\n" + extra_config
+        "'access:servers', 'read:users', 'admin:groups'], 'services': ['automation']}]\n" + extra_config
     )
     config.chmod(0o600)  # it holds the token
     ports = {name: _free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
-    env = {**os.environ, "CERN_HUB_DIR": str(directory), **{k: str(v) for k, v in ports.items()}}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "CERN_HUB_DIR": str(directory),
+        **{k: str(v) for k, v in ports.items()},
+    }
     log = directory / "hub.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(

@@ -64,6 +64,9 @@ class PodNetwork:
         self.delete_pod(pod_ip)  # a leftover from a crashed agent
         octets = pod_ip.split(".")
         veth = f"{self.prefix}v{int(octets[2]):02x}{int(octets[3]):02x}"[:15]
+        # A namespace dies only when its last process is gone; until then a dead pod's veth can
+        # linger under the name this address maps to. Deleting our end removes the pair.
+        _ip("link", "del", veth, check=False)
         _ip("netns", "add", name)
         try:
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)

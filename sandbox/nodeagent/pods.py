@@ -31,6 +31,7 @@ from .network import NetworkError
 log = logging.getLogger("sandbox.pods")
 STRATEGIC = "application/strategic-merge-patch+json"
 RESTART_BACKOFF_MAX = 30.0
+API_TIMEOUT = 10  # seconds; a hung request must not stall a pod's worker forever
 # The sandbox has one "image", shaped like Jupyter Docker Stacks: USER 1000 (jovyan), and a
 # writable home directory.
 IMAGE_HOME = "/home/jovyan"
@@ -99,9 +100,9 @@ class PodWorker(threading.Thread):
             "count": 1,
         }
         try:
-            self.api.create_namespaced_event(meta.namespace, body)
-        except client.ApiException as e:
-            log.debug("event %s for %s not recorded: %s", reason, meta.name, e.reason)
+            self.api.create_namespaced_event(meta.namespace, body, _request_timeout=API_TIMEOUT)
+        except Exception as e:  # events are best effort, as the kubelet's are
+            log.debug("event %s for %s not recorded: %r", reason, meta.name, e)
 
     def push_status(self) -> None:
         status = self.status()
@@ -114,6 +115,7 @@ class PodWorker(threading.Thread):
                 self.pod.metadata.namespace,
                 {"status": status},
                 _content_type=STRATEGIC,
+                _request_timeout=API_TIMEOUT,
             )
             self._last_status = encoded
         except client.ApiException as e:
@@ -121,6 +123,8 @@ class PodWorker(threading.Thread):
                 self.gone.set()
             else:
                 log.warning("status of %s not written: %s", self.name, e.reason)
+        except Exception as e:  # a timeout or a dropped connection: the next loop writes it again
+            log.warning("status of %s not written: %r", self.name, e)
 
     def status(self) -> dict:
         all_ready = all(c.ready for c in self.containers) and self.phase == "Running"
@@ -229,6 +233,7 @@ class PodWorker(threading.Thread):
         try:
             self.prepare()
         except PodSetupError as e:
+            log.warning("pod %s cannot start: %s: %s", self.name, e.reason, e.message)
             self.failure = (e.reason, e.message)
             self.event(e.reason, e.message, "Warning")
             self.push_status()
@@ -350,6 +355,9 @@ class PodWorker(threading.Thread):
             )
         c.started_at = now()
         c.ready = self.probe(c)
+        log.info(
+            "pod %s: started container %s (pid %d, restart %d)", self.name, c.name, c.process.pid, c.restarts
+        )
         self.event("Started", f"Started container {c.name}")
 
     def probe(self, c: Container) -> bool:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kubernetes import client
 
-from cern_spawner.seed_profiles import SEED_PROFILES
+from cern_spawner.catalog import load_catalog
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+PROFILES = load_catalog([Path(__file__).resolve().parents[2] / "profiles"]).profiles
 
 
-@pytest.mark.parametrize("profile", SEED_PROFILES, ids=[p.slug for p in SEED_PROFILES])
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.slug for p in PROFILES])
 def test_profile_spawns_serves_through_proxy_and_stops(hub, core, sandbox, profile):
     user = f"spawn-{profile.slug}"
     assert hub.api("POST", f"/users/{user}").status_code in (201, 409)
+    for role in profile.allowed_roles[:1]:  # roles are JupyterHub groups until single sign-on lands
+        assert hub.api("POST", f"/groups/{role}/users", json={"users": [user]}).status_code == 200
     started = hub.api("POST", f"/users/{user}/server", json={"profile": profile.slug})
     assert started.status_code in (201, 202), started.text
 

@@ -1,7 +1,11 @@
 """The pod manifest KubeSpawner would create for each profile, built without a cluster."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 from kubespawner import KubeSpawner
+from tornado import web
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
@@ -9,6 +13,10 @@ from cern_spawner import CERNSpawner
 # Own event loop per test: kubespawner caches API clients per running loop, and these clients are
 # built without a kube config, so they must never be shared with integration tests.
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio(loop_scope="function")]
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+GPU_ROLE = "gpu-users"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 GIB = 1024**3
 MIB = 1024**2
@@ -33,16 +41,46 @@ def no_kube_config(monkeypatch):
     monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
 
 
-async def pod_for(user_options, spawner_class=CERNSpawner, **config):
-    """The pod manifest (as the JSON sent to the API server) for a user choosing user_options."""
+def make_spawner(spawner_class=CERNSpawner, roles=(), auth_state=None, **config):
+    """A spawner for a mock user holding JupyterHub groups named `roles` (and `auth_state`)."""
     c = Config()
+    c.CERNSpawner.profiles_path = [str(PROFILES_DIR)]
     for name, value in config.items():
         setattr(c[spawner_class.__name__], name, value)
     spawner = spawner_class(_mock=True, config=c)
+    # KubeSpawner's _mock user is a bare MockObject: give it what JupyterHub's User has and
+    # CERNSpawner reads (groups with a .name, admin, get_auth_state).
+    spawner.user.groups = [SimpleNamespace(name=role) for role in roles]
+    spawner.user.admin = False
+
+    async def get_auth_state():
+        return auth_state
+
+    spawner.user.get_auth_state = get_auth_state
+    return spawner
+
+
+async def spawn(spawner, user_options):
+    """The pod manifest (as the JSON sent to the API server) for `spawner` starting user_options.
+
+    As JupyterHub does: its apply_user_options hook (CERNSpawner's checks) runs first, then
+    KubeSpawner's load_user_options applies the chosen profile.
+    """
     spawner.user_options = user_options
+    if isinstance(spawner, CERNSpawner):
+        await spawner._check_user_options(spawner, user_options)
     await spawner.load_user_options()
     pod = await spawner.get_pod_manifest()
     return spawner.api.api_client.sanitize_for_serialization(pod)
+
+
+async def pod_for(user_options, spawner_class=CERNSpawner, roles=(), **config):
+    """The pod manifest for a fresh spawner whose user has `roles` choosing user_options."""
+    return await spawn(make_spawner(spawner_class, roles=roles, **config), user_options)
+
+
+def roles_for(slug):
+    return (GPU_ROLE,) if slug.startswith("gpu") else ()
 
 
 def restricted_violations(pod):
@@ -118,7 +156,7 @@ SLUGS = [row[0] for row in PROFILES]
 
 @pytest.mark.parametrize("slug, node_group, requests, limits", PROFILES, ids=SLUGS)
 async def test_profile_pod(slug, node_group, requests, limits):
-    pod = await pod_for({"profile": slug})
+    pod = await pod_for({"profile": slug}, roles=roles_for(slug))
     spec = pod["spec"]
     container = notebook(pod)
 
@@ -138,13 +176,11 @@ async def test_profile_pod(slug, node_group, requests, limits):
 
 
 async def test_gpu_pod_has_guaranteed_qos_and_gpu_toleration():
-    pod = await pod_for({"profile": "gpu-1"})
+    pod = await pod_for({"profile": "gpu-1"}, roles=[GPU_ROLE])
     resources = notebook(pod)["resources"]
     assert resources["requests"] == resources["limits"]
     assert resources["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["spec"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    ]
+    assert pod["spec"]["tolerations"] == [GPU_TOLERATION]
     assert "topologySpreadConstraints" not in pod["spec"]
 
 
@@ -172,10 +208,6 @@ async def test_no_choice_gets_the_default_profile():
     "config, check",
     [
         (
-            {"node_group_label": "node.cluster.x-k8s.io/nodegroup"},
-            lambda pod: pod["spec"]["nodeSelector"] == {"node.cluster.x-k8s.io/nodegroup": "gpu-v100"},
-        ),
-        (
             {"service_account": "notebook"},
             lambda pod: pod["spec"]["automountServiceAccountToken"] is False,
         ),
@@ -190,10 +222,21 @@ async def test_no_choice_gets_the_default_profile():
             ),
         ),
     ],
-    ids=["node-group-label", "service-account-no-token", "token-when-asked", "uid"],
+    ids=["service-account-no-token", "token-when-asked", "uid"],
 )
 async def test_configuration_is_honoured(config, check):
-    assert check(await pod_for({"profile": "gpu-1"}, **config))
+    assert check(await pod_for({"profile": "gpu-1"}, roles=[GPU_ROLE], **config))
+
+
+async def test_node_group_label_comes_from_the_catalog(tmp_path):
+    text = (PROFILES_DIR / "default.yaml").read_text()
+    old = "  gpu-v100:\n"
+    assert old in text
+    (tmp_path / "default.yaml").write_text(
+        text.replace(old, old + "    label: node.cluster.x-k8s.io/nodegroup\n")
+    )
+    pod = await pod_for({"profile": "gpu-1"}, roles=[GPU_ROLE], profiles_path=[str(tmp_path)])
+    assert pod["spec"]["nodeSelector"] == {"node.cluster.x-k8s.io/nodegroup": "gpu-v100"}
 
 
 @pytest.mark.parametrize(
@@ -226,3 +269,170 @@ async def test_configuration_is_honoured(config, check):
 async def test_checker_catches_violations(spawner_class, config, expected):
     pod = await pod_for({}, spawner_class=spawner_class, **config)
     assert expected in restricted_violations(pod)
+
+
+# -- who may start what: CERNSpawner's apply_user_options hook --------------------------------
+
+
+async def test_the_check_is_the_apply_user_options_hook():
+    spawner = make_spawner()
+    assert spawner.apply_user_options == spawner._check_user_options
+
+
+@pytest.mark.parametrize(
+    "roles, user_options, status, named",
+    [
+        ((), {"profile": "gpu-1"}, 403, GPU_ROLE),
+        (("physics",), {"profile": "gpu-1"}, 403, GPU_ROLE),
+        ((), {"profile": "gpu-9"}, 400, "gpu-9"),
+        ((GPU_ROLE,), {"profile": "no-such-profile"}, 400, "no-such-profile"),
+        ((GPU_ROLE,), {"profile": "gpu-1", "image": "x"}, 400, "image"),
+    ],
+    ids=[
+        "gpu-without-role",
+        "gpu-with-other-role",
+        "unknown-gpu-profile",
+        "unknown-profile",
+        "unknown-option",
+    ],
+)
+async def test_refused_options(roles, user_options, status, named):
+    spawner = make_spawner(roles=roles)
+    with pytest.raises(web.HTTPError) as raised:
+        await spawner._check_user_options(spawner, user_options)
+    assert raised.value.status_code == status
+    assert named in raised.value.log_message
+    # Refused before KubeSpawner applied anything.
+    assert spawner.node_selector == {}
+    assert spawner.extra_resource_limits == {}
+
+
+# -- overrides of one spawn never leak into the next (the same spawner object serves them all) --
+
+PROFILE_ROWS = {row[0]: row for row in PROFILES}
+
+
+def assert_pod_is(pod, slug):
+    """The pod is exactly what `slug` alone gives: nothing left over from an earlier profile."""
+    _, node_group, requests, limits = PROFILE_ROWS[slug]
+    spec = pod["spec"]
+    resources = notebook(pod)["resources"]
+    assert resources == {"requests": requests, "limits": limits}
+    assert spec["nodeSelector"] == {"magnum.openstack.org/nodegroup": node_group}
+    assert pod["metadata"]["labels"]["cern-spawner/profile"] == slug
+    if slug.startswith("gpu"):
+        assert resources["requests"] == resources["limits"]
+        assert resources["limits"]["nvidia.com/gpu"] == "1"
+        assert spec["tolerations"] == [GPU_TOLERATION]
+        assert "topologySpreadConstraints" not in spec
+    else:
+        assert "nvidia.com/gpu" not in resources["requests"]
+        assert "nvidia.com/gpu" not in resources["limits"]
+        assert GPU_TOLERATION not in (spec.get("tolerations") or [])
+        assert resources["requests"] != resources["limits"]  # burstable QoS, not guaranteed
+        assert len(spec["topologySpreadConstraints"]) == 1
+
+
+@pytest.mark.parametrize(
+    "slugs",
+    [
+        ("gpu-1", "shared-2g", "gpu-1"),
+        ("shared-4g", "shared-1g"),
+        ("shared-1g", "gpu-1", "shared-4g", "shared-4g", "gpu-1", "shared-1g"),
+    ],
+    ids=["gpu-shared-gpu", "4g-1g", "mixed"],
+)
+async def test_overrides_never_leak_between_spawns(slugs):
+    spawner = make_spawner(roles=[GPU_ROLE])
+    for slug in slugs:
+        assert_pod_is(await spawn(spawner, {"profile": slug}), slug)
+
+
+async def test_default_after_gpu_is_the_plain_default():
+    spawner = make_spawner(roles=[GPU_ROLE])
+    assert_pod_is(await spawn(spawner, {"profile": "gpu-1"}), "gpu-1")
+    assert_pod_is(await spawn(spawner, {}), "shared-2g")
+
+
+async def test_configured_values_survive_profile_overrides():
+    # What a profile overrides goes back to the admin's configured value, not to the trait default.
+    spawner = make_spawner(roles=[GPU_ROLE], tolerations=[{"key": "site", "operator": "Exists"}])
+    gpu = await spawn(spawner, {"profile": "gpu-1"})
+    assert gpu["spec"]["tolerations"] == [GPU_TOLERATION]
+    shared = await spawn(spawner, {"profile": "shared-2g"})
+    assert shared["spec"]["tolerations"] == [{"key": "site", "operator": "Exists"}]
+
+
+# -- roles, from groups or auth_state; the offered profile_list ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "roles_source, groups, auth_state, offered",
+    [
+        ("groups", (GPU_ROLE,), None, True),
+        ("groups", (), {"roles": [GPU_ROLE]}, False),
+        ("auth_state", (), {"roles": [GPU_ROLE]}, True),
+        ("auth_state", (), {"roles": ["physics", GPU_ROLE]}, True),
+        ("auth_state", (), {"roles": GPU_ROLE}, False),
+        ("auth_state", (), {"roles": [GPU_ROLE, 7]}, False),
+        ("auth_state", (), {"roles": {GPU_ROLE: True}}, False),
+        ("auth_state", (), {}, False),
+        ("auth_state", (), None, False),
+        ("auth_state", (GPU_ROLE,), {"roles": []}, False),
+    ],
+    ids=[
+        "groups",
+        "groups-ignore-auth-state",
+        "auth-state",
+        "auth-state-several",
+        "auth-state-string",
+        "auth-state-non-string-item",
+        "auth-state-mapping",
+        "auth-state-no-key",
+        "no-auth-state",
+        "auth-state-ignores-groups",
+    ],
+)
+async def test_gpu_offered_by_role(roles_source, groups, auth_state, offered):
+    spawner = make_spawner(roles=groups, auth_state=auth_state, roles_source=roles_source)
+    slugs = [entry["slug"] for entry in await spawner.profile_list(spawner)]
+    assert ("gpu-1" in slugs) is offered
+    assert slugs[:3] == ["shared-1g", "shared-2g", "shared-4g"]
+    if offered:
+        assert_pod_is(await spawn(spawner, {"profile": "gpu-1"}), "gpu-1")
+    else:  # fail closed: not offered means refused, whatever the form showed
+        with pytest.raises(web.HTTPError) as raised:
+            await spawner._check_user_options(spawner, {"profile": "gpu-1"})
+        assert raised.value.status_code == 403
+
+
+async def test_auth_state_roles_key_is_configurable():
+    spawner = make_spawner(
+        auth_state={"groups": [GPU_ROLE]}, roles_source="auth_state", auth_state_roles_key="groups"
+    )
+    assert "gpu-1" in [entry["slug"] for entry in await spawner.profile_list(spawner)]
+
+
+@pytest.mark.parametrize(
+    "roles, slugs",
+    [
+        ((), ["shared-1g", "shared-2g", "shared-4g"]),
+        (("physics",), ["shared-1g", "shared-2g", "shared-4g"]),
+        ((GPU_ROLE,), ["shared-1g", "shared-2g", "shared-4g", "gpu-1"]),
+    ],
+    ids=["no-roles", "other-role", "gpu-role"],
+)
+async def test_offered_profile_list(roles, slugs):
+    spawner = make_spawner(roles=roles)
+    assert callable(spawner.profile_list)
+    first = await spawner.profile_list(spawner)
+    second = await spawner.profile_list(spawner)
+    assert [entry["slug"] for entry in first] == slugs
+    assert [entry["slug"] for entry in first if entry["default"]] == ["shared-2g"]
+    # Equal, but fresh objects: KubeSpawner mutates the entries it applies.
+    assert first == second
+    assert first is not second
+    assert all(a is not b for a, b in zip(first, second, strict=True))
+    assert first[0]["kubespawner_override"] is not second[0]["kubespawner_override"]
+    first[0]["kubespawner_override"]["node_selector"]["x"] = "y"
+    assert "x" not in (await spawner.profile_list(spawner))[0]["kubespawner_override"]["node_selector"]

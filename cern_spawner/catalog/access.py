@@ -1,0 +1,18 @@
+"""Which profiles a user may use, from the roles single sign-on gives them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .model import Catalog, Profile
+
+
+def may_use(profile: Profile, roles: Iterable[str]) -> bool:
+    """No ``allowed_roles`` means everyone; otherwise any one of them suffices."""
+    return not profile.allowed_roles or not set(profile.allowed_roles).isdisjoint(roles)
+
+
+def allowed_profiles(catalog: Catalog, roles: Iterable[str]) -> list[Profile]:
+    """The catalog's profiles ``roles`` may use, in catalog order."""
+    roles = set(roles)
+    return [profile for profile in catalog.profiles if may_use(profile, roles)]

@@ -1,0 +1,112 @@
+"""The catalog's immutable data: node groups, profiles, and the problems a broken catalog has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+# Heat-driver Magnum clusters (CERN) label every node with the name of its node group.
+DEFAULT_NODE_GROUP_LABEL = "magnum.openstack.org/nodegroup"
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+
+Kind = Literal["shared", "dedicated"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the catalog, located as precisely as the source allows."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        text = ": ".join(part for part in (where, self.path, self.message) if part)
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class CatalogError(Exception):
+    """The catalog cannot be used; ``problems`` says every reason found, not just the first."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPU:
+    """The GPUs on each node of a group: ``per_node`` of extended resource ``resource``."""
+
+    resource: str = DEFAULT_GPU_RESOURCE
+    per_node: int
+    product: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroup:
+    """Nodes labelled ``label=name``; ``zones`` empty means unknown (treated as several)."""
+
+    name: str
+    label: str = DEFAULT_NODE_GROUP_LABEL
+    zones: tuple[str, ...] = ()
+    spread_zones: bool = True
+    gpu: GPU | None = None
+    # {key, value?, effect}, as in a Kubernetes taint.
+    taint: Mapping[str, str] | None = None
+    # Schema-checked only; the scaling controller reads it.
+    scaling: Mapping[str, Any] | None = None
+
+
+class ImageChoice(NamedTuple):
+    name: str
+    display_name: str
+    image: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """One profile users can pick; quantities are already checked (guarantee ≤ limit).
+
+    ``mem_*`` keep the text the admin wrote (e.g. "2G", "1.5Gi", or bytes), CPU is in cores.
+    """
+
+    slug: str
+    display_name: str
+    description: str = ""
+    kind: Kind
+    cpu_guarantee: float
+    cpu_limit: float
+    mem_guarantee: str
+    mem_limit: str
+    gpus: int = 0
+    node_group: str
+    image: str | None = None
+    image_choices: tuple[ImageChoice, ...] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    allowed_roles: tuple[str, ...] = ()
+    default: bool = False
+    start_timeout: int | None = None
+    idle_timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A validated catalog: exactly one profile has ``default`` set (unless there are none)."""
+
+    node_groups: Mapping[str, NodeGroup]
+    profiles: tuple[Profile, ...]
+    sources: tuple[str, ...] = ()
+    # sha256 of the files' contents: a cache key that changes whenever a file does.
+    version: str = ""
+
+    def profile(self, slug: str) -> Profile | None:
+        return next((p for p in self.profiles if p.slug == slug), None)
+
+    @property
+    def default_profile(self) -> Profile | None:
+        return next((p for p in self.profiles if p.default), self.profiles[0] if self.profiles else None)

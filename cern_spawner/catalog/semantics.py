@@ -1,0 +1,174 @@
+"""Rules the schema cannot express: across files, across profiles, and between a profile and its group.
+
+- a node group is defined in one file only; slugs are unique; at most one profile is the default
+  (with none, the loader makes the first one the default, as KubeSpawner would);
+- CPU and memory are valid quantities, guarantee ≤ limit, and dedicated profiles have guarantee = limit;
+- a profile's node group exists; GPUs only for dedicated profiles, on a group with ``gpu``, at most
+  ``per_node``; and a GPU group only for profiles that ask for GPUs. Dedicated CPU-only profiles (gpus
+  0, guaranteed QoS) are fine on any group without ``gpu``.
+
+Runs only on schema-valid documents, so every key the schema requires is present and well typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .model import Problem
+from .quantities import CPU_HINT, MEMORY_HINT, parse_cpu, parse_memory
+from .schema import did_you_mean
+from .source import Document, Parts
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A node group or profile as written, with where it was written."""
+
+    doc: Document
+    parts: Parts
+    data: Mapping[str, Any]
+
+    def problem(self, keys: tuple[str, ...], message: str, hint: str = "") -> Problem:
+        return self.doc.problem(self.parts + keys, message, hint)
+
+    def where(self, keys: tuple[str, ...] = ()) -> str:
+        return f"{self.doc.file}:{self.doc.line_of(self.parts + keys)}"
+
+
+def merge(docs: Iterable[Document]) -> tuple[dict[str, Entry], list[Entry], list[Problem]]:
+    """Node groups by name (each defined once across all files) and profiles in file order."""
+    groups: dict[str, Entry] = {}
+    profiles: list[Entry] = []
+    problems: list[Problem] = []
+    for doc in docs:
+        for name, data in (doc.data.get("node_groups") or {}).items():
+            entry = Entry(doc, ("node_groups", name), data)
+            if name in groups:
+                problems.append(
+                    entry.problem(
+                        (),
+                        f"node group {name!r} is also defined in {groups[name].where()}",
+                        "define each node group in one file only",
+                    )
+                )
+            else:
+                groups[name] = entry
+        profiles += [
+            Entry(doc, ("profiles", i), data) for i, data in enumerate(doc.data.get("profiles") or ())
+        ]
+    return groups, profiles, problems
+
+
+def check(groups: Mapping[str, Entry], profiles: Iterable[Entry]) -> list[Problem]:
+    problems = [p for group in groups.values() for p in _group(group)]
+    first_with_slug: dict[str, Entry] = {}
+    first_default: Entry | None = None
+    for entry in profiles:
+        slug = entry.data["slug"]
+        if slug in first_with_slug:
+            where = first_with_slug[slug].where(("slug",))
+            problems.append(
+                entry.problem(("slug",), f"duplicate slug {slug!r}, also at {where}", "slugs must be unique")
+            )
+        first_with_slug.setdefault(slug, entry)
+        if entry.data.get("default"):
+            if first_default is not None:
+                problems.append(
+                    entry.problem(
+                        ("default",),
+                        f"{slug!r} is a second default: {first_default.data['slug']!r} "
+                        f"at {first_default.where(('default',))} already is",
+                        "set default: true on one profile only",
+                    )
+                )
+            first_default = first_default or entry
+        problems += _resources(entry)
+        problems += _placement(entry, groups)
+    return problems
+
+
+def _group(group: Entry) -> Iterator[Problem]:
+    scaling = group.data.get("scaling") or {}
+    if scaling.get("min_nodes", 0) > scaling.get("max_nodes", float("inf")):
+        yield group.problem(
+            ("scaling", "min_nodes"),
+            f"min_nodes {scaling['min_nodes']} is more than max_nodes {scaling['max_nodes']}",
+        )
+
+
+def _resources(entry: Entry) -> Iterator[Problem]:
+    quantities: tuple[tuple[str, Callable[[object], float], str], ...] = (
+        ("cpu", parse_cpu, CPU_HINT),
+        ("memory", parse_memory, MEMORY_HINT),
+    )
+    for key, parse, hint in quantities:
+        spec = entry.data[key]
+        if not isinstance(spec, Mapping):
+            try:
+                parse(spec)
+            except ValueError as error:
+                yield entry.problem((key,), str(error), hint)
+            continue
+        parsed = {}
+        for side in ("guarantee", "limit"):
+            try:
+                parsed[side] = parse(spec[side])
+            except ValueError as error:
+                yield entry.problem((key, side), str(error), hint)
+        if len(parsed) < 2:
+            continue
+        if parsed["guarantee"] > parsed["limit"]:
+            yield entry.problem(
+                (key, "guarantee"),
+                f"guarantee {spec['guarantee']} is more than limit {spec['limit']}",
+                "a pod cannot be guaranteed more than it may use",
+            )
+        elif entry.data["kind"] == "dedicated" and parsed["guarantee"] != parsed["limit"]:
+            yield entry.problem(
+                (key,),
+                "dedicated profiles have requests = limits",
+                f"write one value ({key}: {spec['limit']}), or use kind: shared",
+            )
+
+
+def _placement(entry: Entry, groups: Mapping[str, Entry]) -> Iterator[Problem]:
+    slug, name, gpus = entry.data["slug"], entry.data["node_group"], entry.data.get("gpus", 0)
+    group = groups.get(name)
+    if group is None:
+        known = f"node groups: {', '.join(groups)}" if groups else "no node groups are defined"
+        yield entry.problem(
+            ("node_group",), f"unknown node group {name!r}", did_you_mean(name, groups) or known
+        )
+        return
+    gpu = group.data.get("gpu")
+    if gpus and entry.data["kind"] != "dedicated":
+        yield entry.problem(("gpus",), "shared profiles cannot hold GPUs", "use kind: dedicated")
+    if gpus and gpu is None:
+        yield entry.problem(
+            ("gpus",),
+            f"{slug} asks for {_gpus(gpus)} but node group {name!r} has none",
+            f"pick a node group with gpu: ({_names_with_gpus(groups)}), or give {name!r} a gpu: entry",
+        )
+    elif gpus and gpus > gpu["per_node"]:
+        yield entry.problem(
+            ("gpus",),
+            f"{slug} asks for {_gpus(gpus)} but a {name} node has {gpu['per_node']}",
+            f"ask for at most {gpu['per_node']}: a pod runs on one node",
+        )
+    elif not gpus and gpu is not None:
+        # Keeps GPU nodes free for GPU pods, and lets empty GPU groups shrink.
+        yield entry.problem(
+            ("node_group",),
+            f"{slug} asks for no GPUs but {name!r} is a GPU node group",
+            "set gpus: 1 or more, or pick a node group without gpu:",
+        )
+
+
+def _gpus(count: int) -> str:
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
+def _names_with_gpus(groups: Mapping[str, Entry]) -> str:
+    return ", ".join(name for name, group in groups.items() if group.data.get("gpu")) or "none defined"

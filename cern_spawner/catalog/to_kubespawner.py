@@ -1,0 +1,123 @@
+"""The pure mapping from catalog profiles to KubeSpawner ``profile_list`` entries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .model import DEFAULT_GPU_RESOURCE, Catalog, NodeGroup, Profile
+from .quantities import memory_for_kubespawner
+
+# Labels put on every user pod, so that operators (and the spread constraint) can select by them.
+PROFILE_LABEL = "cern-spawner/profile"
+NODE_GROUP_LABEL = "cern-spawner/node-group"
+# Read by the idle culler: per-profile idle timeouts, in seconds.
+IDLE_TIMEOUT_ANNOTATION = "cern-spawner/idle-timeout"
+ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+
+_WHEN_UNSATISFIABLE = ("ScheduleAnyway", "DoNotSchedule")
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+
+
+def to_profile_list(
+    catalog: Catalog,
+    profiles: Iterable[Profile] | None = None,
+    *,
+    spread_when_unsatisfiable: str = "ScheduleAnyway",
+    gpu_toleration_operator: str = "Exists",
+) -> list[dict[str, Any]]:
+    """KubeSpawner ``profile_list`` entries for ``profiles`` (default: all of the catalog's).
+
+    New dicts on every call, sharing nothing with the catalog or earlier results. Exactly one entry is
+    the default: the default profile if it is among ``profiles``, else the first (as KubeSpawner would).
+    """
+    if spread_when_unsatisfiable not in _WHEN_UNSATISFIABLE:
+        raise ValueError(f"spread_when_unsatisfiable must be one of {_WHEN_UNSATISFIABLE}")
+    if gpu_toleration_operator not in _TOLERATION_OPERATORS:
+        raise ValueError(f"gpu_toleration_operator must be one of {_TOLERATION_OPERATORS}")
+    profiles = catalog.profiles if profiles is None else tuple(profiles)
+    default = next((p.slug for p in profiles if p.default), profiles[0].slug if profiles else None)
+    entries = []
+    for profile in profiles:
+        group = catalog.node_groups.get(profile.node_group)
+        if group is None:
+            raise ValueError(
+                f"profile {profile.slug!r}: node group {profile.node_group!r} is not in the catalog"
+            )
+        entry: dict[str, Any] = {
+            "display_name": profile.display_name,
+            "slug": profile.slug,
+            "description": profile.description,
+            "default": profile.slug == default,
+            "kubespawner_override": _override(
+                profile, group, spread_when_unsatisfiable, gpu_toleration_operator
+            ),
+        }
+        if profile.image_choices:
+            entry["profile_options"] = {"image": _image_option(profile)}
+        entries.append(entry)
+    return entries
+
+
+def _override(profile: Profile, group: NodeGroup, when_unsatisfiable: str, operator: str) -> dict[str, Any]:
+    override: dict[str, Any] = {
+        "cpu_guarantee": profile.cpu_guarantee,
+        "cpu_limit": profile.cpu_limit,
+        "mem_guarantee": memory_for_kubespawner(profile.mem_guarantee),
+        "mem_limit": memory_for_kubespawner(profile.mem_limit),
+        "node_selector": {group.label: group.name},
+        "extra_labels": {PROFILE_LABEL: profile.slug, NODE_GROUP_LABEL: group.name},
+    }
+    if profile.gpus:
+        resource = group.gpu.resource if group.gpu else DEFAULT_GPU_RESOURCE
+        # Kubernetes requires requests = limits for extended resources: GPUs cannot be overcommitted.
+        override["extra_resource_guarantees"] = {resource: str(profile.gpus)}
+        override["extra_resource_limits"] = {resource: str(profile.gpus)}
+    if group.taint:
+        # The node selector already pins the pod to this group: without tolerating its taint the pod
+        # could never be scheduled. (The loader only lets GPU profiles onto GPU groups.)
+        override["tolerations"] = [_toleration(group.taint, operator)]
+    if profile.kind == "shared" and group.spread_zones and len(group.zones) != 1:
+        # Soft by default: spreading shared pods over zones must never leave one pending.
+        override["extra_pod_config"] = {
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": ZONE_TOPOLOGY_KEY,
+                    "whenUnsatisfiable": when_unsatisfiable,
+                    "labelSelector": {"matchLabels": {NODE_GROUP_LABEL: group.name}},
+                }
+            ]
+        }
+    if profile.image:
+        override["image"] = profile.image
+    if profile.env:
+        override["environment"] = dict(profile.env)
+    if profile.start_timeout is not None:
+        override["start_timeout"] = profile.start_timeout
+    if profile.idle_timeout is not None:
+        override["extra_annotations"] = {IDLE_TIMEOUT_ANNOTATION: str(profile.idle_timeout)}
+    return override
+
+
+def _toleration(taint: Any, operator: str) -> dict[str, str]:
+    toleration = {"key": taint["key"], "operator": operator}
+    if operator == "Equal":
+        toleration["value"] = taint.get("value", "")
+    toleration["effect"] = taint["effect"]
+    return toleration
+
+
+def _image_option(profile: Profile) -> dict[str, Any]:
+    # KubeSpawner's profile_options: the user's pick arrives as user_options["image"] = choice name.
+    return {
+        "display_name": "Image",
+        "choices": {
+            choice.name: {
+                "display_name": choice.display_name,
+                "default": index == 0,
+                "kubespawner_override": {"image": choice.image},
+            }
+            for index, choice in enumerate(profile.image_choices)
+        },
+    }

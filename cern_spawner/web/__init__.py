@@ -1,0 +1,1 @@
+"""Hub-side HTTP handlers of cern-spawner."""
