@@ -47,10 +47,13 @@ def _validate(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
-    print(
-        f"OK: {len(catalog.profiles)} profiles, {len(catalog.node_groups)} node groups "
-        f"from {len(catalog.sources)} files"
+    counts = (
+        (len(catalog.profiles), "profile"),
+        (len(catalog.node_groups), "node group"),
+        (len(catalog.sources), "file"),
     )
+    profiles, groups, files = (f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
+    print(f"OK: {profiles}, {groups} from {files}")
     return 0
 
 

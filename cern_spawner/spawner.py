@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 
 from kubespawner import KubeSpawner
 from tornado import web
@@ -80,8 +81,8 @@ class CERNSpawner(KubeSpawner):
             return set()
         return set(roles)
 
-    async def offered_profile_list(self, spawner=None) -> list[dict]:
-        """The KubeSpawner profile_list this user may choose from (a fresh copy each call)."""
+    async def _offered(self) -> list[dict]:
+        """The profile_list this user may choose from, shared: callers must not modify it."""
         catalog = self.catalog_store.current()
         allowed = allowed_profiles(catalog, await self.user_roles())
         key = (catalog.version, tuple(p.slug for p in allowed), self.spread_when_unsatisfiable)
@@ -92,8 +93,12 @@ class CERNSpawner(KubeSpawner):
             cache[key] = to_profile_list(
                 catalog, allowed, spread_when_unsatisfiable=self.spread_when_unsatisfiable
             )
-        # KubeSpawner mutates profile dicts while applying them: hand out a copy.
-        return copy.deepcopy(cache[key])
+        return cache[key]
+
+    async def offered_profile_list(self, spawner=None) -> list[dict]:
+        """The KubeSpawner profile_list this user may choose from (a fresh copy each call)."""
+        # Handed to KubeSpawner and to anyone configuring hooks: a copy, so nobody edits the cache.
+        return copy.deepcopy(await self._offered())
 
     @default("profile_list")
     def _default_profile_list(self):
@@ -106,7 +111,7 @@ class CERNSpawner(KubeSpawner):
 
     async def _check_user_options(self, spawner, user_options):
         catalog = self.catalog_store.current()
-        offered = await self.offered_profile_list()
+        offered = await self._offered()
         try:
             check_user_options(user_options or {}, catalog, offered)
         except OptionsRefused as e:
@@ -132,8 +137,24 @@ class CERNSpawner(KubeSpawner):
                 setattr(self, name, copy.deepcopy(pristine[name]))
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
+    _form_cache: dict = {}  # (catalog version, offered slugs, saved options) -> rendered form
+
     async def _render_options_form_dynamically(self, current_spawner):
-        form = await super()._render_options_form_dynamically(current_spawner)
+        # KubeSpawner builds a Jinja environment and renders its template on every call (~5 ms);
+        # the result depends only on the offered profiles and the saved options, so keep it.
+        catalog = self.catalog_store.current()
+        offered = await self._offered()
+        key = (
+            catalog.version,
+            tuple(p["slug"] for p in offered),
+            json.dumps(self.user_options or {}, sort_keys=True, default=str),
+        )
+        cache = CERNSpawner._form_cache
+        if key not in cache:
+            if len(cache) > 1024:
+                cache.clear()
+            cache[key] = self._render_options_form(offered)  # copies before it initializes
+        form = cache[key]
         refusal = self.catalog_store.refusal
         if refusal and self.user.admin:
             problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in refusal.error.problems)

@@ -18,7 +18,7 @@ def test_validates_profiles_directory_by_default(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert main(["profiles", "validate"]) == 0
     out, err = capsys.readouterr()
-    assert out == "OK: 4 profiles, 2 node groups from 1 files\n"
+    assert out == "OK: 4 profiles, 2 node groups from 1 file\n"
     assert err == ""
 
 
@@ -65,4 +65,4 @@ def test_python_dash_m():
         capture_output=True,
         text=True,
     )
-    assert (result.returncode, result.stdout) == (0, "OK: 4 profiles, 2 node groups from 1 files\n")
+    assert (result.returncode, result.stdout) == (0, "OK: 4 profiles, 2 node groups from 1 file\n")
