@@ -144,16 +144,27 @@ class CERNSpawner(KubeSpawner):
         # the result depends only on the offered profiles and the saved options, so keep it.
         catalog = self.catalog_store.current()
         offered = await self._offered()
+        saved = self.user_options or {}
+        try:
+            check_user_options(saved, catalog, offered)
+        except OptionsRefused:
+            # Saved options of a profile or choice that is gone (or no longer the user's): preselect
+            # the default. KubeSpawner 7.1 notices but renders the stale options, so nothing is checked.
+            saved = {}
         key = (
             catalog.version,
             tuple(p["slug"] for p in offered),
-            json.dumps(self.user_options or {}, sort_keys=True, default=str),
+            json.dumps(saved, sort_keys=True, default=str),
         )
         cache = CERNSpawner._form_cache
         if key not in cache:
             if len(cache) > 1024:
                 cache.clear()
-            cache[key] = self._render_options_form(offered)  # copies before it initializes
+            current, self.user_options = self.user_options, saved
+            try:
+                cache[key] = self._render_options_form(offered)  # copies the list before initializing it
+            finally:
+                self.user_options = current
         form = cache[key]
         refusal = self.catalog_store.refusal
         if refusal and self.user.admin:

@@ -14,7 +14,7 @@ from . import binaries, controlplane, pki
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
 from .nodeagent.network import PodNetwork
-from .nodeagent.nodes import node_specs
+from .nodeagent.nodes import node_specs, save_specs
 from .procs import Registry, alive, wait_for
 
 USER_NAMESPACE = "cern-users"
@@ -123,7 +123,7 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     }
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     specs = node_specs(topology)
-    (state / "nodes.json").write_text(json.dumps(specs, indent=1))
+    save_specs(state, specs)
 
     registry = Registry(state)
     controlplane.start(registry, programs, state, ports, kubeconfig)

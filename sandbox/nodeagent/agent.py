@@ -19,6 +19,7 @@ from .pods import PodWorker
 
 log = logging.getLogger("sandbox.agent")
 HEARTBEAT_SECONDS = 10.0
+NODES_POLL_SECONDS = 1.0  # how soon a node added to nodes.json registers
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -48,15 +49,19 @@ class Agent:
     def keep_nodes(self) -> None:
         while not self.stopping.is_set():
             specs = load_specs(self.state)
+            if specs is None:
+                log.warning("nodes.json unreadable; keeping the current nodes")
+                self.stopping.wait(NODES_POLL_SECONDS)
+                continue
             try:
-                self.keeper.reconcile(specs)
+                self.keeper.reconcile(specs, time.time(), HEARTBEAT_SECONDS)
                 for spec in specs:
                     self.free_ips.setdefault(spec["name"], self.network.node_pool(spec["index"]))
             except client.ApiException as e:
                 log.warning("node heartbeat failed: %s %s", e.status, e.reason)
             except Exception:
                 log.exception("node heartbeat failed")
-            self.stopping.wait(HEARTBEAT_SECONDS)
+            self.stopping.wait(NODES_POLL_SECONDS)
 
     # -- pods ------------------------------------------------------------------------
     def allocate(self, node: str) -> str:

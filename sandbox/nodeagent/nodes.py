@@ -1,7 +1,8 @@
 """Register the sandbox's nodes as Magnum labels them and keep them Ready.
 
-Desired nodes come from `nodes.json` in the state directory, re-read at every heartbeat, so a
-later OpenStack simulator can add and remove nodes by rewriting that file.
+Desired nodes come from `nodes.json` in the state directory, re-read every second, so the
+OpenStack simulator adds and removes nodes by rewriting that file (atomically: write, then rename).
+A node spec may carry `gpu_ready_at` (epoch seconds): its GPUs become allocatable only then.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 from pathlib import Path
 
 from kubernetes import client
@@ -53,11 +55,20 @@ def node_specs(topology) -> list[dict]:
     return specs
 
 
-def load_specs(state: Path) -> list[dict]:
+def load_specs(state: Path) -> list[dict] | None:
+    """The desired nodes, or None when the file cannot be read (then nothing changes)."""
     try:
-        return json.loads((state / "nodes.json").read_text())
+        specs = json.loads((state / "nodes.json").read_text())
     except (OSError, ValueError):
-        return []
+        return None
+    return specs if isinstance(specs, list) else None
+
+
+def save_specs(state: Path, specs: list[dict]) -> None:
+    """Replace nodes.json atomically, so the agent never reads half a file."""
+    staging = state / "nodes.json.tmp"
+    staging.write_text(json.dumps(specs, indent=1))
+    os.replace(staging, state / "nodes.json")
 
 
 def _now() -> datetime.datetime:
@@ -74,9 +85,12 @@ class NodeKeeper:
         self.coordination = coordination
         self.host_ip = host_ip
         self.registered: dict[str, dict] = {}
+        self.last_heartbeat: dict[str, float] = {}
+        self.posted_gpus: dict[str, bool] = {}
         self.started = _stamp(_now())
 
-    def reconcile(self, specs: list[dict]) -> None:
+    def reconcile(self, specs: list[dict], now: float, heartbeat_every: float) -> None:
+        """Register new nodes, remove gone ones, and post status when due or when the spec changed."""
         wanted = {spec["name"]: spec for spec in specs}
         for name in list(self.registered):
             if name not in wanted:
@@ -84,7 +98,17 @@ class NodeKeeper:
         for name, spec in wanted.items():
             if name not in self.registered:
                 self.register(spec)
-            self.heartbeat(spec)
+            gpus_due = (
+                spec.get("gpu_ready_at") and now >= spec["gpu_ready_at"] and not self.posted_gpus.get(name)
+            )
+            if (
+                now - self.last_heartbeat.get(name, 0) >= heartbeat_every
+                or self.registered[name] != spec
+                or gpus_due
+            ):
+                self.registered[name] = spec
+                self.heartbeat(spec, now)
+                self.last_heartbeat[name] = now
 
     def register(self, spec: dict) -> None:
         body = {
@@ -110,10 +134,20 @@ class NodeKeeper:
             if e.status != 404:
                 raise
         self.registered.pop(name, None)
+        self.last_heartbeat.pop(name, None)
+        self.posted_gpus.pop(name, None)
         log.info("removed node %s", name)
 
-    def heartbeat(self, spec: dict) -> None:
+    def heartbeat(self, spec: dict, now: float) -> None:
         name, moment = spec["name"], _now()
+        capacity = dict(spec["capacity"])
+        # A new GPU node's device plugin takes a while: until gpu_ready_at its GPUs are not allocatable.
+        ready_at = spec.get("gpu_ready_at")
+        gpus_ready = not ready_at or now >= ready_at
+        if not gpus_ready:
+            for resource in [r for r in capacity if r.startswith("nvidia.com/")]:
+                capacity[resource] = "0"
+        self.posted_gpus[name] = gpus_ready
         conditions = [
             ("Ready", "True", "KubeletReady", "sandbox node agent is posting ready status"),
             ("MemoryPressure", "False", "KubeletHasSufficientMemory", "sandbox"),
@@ -121,8 +155,8 @@ class NodeKeeper:
             ("PIDPressure", "False", "KubeletHasSufficientPID", "sandbox"),
         ]
         status = {
-            "capacity": spec["capacity"],
-            "allocatable": spec["capacity"],
+            "capacity": capacity,
+            "allocatable": capacity,
             "conditions": [
                 {
                     "type": kind,

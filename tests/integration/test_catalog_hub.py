@@ -36,7 +36,11 @@ def catalog_dir(tmp_path_factory):
 def edit_hub(sandbox, tmp_path_factory, catalog_dir):
     """A hub of its own, serving a catalog directory this module edits."""
     try:
-        hub = start_hub(tmp_path_factory.mktemp("edit-hub"), env={"CERN_PROFILES": str(catalog_dir)})
+        hub = start_hub(
+            tmp_path_factory.mktemp("edit-hub"),
+            "c.JupyterHub.allow_named_servers = True\n",
+            env={"CERN_PROFILES": str(catalog_dir)},
+        )
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield hub
@@ -126,6 +130,15 @@ def test_shared_pods_of_several_users_spread_over_both_zones(hub, core, sandbox)
     finally:
         for user in users:
             stop_and_wait(hub, core, namespace, user)
+
+
+def test_named_servers_are_held_to_the_same_roles(edit_hub, core, sandbox):
+    user = "named-server-user"
+    edit_hub.api("POST", f"/users/{user}")
+    refused = edit_hub.api("POST", f"/users/{user}/servers/training", json={"profile": "gpu-1"})
+    assert refused.status_code == 403, refused.text
+    assert "gpu-users" in refused.json()["message"]
+    assert not user_pods(core, sandbox["user_namespace"], user)
 
 
 def form_for(hub, browser) -> str:

@@ -1,5 +1,6 @@
 """The pod manifest KubeSpawner would create for each profile, built without a cluster."""
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -436,3 +437,25 @@ async def test_offered_profile_list(roles, slugs):
     assert first[0]["kubespawner_override"] is not second[0]["kubespawner_override"]
     first[0]["kubespawner_override"]["node_selector"]["x"] = "y"
     assert "x" not in (await spawner.profile_list(spawner))[0]["kubespawner_override"]["node_selector"]
+
+
+def checked_profiles(form: str) -> list[str]:
+    return re.findall(r'value="([^"]+)"\s+checked', form)
+
+
+@pytest.mark.parametrize(
+    ("saved", "roles", "checked"),
+    [
+        pytest.param({}, (), ["shared-2g"], id="nothing-saved"),
+        pytest.param({"profile": "shared-4g"}, (), ["shared-4g"], id="saved-profile"),
+        pytest.param({"profile": "removed-from-yaml"}, (), ["shared-2g"], id="saved-profile-removed"),
+        pytest.param({"profile": "gpu-1"}, (), ["shared-2g"], id="saved-profile-role-lost"),
+        pytest.param({"profile": "gpu-1"}, ("gpu-users",), ["gpu-1"], id="saved-gpu-with-role"),
+    ],
+)
+async def test_the_form_preselects_a_valid_saved_choice_or_the_default(saved, roles, checked):
+    spawner = make_spawner(roles=roles)
+    spawner.user_options = saved
+    form = await spawner._render_options_form_dynamically(spawner)
+    assert checked_profiles(form) == checked
+    assert spawner.user_options == saved  # rendering does not change what was saved
