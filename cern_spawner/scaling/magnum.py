@@ -1,0 +1,162 @@
+"""Magnum node groups through openstacksdk: fetch, JSON-patch, resize. Synchronous; the controller
+runs these calls in a worker thread.
+
+openstacksdk has no node-group resource, so it is defined here for the container-infra service.
+Magnum answers node-group calls only with microversion 1.10 or newer, so every call sends it.
+Errors are wrapped at this boundary into `errors` with messages a user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keystoneauth1.exceptions as ks_exceptions
+from openstack import exceptions as os_exceptions
+from openstack import resource
+
+from .errors import NotAllowed, PermanentError, QuotaExceeded, ScalingError, TemporaryError
+
+MICROVERSION = "1.10"
+HEADERS = {"OpenStack-API-Version": f"container-infra {MICROVERSION}"}
+PATCHABLE = ("min_node_count", "max_node_count", "node_labels", "node_taints")
+
+
+class Nodegroup(resource.Resource):
+    resource_key = None
+    resources_key = "nodegroups"
+    base_path = "/clusters/%(cluster_id)s/nodegroups"
+
+    allow_fetch = True
+    allow_list = True
+
+    _max_microversion = MICROVERSION
+
+    cluster_id = resource.URI("cluster_id")
+    id = resource.Body("uuid", alternate_id=True)
+    name = resource.Body("name")
+    role = resource.Body("role")
+    node_count = resource.Body("node_count", type=int)
+    min_node_count = resource.Body("min_node_count", type=int)
+    max_node_count = resource.Body("max_node_count")  # null means "no maximum"
+    status = resource.Body("status")
+    status_reason = resource.Body("status_reason")
+    labels = resource.Body("labels", type=dict)
+    node_addresses = resource.Body("node_addresses", type=list)
+    is_default = resource.Body("is_default", type=bool)
+
+    @classmethod
+    def _get_microversion(cls, session):
+        return MICROVERSION  # not negotiated: below 1.10 Magnum answers node-group calls with 406
+
+
+def json_patch(current: dict, changes: dict) -> list[dict]:
+    """Magnum's rule: `add` sets a field that is null, `replace` one that has a value."""
+    patch = []
+    for field, value in changes.items():
+        if field not in PATCHABLE:
+            raise ValueError(f"Magnum does not allow changing {field!r} of a node group")
+        op = "add" if current.get(field) is None else "replace"
+        patch.append({"op": op, "path": f"/{field}", "value": value})
+    return patch
+
+
+@dataclass(frozen=True)
+class GroupState:
+    name: str
+    node_count: int
+    min_nodes: int
+    max_nodes: int | None
+    status: str
+    status_reason: str
+
+    @property
+    def busy(self) -> bool:
+        return self.status.endswith("_IN_PROGRESS")
+
+    @property
+    def failed(self) -> bool:
+        return self.status.endswith("_FAILED")
+
+
+def _state(nodegroup: Nodegroup) -> GroupState:
+    maximum = nodegroup.max_node_count
+    return GroupState(
+        name=nodegroup.name,
+        node_count=int(nodegroup.node_count or 0),
+        min_nodes=int(nodegroup.min_node_count or 0),
+        max_nodes=int(maximum) if maximum is not None else None,
+        status=nodegroup.status or "UNKNOWN",
+        status_reason=nodegroup.status_reason or "",
+    )
+
+
+def translate(error: Exception, action: str) -> ScalingError:
+    """An openstacksdk/keystoneauth error as one of ours, with what to do about it."""
+    if isinstance(error, os_exceptions.HttpException):
+        status = error.status_code or 0
+        detail = f"{action}: HTTP {status}: {error.details or error.message}"
+        text = f"{error.details or ''} {error.message or ''}".lower()
+        if status == 403 and "quota" in text:
+            return QuotaExceeded("The cloud project has no quota left for another GPU node.", detail)
+        if status == 401:
+            return PermanentError("The hub's OpenStack credentials were rejected.", detail)
+        if status == 403:
+            return NotAllowed("The hub may not resize this node group.", detail)
+        if status == 409 and "progress" in text:
+            return TemporaryError("The node group is busy with another change.", detail, delay=10)
+        if status in (400, 409):
+            return PermanentError("The cloud refused the new node group size.", detail)
+        if status == 404:
+            return PermanentError("The node group does not exist in the cloud.", detail)
+        if status == 406:
+            return PermanentError(
+                "The cloud's Magnum is older than API 1.10 and cannot resize node groups.", detail
+            )
+        return TemporaryError("The cloud's API is failing.", detail)
+    if isinstance(error, ks_exceptions.ClientException):  # connection refused, timeouts, discovery
+        return TemporaryError("The cloud's API cannot be reached.", f"{action}: {error!r}")
+    return TemporaryError("Unexpected error talking to the cloud.", f"{action}: {error!r}")
+
+
+class MagnumGroups:
+    """The node groups of one Magnum cluster, through an openstacksdk connection."""
+
+    def __init__(self, connection, cluster: str):
+        self.connection = connection
+        self.cluster = cluster
+
+    @property
+    def proxy(self):
+        return self.connection.container_infrastructure_management
+
+    def _call(self, action: str, method: str, url: str, **kwargs):
+        try:
+            response = getattr(self.proxy, method)(url, headers=HEADERS, raise_exc=False, **kwargs)
+            os_exceptions.raise_from_response(response)
+            return response
+        except (os_exceptions.SDKException, ks_exceptions.ClientException) as e:
+            raise translate(e, action) from e
+
+    def state(self, group: str) -> GroupState:
+        response = self._call(
+            f"get node group {group}", "get", f"/clusters/{self.cluster}/nodegroups/{group}"
+        )
+        body = response.json()
+        return _state(Nodegroup.existing(cluster_id=self.cluster, **body))
+
+    def patch(self, group: str, current: GroupState, **changes) -> None:
+        fields = {"min_node_count": current.min_nodes, "max_node_count": current.max_nodes}
+        self._call(
+            f"patch node group {group} {changes}",
+            "patch",
+            f"/clusters/{self.cluster}/nodegroups/{group}",
+            json=json_patch(fields, changes),
+        )
+
+    def resize(self, group: str, node_count: int, nodes_to_remove: list[str] | None = None) -> None:
+        body = {"node_count": node_count, "nodegroup": group}
+        if nodes_to_remove:
+            body["nodes_to_remove"] = nodes_to_remove
+        self._call(
+            f"resize {group} to {node_count}", "post", f"/clusters/{self.cluster}/actions/resize", json=body
+        )

@@ -1,0 +1,68 @@
+"""The planner: one target per group from all pending demand, counting nodes on their way."""
+
+from __future__ import annotations
+
+import pytest
+
+from cern_spawner.scaling.planner import GroupView, plan
+
+pytestmark = pytest.mark.unit
+
+
+def view(**overrides) -> GroupView:
+    values = dict(
+        name="gpu-v100",
+        gpus_per_node=4,
+        backend_nodes=1,
+        joined_nodes=1,
+        free_gpus=0,
+        pending_gpus=0,
+        baseline=0,
+        ceiling=4,
+    )
+    values.update(overrides)
+    return GroupView(**values)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "target", "unmet"),
+    [
+        pytest.param({}, 1, 0, id="no-demand-no-change"),
+        pytest.param({"pending_gpus": 1, "free_gpus": 1}, 1, 0, id="a-free-gpu-serves-it"),
+        pytest.param({"pending_gpus": 1}, 2, 0, id="one-more-node"),
+        pytest.param({"backend_nodes": 0, "joined_nodes": 0, "pending_gpus": 1}, 1, 0, id="from-zero"),
+        pytest.param(
+            {"backend_nodes": 0, "joined_nodes": 0, "pending_gpus": 10}, 3, 0, id="ten-gpus-three-nodes"
+        ),
+        pytest.param({"backend_nodes": 0, "joined_nodes": 0, "pending_gpus": 20}, 4, 4, id="ceiling-caps"),
+        pytest.param({"backend_nodes": 4, "joined_nodes": 4, "pending_gpus": 1}, 4, 1, id="at-ceiling"),
+        pytest.param(
+            {"backend_nodes": 2, "joined_nodes": 1, "pending_gpus": 4}, 2, 0, id="booting-node-counts"
+        ),
+        pytest.param(
+            {"backend_nodes": 2, "joined_nodes": 1, "pending_gpus": 5}, 3, 0, id="beyond-the-booting-node"
+        ),
+        pytest.param({"pending_gpus": 4, "booting_gpus": 4}, 1, 0, id="gpus-not-yet-allocatable-count"),
+        pytest.param({"backend_nodes": 0, "joined_nodes": 0, "baseline": 1}, 1, 0, id="never-below-baseline"),
+        pytest.param({"backend_nodes": 3, "joined_nodes": 3, "free_gpus": 12}, 3, 0, id="never-shrinks"),
+        pytest.param({"gpus_per_node": 0, "pending_gpus": 2}, 1, 2, id="not-a-gpu-group"),
+        pytest.param(
+            {"backend_nodes": 5, "joined_nodes": 5, "pending_gpus": 4}, 5, 4, id="above-ceiling-already"
+        ),
+    ],
+)
+def test_plan(overrides, target, unmet):
+    decision = plan(view(**overrides))
+    assert (decision.target, decision.unmet_gpus) == (target, unmet)
+    assert decision.grows == (target > decision.current)
+
+
+def test_concurrent_demand_coalesces_into_one_target():
+    # Ten users waiting on an empty group: one decision covers them all, and deciding again while
+    # the three nodes boot asks for nothing more.
+    first = plan(view(backend_nodes=0, joined_nodes=0, pending_gpus=10))
+    assert first.target == 3
+    again = plan(view(backend_nodes=3, joined_nodes=0, pending_gpus=10))
+    assert not again.grows
+    joined = plan(view(backend_nodes=3, joined_nodes=3, booting_gpus=12, pending_gpus=10))
+    assert not joined.grows
