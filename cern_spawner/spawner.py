@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import html
 import json
@@ -13,6 +14,7 @@ from traitlets import Enum, Float, List, Unicode, default
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
+from .scaling.hub import scaled_groups, shared_controller
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
@@ -63,7 +65,39 @@ class CERNSpawner(KubeSpawner):
         """,
     )
 
+    openstack_cloud = Unicode(
+        "",
+        config=True,
+        help="""
+        Name of the cloud in clouds.yaml through which GPU node groups are grown (application
+        credentials recommended). Empty (the default) turns on-demand growth off: GPU spawns then
+        wait for a free GPU until their start timeout.
+        """,
+    )
+    openstack_clouds_yaml = Unicode(
+        "",
+        config=True,
+        help="Path of the clouds.yaml to read; empty (default): openstacksdk's usual places.",
+    )
+    scaling_interval = Float(
+        2.0, config=True, help="Seconds between the scaling controller's rounds (default 2 s)."
+    )
+    scaling_grace_period = Float(
+        600.0,
+        config=True,
+        help="""
+        Seconds without GPU demand before a grown node group is returned to its baseline (default
+        600 s, so a user restarting a server finds the node still there). Only empty nodes are removed.
+        """,
+    )
+
     _profile_list_cache: dict = {}  # (catalog version, slugs, spread) -> profile_list; per process
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.openstack_cloud:
+            # Started with the hub's first spawner, so the shrink reconciler also runs after a restart.
+            shared_controller(self, self.log)
 
     # -- the catalog, per user ---------------------------------------------------------------
     @property
@@ -135,6 +169,63 @@ class CERNSpawner(KubeSpawner):
                 pristine[name] = copy.deepcopy(getattr(self, name))
             else:
                 setattr(self, name, copy.deepcopy(pristine[name]))
+
+    # -- GPU growth: start, progress ----------------------------------------------------------
+    def _scaled_group(self):
+        """The scaled node group this spawn's profile needs a GPU from, or None."""
+        catalog = self.catalog_store.current()
+        profile = catalog.profile((self.user_options or {}).get("profile") or "") or catalog.default_profile
+        if profile is None or not profile.gpus:
+            return None
+        return next((g for g in scaled_groups(catalog) if g.name == profile.node_group), None)
+
+    async def start(self):
+        controller = shared_controller(self, self.log)
+        group = self._scaled_group() if controller else None
+        starting = asyncio.ensure_future(super().start())
+        if group is None:
+            return await starting
+        self._scaling = (controller, group.name, len(controller.status(group.name).events))
+        while not starting.done():
+            await asyncio.wait({starting}, timeout=1)
+            blocker = controller.status(group.name).blocker
+            if blocker and not starting.done() and await self._pod_unscheduled():
+                starting.cancel()
+                # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
+                raise GrowthImpossible(blocker.user_message)
+        return starting.result()
+
+    async def _pod_unscheduled(self) -> bool:
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        return pod is None or not pod["spec"].get("nodeName")
+
+    async def progress(self):
+        scaling = getattr(self, "_scaling", None)
+        if not scaling:
+            async for event in super().progress():
+                yield event
+            return
+        controller, group, seen = scaling
+        kube = super().progress().__aiter__()
+        pending = asyncio.ensure_future(kube.__anext__())
+        first = True
+        while True:
+            status = controller.status(group)
+            if first and status.capacity and status.capacity.free_gpus == 0:
+                used, total = status.capacity.used_gpus, status.capacity.allocatable_gpus
+                yield {"progress": 5, "message": f"No free GPU in {group} ({used} of {total} in use)."}
+            first = False
+            for message in status.events[seen:]:
+                yield {"progress": 10, "message": message}
+            seen = len(status.events)
+            done, _ = await asyncio.wait({pending}, timeout=1)
+            if pending in done:
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                yield event
+                pending = asyncio.ensure_future(kube.__anext__())
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
     _form_cache: dict = {}  # (catalog version, offered slugs, saved options) -> rendered form
@@ -228,3 +319,7 @@ def _override_keys(profile_list: list[dict]) -> set[str]:
                 keys.update(choice.get("kubespawner_override") or {})
             keys.update((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
     return keys
+
+
+class GrowthImpossible(Exception):
+    """No GPU can be had for this spawn (ceiling, quota, cloud error): fail now, not at the timeout."""
