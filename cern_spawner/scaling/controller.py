@@ -111,7 +111,9 @@ class ScalingController:
             status.say(f"{joined} node(s) joined {group.name}; waiting for the GPU to become available.")
         status.capacity = capacity
         now = self.clock()
-        if capacity.pending_gpus:
+        # Demand is what we know nothing about before our first round (a hub restart): count the
+        # grace period from then rather than shrinking what may still be wanted.
+        if capacity.pending_gpus or status.last_demand_at is None:
             status.last_demand_at = now
         if now < self._retry_at.get(group.name, 0):
             return
@@ -138,7 +140,7 @@ class ScalingController:
                 free_gpus=capacity.free_gpus,
                 pending_gpus=capacity.pending_gpus,
                 booting_gpus=capacity.booting_gpus,
-                baseline=max(group.min_nodes, cloud.min_nodes),
+                baseline=_baseline(group, cloud),
                 ceiling=group.max_nodes,
             )
         )
@@ -178,8 +180,7 @@ class ScalingController:
             status.requested = None
 
     async def _maybe_shrink(self, group, status, cloud: GroupState, capacity: Capacity, backend, now) -> None:
-        # Never below the catalog's baseline, nor below what the cloud itself keeps (its min).
-        baseline = max(group.min_nodes, cloud.min_nodes)
+        baseline = _baseline(group, cloud)
         if cloud.busy or cloud.node_count <= baseline:
             return
         if status.last_demand_at is not None and now - status.last_demand_at < self.grace:
@@ -208,6 +209,12 @@ class ScalingController:
         self.log.info(
             "Shrinking %s %d → %d, removing %s", group.name, cloud.node_count, target, empty[:removable]
         )
+
+
+def _baseline(group: ScaledGroup, cloud: GroupState) -> int:
+    """Never below the catalog's baseline; in resize mode not below the cloud's own min either
+    (Magnum refuses it). In raise-min mode the cloud's min is ours to lower."""
+    return group.min_nodes if group.mode == "raise-min" else max(group.min_nodes, cloud.min_nodes)
 
 
 def grow(backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int) -> None:

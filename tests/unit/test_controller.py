@@ -165,3 +165,15 @@ def test_raise_min_mode_orders_max_resize_min():
         ("resize", 2, ()),
         ("patch", (("min_node_count", 2),)),
     ]
+
+
+def test_raise_min_mode_shrinks_by_lowering_min_only():
+    clock = Clock()
+    group = replace(GROUP, mode="raise-min")
+    cloud = Cloud(cloud_state(2, minimum=2, maximum=4))
+    scaler = controller(cloud, View([gpu_node("n0"), gpu_node("n1")], []), group, clock=clock)
+    run(scaler.reconcile())
+    assert cloud.writes == []  # the grace period starts with the controller (a hub restart)
+    clock.now += 61
+    run(scaler.reconcile())
+    assert cloud.writes == [("patch", (("min_node_count", 0),))]
