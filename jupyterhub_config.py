@@ -41,6 +41,11 @@ c.KubeSpawner.default_url = "/lab"
 c.KubeSpawner.start_timeout = 120
 c.KubeSpawner.http_timeout = 60
 
+# GPU node groups grow through the sandbox's OpenStack simulator, over the same API as Magnum.
+if "openstack" in sandbox:
+    c.CERNSpawner.openstack_cloud = "sandbox"
+    c.CERNSpawner.openstack_clouds_yaml = str(sandbox_state / "clouds.yaml")
+
 gateway = sandbox["network"]["cidr"].split("/")[0].rsplit(".", 1)[0] + ".1"
 c.JupyterHub.hub_bind_url = f"http://{gateway}:{os.environ.get('CERN_HUB_PORT', '8081')}"
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_PORT', '8000')}"
