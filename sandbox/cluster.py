@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from . import binaries, controlplane, pki
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
@@ -148,7 +151,65 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         what="service accounts",
         hint=f"see {state / 'logs' / 'kube-controller-manager.log'}",
     )
+    current["openstack"] = start_openstack(registry, state, topology.cluster)
+    (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     return status()
+
+
+def start_openstack(registry: Registry, state: Path, cluster: str) -> dict:
+    """The OpenStack simulator, and the clouds.yaml through which the hub reaches it."""
+    port = controlplane.free_port()
+    credentials = {
+        "password": secrets.token_urlsafe(16),
+        "application_credential_id": secrets.token_hex(16),
+        "application_credential_secret": secrets.token_urlsafe(24),
+    }
+    path = state / "openstack-credentials.json"
+    path.write_text(json.dumps(credentials))
+    path.chmod(0o600)
+    simulator = registry.start(
+        "openstack",
+        [sys.executable, "-m", "sandbox.openstack", "--state", str(state), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: controlplane._http_ok(f"{url}/identity/v3"),
+        timeout=30,
+        what="the OpenStack simulator",
+        give_up=lambda: None if alive(simulator) else f"it exited — see {simulator.log}",
+    )
+    auth_url = f"{url}/identity/v3"
+    common = {"region_name": "RegionOne", "interface": "public", "identity_api_version": 3}
+    clouds = {
+        "clouds": {
+            "sandbox": {
+                "auth_type": "v3applicationcredential",
+                "auth": {
+                    "auth_url": auth_url,
+                    "application_credential_id": credentials["application_credential_id"],
+                    "application_credential_secret": credentials["application_credential_secret"],
+                },
+                **common,
+            },
+            "sandbox-password": {
+                "auth_type": "password",
+                "auth": {
+                    "auth_url": auth_url,
+                    "username": "hub",
+                    "password": credentials["password"],
+                    "project_name": "cern-spawner",
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                **common,
+            },
+        }
+    }
+    clouds_yaml = state / "clouds.yaml"
+    clouds_yaml.write_text(yaml.safe_dump(clouds))
+    clouds_yaml.chmod(0o600)
+    return {"url": url, "auth_url": auth_url, "cluster": cluster, "clouds_yaml": str(clouds_yaml)}
 
 
 def _has_default_account(core, namespace: str) -> bool:
@@ -189,7 +250,18 @@ def down(quiet: bool = False) -> list[str]:
     # Only a process-mode sandbox made a pod network; another sandbox's must stay untouched.
     if current and not current.get("fake") and os.geteuid() == 0 and shutil.which("ip"):
         PodNetwork(**current["network"]).teardown()
-    for leftover in ("etcd", "pods", "pki", "sandbox.json", "nodes.json", "kubeconfig", "daemons.json"):
+    for leftover in (
+        "etcd",
+        "pods",
+        "pki",
+        "sandbox.json",
+        "nodes.json",
+        "kubeconfig",
+        "daemons.json",
+        "clouds.yaml",
+        "openstack-credentials.json",
+        "openstack-state.json",
+    ):
         path = state / leftover
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -212,6 +284,7 @@ def status() -> dict:
         "user_namespace": current.get("user_namespace"),
         "fake": current.get("fake"),
         "pod_network": current.get("network"),
+        "openstack": current.get("openstack"),
         "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
         "nodes": [],
     }

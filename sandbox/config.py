@@ -44,6 +44,8 @@ class NodeGroup:
     gpus_per_node: int = 0
     gpu_product: str | None = None
     gpu_taint: dict | None = None
+    min_nodes: int = 0  # the cloud's min_node_count for the group
+    max_nodes: int = 0  # the cloud's max_node_count for the group
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,14 @@ def load_topology(path: Path | str | None = None) -> Topology:
         groups = []
         for name, spec in raw["node_groups"].items():
             gpu = spec.get("gpu") or {}
+            scaling = spec.get("scaling") or {}
+            nodes = int(spec.get("nodes", 1))
             groups.append(
                 NodeGroup(
                     name=name,
                     role=spec.get("role", "worker"),
                     flavor=spec.get("flavor", "m2.large"),
-                    nodes=int(spec.get("nodes", 1)),
+                    nodes=nodes,
                     zones=tuple(spec.get("zones") or ["nova"]),
                     cpu=str(spec.get("cpu", "4")),
                     memory=str(spec.get("memory", "16Gi")),
@@ -84,6 +88,8 @@ def load_topology(path: Path | str | None = None) -> Topology:
                     gpus_per_node=int(gpu.get("per_node", 0)),
                     gpu_product=gpu.get("product"),
                     gpu_taint=spec.get("gpu_taint"),
+                    min_nodes=int(scaling.get("min_nodes", nodes)),
+                    max_nodes=int(scaling.get("max_nodes", max(nodes, 4))),
                 )
             )
         return Topology(

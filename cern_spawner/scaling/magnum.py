@@ -94,8 +94,10 @@ def translate(error: Exception, action: str) -> ScalingError:
     """An openstacksdk/keystoneauth error as one of ours, with what to do about it."""
     if isinstance(error, os_exceptions.HttpException):
         status = error.status_code or 0
-        detail = f"{action}: HTTP {status}: {error.details or error.message}"
-        text = f"{error.details or ''} {error.message or ''}".lower()
+        # Magnum's error bodies ({"errors": [{"detail": ...}]}) are not parsed by openstacksdk.
+        body = getattr(error.response, "text", "") if error.response is not None else ""
+        detail = f"{action}: HTTP {status}: {error.details or error.message} {body}".strip()
+        text = f"{error.details or ''} {error.message or ''} {body}".lower()
         if status == 403 and "quota" in text:
             return QuotaExceeded("The cloud project has no quota left for another GPU node.", detail)
         if status == 401:
@@ -142,7 +144,7 @@ class MagnumGroups:
             f"get node group {group}", "get", f"/clusters/{self.cluster}/nodegroups/{group}"
         )
         body = response.json()
-        return _state(Nodegroup.existing(cluster_id=self.cluster, **body))
+        return _state(Nodegroup.existing(**{**body, "cluster_id": self.cluster}))
 
     def patch(self, group: str, current: GroupState, **changes) -> None:
         fields = {"min_node_count": current.min_nodes, "max_node_count": current.max_nodes}

@@ -21,37 +21,38 @@ LEASE_SECONDS = 40
 KUBELET_VERSION = "v1.35.4-sandbox"
 
 
+def node_spec(topology, group, position: int, index: int) -> dict:
+    """One node of `group` as Magnum would label it; `index` picks its pod-address range."""
+    labels = {
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": group.flavor,
+        "topology.kubernetes.io/region": "cern",
+        "topology.kubernetes.io/zone": group.zones[position % len(group.zones)],
+        topology.node_group_label: group.name,
+        "magnum.openstack.org/role": group.role,
+    }
+    capacity = {"cpu": group.cpu, "memory": group.memory, "pods": "110", "ephemeral-storage": "100Gi"}
+    taints = []
+    if group.gpus_per_node:
+        labels["nvidia.com/gpu.present"] = "true"
+        labels["nvidia.com/gpu.count"] = str(group.gpus_per_node)
+        if group.gpu_product:
+            labels["nvidia.com/gpu.product"] = group.gpu_product
+        capacity[group.gpu_resource or "nvidia.com/gpu"] = str(group.gpus_per_node)
+        if group.gpu_taint:
+            taints.append(dict(group.gpu_taint))
+    name = f"{topology.cluster}-{group.name}-node-{position}"
+    labels["kubernetes.io/hostname"] = name
+    return {"name": name, "index": index, "labels": labels, "capacity": capacity, "taints": taints}
+
+
 def node_specs(topology) -> list[dict]:
     """The nodes of a topology as plain data (written to nodes.json by `up`)."""
     specs = []
-    index = 0
     for group in topology.node_groups:
         for position in range(group.nodes):
-            labels = {
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "node.kubernetes.io/instance-type": group.flavor,
-                "topology.kubernetes.io/region": "cern",
-                "topology.kubernetes.io/zone": group.zones[position % len(group.zones)],
-                topology.node_group_label: group.name,
-                "magnum.openstack.org/role": group.role,
-            }
-            capacity = {"cpu": group.cpu, "memory": group.memory, "pods": "110", "ephemeral-storage": "100Gi"}
-            taints = []
-            if group.gpus_per_node:
-                labels["nvidia.com/gpu.present"] = "true"
-                labels["nvidia.com/gpu.count"] = str(group.gpus_per_node)
-                if group.gpu_product:
-                    labels["nvidia.com/gpu.product"] = group.gpu_product
-                capacity[group.gpu_resource or "nvidia.com/gpu"] = str(group.gpus_per_node)
-                if group.gpu_taint:
-                    taints.append(dict(group.gpu_taint))
-            name = f"{topology.cluster}-{group.name}-node-{position}"
-            labels["kubernetes.io/hostname"] = name
-            specs.append(
-                {"name": name, "index": index, "labels": labels, "capacity": capacity, "taints": taints}
-            )
-            index += 1
+            specs.append(node_spec(topology, group, position, len(specs)))
     return specs
 
 

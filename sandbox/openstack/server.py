@@ -1,0 +1,268 @@
+"""The simulator's HTTP side (tornado): Keystone v3 tokens, Magnum node groups, and an admin API
+for tests (settings, fault injection, a log of requests)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+
+from tornado import web
+
+from .cloud import Cloud
+from .rules import MAX_MICROVERSION, Refused, check_microversion
+
+
+class Base(web.RequestHandler):
+    @property
+    def cloud(self) -> Cloud:
+        return self.application.settings["cloud"]
+
+    def reply(self, status: int, body: dict | None = None, **headers) -> None:
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name.replace("_", "-"), value)
+        if body is not None:
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(body))
+        else:
+            self.finish()
+
+    def body(self):
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError as e:
+            raise Refused(400, f"Request body is not JSON: {e}") from e
+
+
+def _version(base: str) -> dict:
+    return {
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": f"{base}/identity/v3/"}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    }
+
+
+class IdentityRoot(Base):
+    def get(self):
+        self.reply(300 if self.request.path.rstrip("/").endswith("identity") else 200, self.document())
+
+    def document(self):
+        base = self.cloud.base_url
+        if self.request.path.rstrip("/").endswith("identity"):
+            return {"versions": {"values": [_version(base)]}}
+        return {"version": _version(base)}
+
+
+class Tokens(Base):
+    def post(self):
+        auth = ((self.body() or {}).get("auth") or {}).get("identity") or {}
+        if not self.cloud.credentials_valid(auth):
+            self.reply(
+                401,
+                {
+                    "error": {
+                        "code": 401,
+                        "title": "Unauthorized",
+                        "message": "The request you have made requires authentication.",
+                    }
+                },
+            )
+            return
+        token = secrets.token_hex(16)
+        expires = time.time() + 3600
+        self.cloud.tokens[token] = expires
+        base = self.cloud.base_url
+        stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(t))  # noqa: E731
+        self.reply(
+            201,
+            {
+                "token": {
+                    "methods": auth.get("methods", []),
+                    "expires_at": stamp(expires),
+                    "issued_at": stamp(time.time()),
+                    "user": {"id": "hub-user", "name": "hub", "domain": {"id": "default", "name": "Default"}},
+                    "project": {
+                        "id": "cern-spawner",
+                        "name": "cern-spawner",
+                        "domain": {"id": "default", "name": "Default"},
+                    },
+                    "roles": [{"id": "member", "name": "member"}],
+                    "catalog": [
+                        {
+                            "type": "container-infra",
+                            "name": "magnum",
+                            "id": "magnum",
+                            "endpoints": [
+                                {
+                                    "id": "magnum-public",
+                                    "interface": "public",
+                                    "region": "RegionOne",
+                                    "region_id": "RegionOne",
+                                    "url": f"{base}/container-infra/v1",
+                                }
+                            ],
+                        },
+                        {
+                            "type": "identity",
+                            "name": "keystone",
+                            "id": "keystone",
+                            "endpoints": [
+                                {
+                                    "id": "keystone-public",
+                                    "interface": "public",
+                                    "region": "RegionOne",
+                                    "region_id": "RegionOne",
+                                    "url": f"{base}/identity/v3",
+                                }
+                            ],
+                        },
+                    ],
+                }
+            },
+            X_Subject_Token=token,
+        )
+
+
+class MagnumRoot(Base):
+    def get(self):
+        base = self.cloud.base_url
+        version = {
+            "id": "v1",
+            "status": "CURRENT",
+            "min_version": "1.1",
+            "max_version": MAX_MICROVERSION,
+            "links": [{"rel": "self", "href": f"{base}/container-infra/v1/"}],
+        }
+        if self.request.path.rstrip("/").endswith("v1"):
+            self.reply(200, {**version, "media_types": [{"base": "application/json"}]})
+        else:
+            self.reply(200, {"versions": [version], "name": "OpenStack Magnum API"})
+
+
+class Magnum(Base):
+    """Calls under /container-infra/v1/clusters/...: token, microversion, faults, then the cloud."""
+
+    def prepare(self):
+        if not self.cloud.token_valid(self.request.headers.get("X-Auth-Token")):
+            self.reply(
+                401,
+                {
+                    "errors": [
+                        {"status": 401, "code": "client", "title": "Unauthorized", "detail": "Invalid token"}
+                    ]
+                },
+            )
+
+    async def handle(self, action: str, call, *args) -> None:
+        try:
+            if action != "cluster":
+                check_microversion(self.request.headers.get("OpenStack-API-Version"))
+            await self.cloud.injected_fault(action, self.body() if self.request.body else None)
+            status, body = call(*args)
+        except Refused as e:
+            status = e.status
+            body = {
+                "errors": [
+                    {
+                        "request_id": "",
+                        "code": "client" if status < 500 else "server",
+                        "status": status,
+                        "title": self._reason_for(status),
+                        "detail": e.detail,
+                        "links": [],
+                    }
+                ]
+            }
+        self.cloud.log(self.request.method, self.request.path, status)
+        self.reply(status, body, OpenStack_API_Version=f"container-infra {MAX_MICROVERSION}")
+
+    @staticmethod
+    def _reason_for(status: int) -> str:
+        return {
+            400: "Bad Request",
+            403: "Forbidden",
+            404: "Not Found",
+            406: "Not Acceptable",
+            409: "Conflict",
+        }.get(status, "Internal Server Error")
+
+
+class ClusterHandler(Magnum):
+    async def get(self, cluster):
+        await self.handle("cluster", self.cloud.get_cluster, cluster)
+
+
+class NodegroupList(Magnum):
+    async def get(self, cluster):
+        await self.handle("get", self.cloud.list_groups, cluster)
+
+
+class NodegroupHandler(Magnum):
+    async def get(self, cluster, group):
+        await self.handle("get", self.cloud.get_group, cluster, group)
+
+    async def patch(self, cluster, group):
+        await self.handle("patch", lambda: self.cloud.patch_group(cluster, group, self.body()))
+
+
+class Resize(Magnum):
+    async def post(self, cluster):
+        await self.handle("resize", lambda: self.cloud.resize(cluster, self.body() or {}))
+
+
+class Admin(Base):
+    def check_xsrf_cookie(self):
+        pass
+
+    def get(self, what):
+        if what == "state":
+            self.reply(200, self.cloud.snapshot())
+        else:
+            raise web.HTTPError(404)
+
+    def post(self, what):
+        body = self.body() or {}
+        if what == "settings":
+            self.cloud.settings.update({k: float(v) for k, v in body.items() if k in self.cloud.settings})
+            self.reply(200, self.cloud.settings)
+        elif what == "faults":
+            self.cloud.faults.append(
+                {"status": 500, "count": 1, "match": "any", "delay": 0, "quota": False, **body}
+            )
+            self.reply(201, {"faults": self.cloud.faults})
+        else:
+            raise web.HTTPError(404)
+
+    def delete(self, what):
+        if what == "faults":
+            self.cloud.faults.clear()
+            self.reply(204)
+        else:
+            raise web.HTTPError(404)
+
+
+def make_app(cloud: Cloud) -> web.Application:
+    c = r"/container-infra/v1/clusters/([^/]+)"
+    return web.Application(
+        [
+            (r"/identity/?", IdentityRoot),
+            (r"/identity/v3/?", IdentityRoot),
+            (r"/identity/v3/auth/tokens", Tokens),
+            (r"/container-infra/?", MagnumRoot),
+            (r"/container-infra/v1/?", MagnumRoot),
+            (c, ClusterHandler),
+            (c + r"/nodegroups/?", NodegroupList),
+            (c + r"/nodegroups/([^/]+)", NodegroupHandler),
+            (c + r"/actions/resize", Resize),
+            (r"/_simulator/(state|settings|faults)", Admin),
+        ],
+        cloud=cloud,
+    )
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
