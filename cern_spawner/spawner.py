@@ -321,5 +321,16 @@ def _override_keys(profile_list: list[dict]) -> set[str]:
     return keys
 
 
-class GrowthImpossible(Exception):
-    """No GPU can be had for this spawn (ceiling, quota, cloud error): fail now, not at the timeout."""
+class GrowthImpossible(web.HTTPError):
+    """No GPU can be had for this spawn (ceiling, quota, cloud error): fail now, not at the timeout.
+
+    A 503 with the reason: the REST API answers with it when the spawn fails within its first
+    seconds, and the progress stream shows it (JupyterHub reads `jupyterhub_message`).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(503, message)
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.log_message

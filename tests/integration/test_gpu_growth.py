@@ -1,0 +1,163 @@
+"""GPU node groups grow on demand through the OpenStack simulator (over openstacksdk), and shrink back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.hubrunner import start_hub
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+GROUP = "gpu-a100"
+A100 = f"""
+node_groups:
+  {GROUP}:
+    gpu: {{resource: nvidia.com/gpu, per_node: 2, product: NVIDIA-A100-SXM4-40GB}}
+    taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{backend: magnum, cluster: sandbox, mode: resize, min_nodes: 0, max_nodes: 3}}
+profiles:
+  - slug: a100-1
+    display_name: "Dedicated 1 A100 GPU"
+    kind: dedicated
+    cpu: 1
+    memory: 1G
+    gpus: 1
+    node_group: {GROUP}
+    start_timeout: 300
+"""
+
+
+@pytest.fixture(scope="module")
+def cloud(sandbox):
+    url = sandbox["openstack"]["url"]
+    requests.post(
+        f"{url}/_simulator/settings", json={"boot_delay": 2, "gpu_delay": 1}, timeout=10
+    ).raise_for_status()
+    yield url
+    requests.delete(f"{url}/_simulator/faults", timeout=10)
+
+
+@pytest.fixture(scope="module")
+def growth_hub(sandbox, tmp_path_factory, cloud):
+    catalog = tmp_path_factory.mktemp("profiles")
+    shutil.copy(PROFILES / "default.yaml", catalog / "default.yaml")
+    (catalog / "a100.yaml").write_text(A100)
+    extra = "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+    try:
+        hub = start_hub(tmp_path_factory.mktemp("growth-hub"), extra, env={"CERN_PROFILES": str(catalog)})
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield hub
+    hub.stop()
+
+
+def group_state(cloud) -> dict:
+    return requests.get(f"{cloud}/_simulator/state", timeout=10).json()["groups"][GROUP]
+
+
+def writes(cloud) -> list[dict]:
+    log = requests.get(f"{cloud}/_simulator/state", timeout=10).json()["requests"]
+    return [r for r in log if r["method"] in ("POST", "PATCH") and r["status"] < 300]
+
+
+def follow_progress(hub, user) -> tuple[threading.Thread, list[dict]]:
+    """Read the spawn's progress event stream in the background, as the spawn page does.
+
+    Started before the spawn request: that request itself waits up to 10 s for a fast spawn, so
+    a reader started after it could miss the whole story.
+    """
+    events: list[dict] = []
+
+    def read():
+        while not (events and (events[-1].get("ready") or events[-1].get("failed"))):
+            url = f"{hub.url}/hub/api/users/{user}/server/progress"
+            with requests.get(url, headers=hub.session.headers, stream=True, timeout=300) as response:
+                if response.status_code != 200:
+                    time.sleep(0.2)  # not pending yet
+                    continue
+                for line in response.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, events
+
+
+def start(hub, user, expect=(201, 202)):
+    hub.api("POST", f"/users/{user}")
+    reader, events = follow_progress(hub, user)
+    response = hub.api("POST", f"/users/{user}/server", json={"profile": "a100-1"})
+    assert response.status_code in expect, response.text
+    return reader, events, response
+
+
+def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, cloud, core, sandbox):
+    assert group_state(cloud)["node_count"] == 0
+    before = len(writes(cloud))
+    user = "needs-an-a100"
+    reader, events, _ = start(growth_hub, user)
+
+    def ready():
+        return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+    wait_until(ready, timeout=180, what="the notebook on a new GPU node")
+    reader.join(timeout=30)
+    messages = [e.get("message", "") for e in events]
+    assert any(f"Requested 1 new GPU node(s) for {GROUP} (0 → 1)" in m for m in messages), messages
+    assert events[-1].get("ready") is True
+    assert group_state(cloud)["node_count"] == 1
+    assert len(writes(cloud)) - before == 1  # one resize, nothing else
+    pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
+    assert core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == GROUP
+
+    growth_hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
+    wait_until(
+        lambda: (
+            not [
+                n
+                for n in core.list_node().items
+                if n.metadata.labels.get("magnum.openstack.org/nodegroup") == GROUP
+            ]
+        ),
+        timeout=30,
+        what="the node to leave the cluster",
+    )
+
+
+def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth_hub, cloud, core, sandbox):
+    requests.post(
+        f"{cloud}/_simulator/faults", json={"quota": True, "count": 100, "match": "resize"}, timeout=10
+    )
+    user = "no-quota-left"
+    try:
+        # Fast: the controller's first round meets the quota error; nothing waits for the 300 s timeout.
+        # Within its first seconds the spawn request itself answers with the reason.
+        reader, events, response = start(growth_hub, user, expect=(201, 202, 503))
+        if response.status_code == 503:
+            message = response.json()["message"]
+        else:
+            wait_until(lambda: any(e.get("failed") for e in events), timeout=30, what="the spawn to fail")
+            message = next(e for e in events if e.get("failed"))["message"]
+        assert "quota" in message.lower(), message
+        wait_until(
+            lambda: (
+                not core.list_namespaced_pod(
+                    sandbox["user_namespace"], label_selector=f"hub.jupyter.org/username={user}"
+                ).items
+            ),
+            timeout=60,
+            what="the pod to be removed",
+        )
+        assert group_state(cloud)["node_count"] == 0
+    finally:
+        requests.delete(f"{cloud}/_simulator/faults", timeout=10)
