@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,14 @@ GROUP = "gpu-a100"
 A100 = f"""
 node_groups:
   {GROUP}:
-    gpu: {{resource: nvidia.com/gpu, per_node: 2, product: NVIDIA-A100-SXM4-40GB}}
+    gpu: {{resource: nvidia.com/gpu, per_node: 4, product: NVIDIA-A100-SXM4-40GB}}
     taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{backend: magnum, cluster: sandbox, mode: resize, min_nodes: 0, max_nodes: 3}}
+    scaling: {{backend: magnum, cluster: sandbox, mode: resize, min_nodes: 0, max_nodes: 4}}
 profiles:
   - slug: a100-1
     display_name: "Dedicated 1 A100 GPU"
     kind: dedicated
-    cpu: 1
+    cpu: 0.5
     memory: 1G
     gpus: 1
     node_group: {GROUP}
@@ -161,3 +162,39 @@ def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth
         assert group_state(cloud)["node_count"] == 0
     finally:
         requests.delete(f"{cloud}/_simulator/faults", timeout=10)
+
+
+def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
+    growth_hub, cloud, core, sandbox
+):
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group at 0 nodes")
+    before = len(writes(cloud))
+    users = [f"crowd-{index}" for index in range(10)]
+    for user in users:
+        growth_hub.api("POST", f"/users/{user}")
+
+    def spawn(user):
+        response = growth_hub.api("POST", f"/users/{user}/server", json={"profile": "a100-1"})
+        assert response.status_code in (201, 202), response.text
+
+    try:
+        with ThreadPoolExecutor(len(users)) as pool:
+            list(pool.map(spawn, users))
+
+        def all_ready():
+            return all(
+                growth_hub.api("GET", f"/users/{u}").json()["servers"].get("", {}).get("ready") for u in users
+            )
+
+        wait_until(all_ready, timeout=300, what="ten notebooks running")
+        # 10 GPUs at 4 per node: exactly 3 nodes, asked for in at most 3 cloud writes.
+        assert group_state(cloud)["node_count"] == 3
+        assert len(writes(cloud)) - before <= 3
+        nodes = {
+            core.read_namespaced_pod(f"jupyter-{u}", sandbox["user_namespace"]).spec.node_name for u in users
+        }
+        assert len(nodes) == 3
+    finally:
+        for user in users:
+            growth_hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0 nodes")
