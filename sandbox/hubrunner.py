@@ -64,7 +64,8 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
         f"load_subconfig({str(ROOT / 'jupyterhub_config.py')!r})  # noqa\n"
         f"c.JupyterHub.services = [{{'name': 'automation', 'api_token': {token!r}}}]\n"
         "c.JupyterHub.load_roles = [{'name': 'automation', 'scopes': ['admin:users', 'admin:servers', "
-        "'access:servers', 'read:users', 'admin:groups'], 'services': ['automation']}]\n" + extra_config
+        "'access:servers', 'read:users', 'admin:groups', 'read:metrics'], 'services': ['automation']}]\n"
+        + extra_config
     )
     config.chmod(0o600)  # it holds the token
     ports = {name: _free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import metrics
 from .capacity import Capacity, GroupSelector, summarize
 from .errors import CeilingReached, PermanentError, ScalingError, TemporaryError
 from .magnum import GroupState, MagnumGroups
@@ -40,6 +41,7 @@ class GroupStatus:
     cloud: GroupState | None = None
     requested: tuple[int, int] | None = None  # (from, to) of the growth under way
     requested_at: float | None = None
+    requested_for: int = 0  # the node count asked for, to time how long it takes to be ready
     blocker: ScalingError | None = None  # why waiting users cannot be served
     last_demand_at: float | None = None
     events: list[str] = field(default_factory=list)  # plain-language history, oldest first
@@ -110,7 +112,13 @@ class ScalingController:
             joined = capacity.nodes - status.capacity.nodes
             status.say(f"{joined} node(s) joined {group.name}; waiting for the GPU to become available.")
         status.capacity = capacity
+        metrics.GPU_PENDING.labels(group.name).set(capacity.pending_gpus)
+        metrics.GPU_FREE.labels(group.name).set(capacity.free_gpus)
         now = self.clock()
+        if status.requested_at is not None and status.requested is None and capacity.booting_gpus == 0:
+            if capacity.allocatable_gpus >= status.requested_for * group.gpus_per_node:
+                metrics.NODE_READY_SECONDS.labels(group.name).observe(now - status.requested_at)
+                status.requested_at = None
         # Demand is what we know nothing about before our first round (a hub restart): count the
         # grace period from then rather than shrinking what may still be wanted.
         if capacity.pending_gpus or status.last_demand_at is None:
@@ -124,6 +132,7 @@ class ScalingController:
             self._failed(group, status, e)
             return
         status.cloud = cloud
+        metrics.NODES_BASELINE.labels(group.name).set(_baseline(group, cloud))
         if status.requested and not cloud.busy:
             if cloud.failed:
                 self._failed(
@@ -152,13 +161,17 @@ class ScalingController:
             try:
                 await asyncio.to_thread(grow, backend, group, cloud, decision.target)
             except ScalingError as e:
+                metrics.BACKEND_REQUESTS.labels(group.name, "grow", type(e).__name__).inc()
                 self._failed(group, status, e)
                 return
+            metrics.BACKEND_REQUESTS.labels(group.name, "grow", "accepted").inc()
+            metrics.NODES_TARGET.labels(group.name).set(decision.target)
             status.requested, status.requested_at, status.blocker = (
                 (cloud.node_count, decision.target),
                 now,
                 None,
             )
+            status.requested_for = decision.target
             status.say(
                 f"Requested {decision.target - cloud.node_count} new GPU node(s) for {group.name} "
                 f"({cloud.node_count} → {decision.target}); this usually takes 5–15 minutes."
@@ -203,8 +216,11 @@ class ScalingController:
         try:
             await asyncio.to_thread(shrink, backend, group, cloud, target, empty[:removable])
         except ScalingError as e:
+            metrics.BACKEND_REQUESTS.labels(group.name, "shrink", type(e).__name__).inc()
             self._failed(group, status, e)
             return
+        metrics.BACKEND_REQUESTS.labels(group.name, "shrink", "accepted").inc()
+        metrics.NODES_TARGET.labels(group.name).set(target)
         status.say(f"Returned {group.name} to {target} node(s): no one is waiting for a GPU.")
         self.log.info(
             "Shrinking %s %d → %d, removing %s", group.name, cloud.node_count, target, empty[:removable]

@@ -120,6 +120,14 @@ def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, clou
     pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
     assert core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == GROUP
 
+    metrics = growth_hub.session.get(f"{growth_hub.url}/hub/metrics", timeout=10).text
+    assert (
+        f'cern_spawner_backend_requests_total{{action="grow",node_group="{GROUP}",result="accepted"}} 1.0'
+        in metrics
+    )
+    assert f'cern_spawner_nodes_target{{node_group="{GROUP}"}} 1.0' in metrics
+    assert f'cern_spawner_node_ready_seconds_count{{node_group="{GROUP}"}} 1.0' in metrics
+
     growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
     wait_until(
