@@ -46,14 +46,21 @@ def cloud(sandbox):
     requests.delete(f"{url}/_simulator/faults", timeout=10)
 
 
+EXTRA = "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+
+
 @pytest.fixture(scope="module")
-def growth_hub(sandbox, tmp_path_factory, cloud):
-    catalog = tmp_path_factory.mktemp("profiles")
-    shutil.copy(PROFILES / "default.yaml", catalog / "default.yaml")
-    (catalog / "a100.yaml").write_text(A100)
-    extra = "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+def catalog(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("profiles")
+    shutil.copy(PROFILES / "default.yaml", directory / "default.yaml")
+    (directory / "a100.yaml").write_text(A100)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def growth_hub(sandbox, tmp_path_factory, cloud, catalog):
     try:
-        hub = start_hub(tmp_path_factory.mktemp("growth-hub"), extra, env={"CERN_PROFILES": str(catalog)})
+        hub = start_hub(tmp_path_factory.mktemp("growth-hub"), EXTRA, env={"CERN_PROFILES": str(catalog)})
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield hub
