@@ -213,3 +213,27 @@ def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
         for user in users:
             growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0 nodes")
+
+
+def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, cloud, core, sandbox):
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group at 0 nodes")
+    requests.post(
+        f"{cloud}/_simulator/faults", json={"status": 500, "count": 2, "match": "resize"}, timeout=10
+    )
+    user = "cloud-hiccup"
+    try:
+        reader, events, _ = start(growth_hub, user)
+
+        def ready():
+            return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+        wait_until(ready, timeout=180, what="the notebook after the cloud recovered")
+        log = requests.get(f"{cloud}/_simulator/state", timeout=10).json()["requests"]
+        resizes = [r["status"] for r in log if r["path"].endswith("/actions/resize")]
+        assert resizes[-3:] == [500, 500, 202], resizes
+        reader.join(timeout=30)
+        assert any("Retrying" in e.get("message", "") for e in events), events
+    finally:
+        requests.delete(f"{cloud}/_simulator/faults", timeout=10)
+        growth_hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0 nodes")
