@@ -196,8 +196,10 @@ class CERNSpawner(KubeSpawner):
         return starting.result()
 
     async def _pod_unscheduled(self) -> bool:
+        # Only once the pod exists: giving up while its creation is in flight could leave it behind
+        # after JupyterHub's cleanup (stop) had already run.
         pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
-        return pod is None or not pod["spec"].get("nodeName")
+        return pod is not None and not pod["spec"].get("nodeName")
 
     async def progress(self):
         scaling = getattr(self, "_scaling", None)
