@@ -12,14 +12,13 @@ from pathlib import Path
 import kubernetes_asyncio.config.kube_config as kube_config
 
 from cern_spawner.web.handlers import handlers
+from sandbox.config import state_dir
+from sandbox.nodeagent.network import PodNetwork
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 here = Path(__file__).resolve().parent
-sandbox_state = Path(
-    os.environ.get("CERN_SANDBOX_STATE")
-    or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cern-spawner" / "sandbox"
-)
+sandbox_state = state_dir()  # $CERN_SANDBOX_STATE or the default, as `python -m sandbox` uses
 try:
     sandbox = json.loads((sandbox_state / "sandbox.json").read_text())
 except OSError as e:
@@ -46,7 +45,7 @@ if "openstack" in sandbox:
     c.CERNSpawner.openstack_cloud = "sandbox"
     c.CERNSpawner.openstack_clouds_yaml = str(sandbox_state / "clouds.yaml")
 
-gateway = sandbox["network"]["cidr"].split("/")[0].rsplit(".", 1)[0] + ".1"
+gateway = PodNetwork(**sandbox["network"]).gateway
 c.JupyterHub.hub_bind_url = f"http://{gateway}:{os.environ.get('CERN_HUB_PORT', '8081')}"
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_PORT', '8000')}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_API_PORT', '8001')}"

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
+from .controlplane import _http_ok, free_port
+from .errors import SandboxError
+from .procs import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Hub:
@@ -68,7 +64,7 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
         + extra_config
     )
     config.chmod(0o600)  # it holds the token
-    ports = {name: _free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
+    ports = {name: free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
     env = {
         **os.environ,
         **(env or {}),
@@ -86,18 +82,19 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
             start_new_session=True,
         )
     hub = Hub(f"http://127.0.0.1:{ports['CERN_PROXY_PORT']}", token, process, log)
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the hub exited with {process.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{hub.url}/hub/health", timeout=2).status_code == 200:
-                return hub
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            hub.stop()
-            raise RuntimeError(f"the hub did not answer /hub/health within {timeout:.0f}s — see {log}")
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
+    try:
+        wait_for(
+            lambda: _http_ok(f"{hub.url}/hub/health"),
+            timeout=timeout,
+            what="the hub's /hub/health",
+            hint=f"see {log}",
+            give_up=lambda: (
+                None
+                if process.poll() is None
+                else f"the hub exited with {process.returncode}: {log.read_text()[-3000:]}"
+            ),
+        )
+    except SandboxError as e:
+        hub.stop()
+        raise RuntimeError(str(e)) from e
+    return hub

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from sandbox.cluster import _has_default_account
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def test_fake_mode_runs_hundreds_of_pods_and_down_stops_only_its_own(fake_sandbo
     assert len(report["nodes"]) == 6
     api = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
     api.create_namespace({"metadata": {"name": "scale"}})
-    wait_until(lambda: _has_account(api, "scale"), timeout=30, what="default service account")
+    wait_until(lambda: _has_default_account(api, "scale"), timeout=30, what="default service account")
     for index in range(PODS):
         api.create_namespaced_pod(
             "scale",
@@ -77,10 +78,3 @@ def test_fake_mode_runs_hundreds_of_pods_and_down_stops_only_its_own(fake_sandbo
     assert core.list_node().items
     bridge = sandbox["pod_network"]["bridge"]
     assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
-
-
-def _has_account(api, namespace):
-    try:
-        return api.read_namespaced_service_account("default", namespace)
-    except client.ApiException:
-        return None
