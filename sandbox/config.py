@@ -46,6 +46,7 @@ class NodeGroup:
     gpu_taint: dict | None = None
     min_nodes: int = 0  # the cloud's min_node_count for the group
     max_nodes: int = 0  # the cloud's max_node_count for the group
+    autoscaled: bool = False  # a cluster autoscaler removes idle nodes above min_node_count
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def load_topology(path: Path | str | None = None) -> Topology:
                     gpu_taint=spec.get("gpu_taint"),
                     min_nodes=int(scaling.get("min_nodes", nodes)),
                     max_nodes=int(scaling.get("max_nodes", max(nodes, 4))),
+                    autoscaled=bool(scaling.get("autoscaled", False)),
                 )
             )
         return Topology(

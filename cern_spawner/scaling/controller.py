@@ -194,7 +194,10 @@ class ScalingController:
 
     async def _maybe_shrink(self, group, status, cloud: GroupState, capacity: Capacity, backend, now) -> None:
         baseline = _baseline(group, cloud)
-        if cloud.busy or cloud.node_count <= baseline:
+        # What we raised: min_node_count in raise-min mode (the autoscaler then removes idle nodes,
+        # never one running a pod), the node count in resize mode.
+        raised = cloud.min_nodes if group.mode == "raise-min" else cloud.node_count
+        if cloud.busy or raised <= baseline:
             return
         if status.last_demand_at is not None and now - status.last_demand_at < self.grace:
             return
@@ -209,12 +212,20 @@ class ScalingController:
             reverse=True,
         )
         empty = [n["metadata"]["name"] for n in members if n["metadata"]["name"] not in busy_nodes]
+        if group.mode == "raise-min":
+            # Keep min at the nodes still in use, so the demand they serve keeps its grace period.
+            target = max(baseline, len(members) - len(empty))
+            if cloud.min_nodes > target:
+                await self._shrink(group, status, cloud, backend, target, [])
+            return
         removable = min(cloud.node_count - baseline, len(empty))
         if removable <= 0:
             return
-        target = cloud.node_count - removable
+        await self._shrink(group, status, cloud, backend, cloud.node_count - removable, empty[:removable])
+
+    async def _shrink(self, group, status, cloud: GroupState, backend, target: int, empty: list[str]) -> None:
         try:
-            await asyncio.to_thread(shrink, backend, group, cloud, target, empty[:removable])
+            await asyncio.to_thread(shrink, backend, group, cloud, target, empty)
         except ScalingError as e:
             metrics.BACKEND_REQUESTS.labels(group.name, "shrink", type(e).__name__).inc()
             self._failed(group, status, e)
@@ -222,9 +233,7 @@ class ScalingController:
         metrics.BACKEND_REQUESTS.labels(group.name, "shrink", "accepted").inc()
         metrics.NODES_TARGET.labels(group.name).set(target)
         status.say(f"Returned {group.name} to {target} node(s): no one is waiting for a GPU.")
-        self.log.info(
-            "Shrinking %s %d → %d, removing %s", group.name, cloud.node_count, target, empty[:removable]
-        )
+        self.log.info("Shrinking %s %d → %d, removing %s", group.name, cloud.node_count, target, empty)
 
 
 def _baseline(group: ScaledGroup, cloud: GroupState) -> int:
@@ -253,6 +262,6 @@ def shrink(
 ) -> None:
     if group.mode == "raise-min":
         if cloud.min_nodes > target:
-            backend.patch(group.name, cloud, min_node_count=max(target, group.min_nodes))
-        return  # the autoscaler removes the empty nodes
+            backend.patch(group.name, cloud, min_node_count=target)
+        return  # the autoscaler removes the idle nodes
     backend.resize(group.name, target, nodes_to_remove=empty)

@@ -6,7 +6,9 @@ import json
 import logging
 from pathlib import Path
 
+from ..cluster import kube_client
 from ..config import load_topology
+from . import autoscaler
 from .cloud import Cloud
 from .server import make_app
 
@@ -16,6 +18,9 @@ async def serve(state: Path, port: int) -> None:
     credentials = json.loads((state / "openstack-credentials.json").read_text())
     cloud = Cloud(state, load_topology(settings["topology"]), credentials, f"http://127.0.0.1:{port}")
     make_app(cloud).listen(port, address="127.0.0.1")
+    if cloud.autoscaled_groups():
+        busy_nodes = autoscaler.busy_nodes_from(kube_client(state))
+        asyncio.ensure_future(autoscaler.run(cloud, busy_nodes))
     await asyncio.Event().wait()
 
 

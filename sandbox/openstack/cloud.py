@@ -17,7 +17,14 @@ from ..config import Topology
 from ..nodeagent.nodes import load_specs, node_spec, save_specs
 from .rules import Refused, apply_patch, check_bounds, check_resize
 
-DEFAULT_SETTINGS = {"boot_delay": 5.0, "gpu_delay": 2.0, "shrink_delay": 1.0}
+DEFAULT_SETTINGS = {
+    "boot_delay": 5.0,
+    "gpu_delay": 2.0,
+    "shrink_delay": 1.0,
+    # Autoscaled groups: how often the autoscaler looks, and how long a node may sit idle (seconds).
+    "autoscaler_interval": 2.0,
+    "scale_down_unneeded": 10.0,
+}
 
 
 class Cloud:
@@ -53,12 +60,12 @@ class Cloud:
                 "flavor_id": group.flavor,
                 "image_id": "fedora-coreos-40",
                 "docker_volume_size": None,
-                "labels": {},
                 "node_addresses": [],
                 "node_count": group.nodes,
                 "min_node_count": group.min_nodes,
                 "max_node_count": group.max_nodes,
                 "is_default": group.name == self.topology.node_groups[0].name,
+                "labels": {"auto_scaling_enabled": "true"} if group.autoscaled else {},
                 "stack_id": str(uuid.uuid4()),
                 "status": "CREATE_COMPLETE",
                 "status_reason": "Stack CREATE completed successfully",
@@ -165,6 +172,21 @@ class Cloud:
             self._converge(group["name"], previous, target, list(body.get("nodes_to_remove") or []))
         )
         return 202, {"uuid": self.cluster["uuid"]}
+
+    # -- the autoscaler of autoscaled groups ------------------------------------------------------
+    def autoscaled_groups(self) -> list[str]:
+        return [g.name for g in self.topology.node_groups if g.autoscaled]
+
+    def member_nodes(self, name: str) -> list[str]:
+        label = self.topology.node_group_label
+        return [n["name"] for n in load_specs(self.state) or [] if n["labels"].get(label) == name]
+
+    def autoscaler_remove(self, name: str, node: str) -> None:
+        group = self.groups[name]
+        previous = group["node_count"]
+        group.update(node_count=previous - 1, status="UPDATE_IN_PROGRESS", status_reason="autoscaler")
+        self._save()
+        asyncio.ensure_future(self._converge(name, previous, previous - 1, [node]))
 
     async def _converge(self, name: str, previous: int, target: int, remove: list[str]) -> None:
         group = self.groups[name]

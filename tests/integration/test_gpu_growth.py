@@ -34,13 +34,33 @@ profiles:
     node_group: {GROUP}
     start_timeout: 300
 """
+# An autoscaled group (Cluster API style): the hub raises min_node_count, the autoscaler removes idle nodes.
+T4_GROUP = "gpu-t4"
+T4 = f"""
+node_groups:
+  {T4_GROUP}:
+    gpu: {{resource: nvidia.com/gpu, per_node: 2, product: Tesla-T4}}
+    taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{backend: magnum, cluster: sandbox, mode: raise-min, min_nodes: 0, max_nodes: 3}}
+profiles:
+  - slug: t4-1
+    display_name: "Dedicated 1 T4 GPU"
+    kind: dedicated
+    cpu: 0.5
+    memory: 1G
+    gpus: 1
+    node_group: {T4_GROUP}
+    start_timeout: 300
+"""
 
 
 @pytest.fixture(scope="module")
 def cloud(sandbox):
     url = sandbox["openstack"]["url"]
     requests.post(
-        f"{url}/_simulator/settings", json={"boot_delay": 2, "gpu_delay": 1}, timeout=10
+        f"{url}/_simulator/settings",
+        json={"boot_delay": 2, "gpu_delay": 1, "autoscaler_interval": 1, "scale_down_unneeded": 3},
+        timeout=10,
     ).raise_for_status()
     yield url
     requests.delete(f"{url}/_simulator/faults", timeout=10)
@@ -54,6 +74,7 @@ def catalog(tmp_path_factory):
     directory = tmp_path_factory.mktemp("profiles")
     shutil.copy(PROFILES / "default.yaml", directory / "default.yaml")
     (directory / "a100.yaml").write_text(A100)
+    (directory / "t4.yaml").write_text(T4)
     return directory
 
 
@@ -67,8 +88,8 @@ def growth_hub(sandbox, tmp_path_factory, cloud, catalog):
     hub.stop()
 
 
-def group_state(cloud) -> dict:
-    return requests.get(f"{cloud}/_simulator/state", timeout=10).json()["groups"][GROUP]
+def group_state(cloud, group=GROUP) -> dict:
+    return requests.get(f"{cloud}/_simulator/state", timeout=10).json()["groups"][group]
 
 
 def writes(cloud) -> list[dict]:
@@ -100,10 +121,10 @@ def follow_progress(hub, user) -> tuple[threading.Thread, list[dict]]:
     return thread, events
 
 
-def start(hub, user, expect=(201, 202)):
+def start(hub, user, expect=(201, 202), profile="a100-1"):
     hub.api("POST", f"/users/{user}")
     reader, events = follow_progress(hub, user)
-    response = hub.api("POST", f"/users/{user}/server", json={"profile": "a100-1"})
+    response = hub.api("POST", f"/users/{user}/server", json={"profile": profile})
     assert response.status_code in expect, response.text
     return reader, events, response
 
@@ -253,3 +274,45 @@ def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, clou
         requests.delete(f"{cloud}/_simulator/faults", timeout=10)
         growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0 nodes")
+
+
+def test_an_autoscaled_group_grows_by_raising_min_and_shrinks_by_lowering_it(
+    growth_hub, cloud, core, sandbox
+):
+    assert group_state(cloud, T4_GROUP)["labels"] == {"auto_scaling_enabled": "true"}
+    assert group_state(cloud, T4_GROUP)["node_count"] == 0
+    seen = len(requests.get(f"{cloud}/_simulator/state", timeout=10).json()["requests"])
+    user = "needs-a-t4"
+    reader, events, _ = start(growth_hub, user, profile="t4-1")
+    try:
+
+        def ready():
+            return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+        wait_until(ready, timeout=180, what="the notebook on a new T4 node")
+        state = group_state(cloud, T4_GROUP)
+        # min pins the new node: the autoscaler would otherwise remove it while it waits idle for its GPU.
+        assert (state["node_count"], state["min_node_count"]) == (1, 1)
+        log = requests.get(f"{cloud}/_simulator/state", timeout=10).json()["requests"][seen:]
+        changes = [
+            "resize" if r["path"].endswith("/actions/resize") else r["method"]
+            for r in log
+            if r["method"] in ("POST", "PATCH")
+        ]
+        assert changes == ["resize", "PATCH"], changes  # node_count first: Magnum refuses min > node_count
+    finally:
+        growth_hub.api("DELETE", f"/users/{user}/server")
+    # The hub only lowers min; the autoscaler then removes the idle node.
+    wait_until(lambda: group_state(cloud, T4_GROUP)["min_node_count"] == 0, timeout=60, what="min back at 0")
+    wait_until(lambda: group_state(cloud, T4_GROUP)["node_count"] == 0, timeout=60, what="idle node gone")
+    wait_until(
+        lambda: (
+            not [
+                n
+                for n in core.list_node().items
+                if n.metadata.labels.get("magnum.openstack.org/nodegroup") == T4_GROUP
+            ]
+        ),
+        timeout=30,
+        what="the T4 node to leave the cluster",
+    )

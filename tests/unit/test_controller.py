@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 
 import pytest
+from prometheus_client import REGISTRY
 
 from cern_spawner.scaling.controller import ScaledGroup, ScalingController
 from cern_spawner.scaling.errors import CeilingReached, QuotaExceeded, TemporaryError
@@ -177,3 +178,33 @@ def test_raise_min_mode_shrinks_by_lowering_min_only():
     clock.now += 61
     run(scaler.reconcile())
     assert cloud.writes == [("patch", (("min_node_count", 0),))]
+
+
+def test_raise_min_mode_lowers_min_once_and_leaves_idle_nodes_to_the_autoscaler():
+    clock = Clock()
+    group = replace(GROUP, mode="raise-min")
+    cloud = Cloud(cloud_state(2, minimum=2, maximum=4))
+    scaler = controller(cloud, View([gpu_node("n0"), gpu_node("n1")], []), group, clock=clock)
+    shrinks = {"node_group": "gpu-v100", "action": "shrink", "result": "accepted"}
+    before = REGISTRY.get_sample_value("cern_spawner_backend_requests_total", shrinks) or 0
+    run(scaler.reconcile())
+    clock.now += 61
+    run(scaler.reconcile())
+    cloud.state_now = replace(cloud.state_now, min_nodes=0)  # the patch landed; nodes still there
+    for _ in range(3):
+        clock.now += 61
+        run(scaler.reconcile())
+    assert cloud.writes == [("patch", (("min_node_count", 0),))]
+    assert REGISTRY.get_sample_value("cern_spawner_backend_requests_total", shrinks) == before + 1
+
+
+def test_raise_min_mode_keeps_min_at_the_nodes_still_in_use():
+    clock = Clock()
+    group = replace(GROUP, mode="raise-min")
+    cloud = Cloud(cloud_state(2, minimum=2, maximum=4))
+    view = View([gpu_node("n0"), gpu_node("n1")], [gpu_pod("r0", node="n1")])
+    scaler = controller(cloud, view, group, clock=clock)
+    run(scaler.reconcile())
+    clock.now += 61
+    run(scaler.reconcile())
+    assert cloud.writes == [("patch", (("min_node_count", 1),))]
