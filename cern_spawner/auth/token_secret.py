@@ -1,0 +1,80 @@
+"""The per-user Kubernetes Secret holding exchanged tokens, mounted into the notebook pod as files.
+
+Files, not environment variables: environment variables leak into child processes and `/proc`, and
+cannot be updated in a running pod, while a mounted Secret is updated by the kubelet after a refresh.
+Only exchanged tokens go in; never the refresh token nor the hub's own access token.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from kubernetes_asyncio.client import ApiClient, CoreV1Api
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubespawner.slugs import safe_slug
+
+PREFIX = "cern-tokens-"
+# Secret data keys must match [-._a-zA-Z0-9]+.
+_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
+
+
+def token_secret_name(username: str) -> str:
+    """`cern-tokens-<username>`, the username escaped as KubeSpawner does (DNS label, hash when altered)."""
+    return PREFIX + safe_slug(username, max_length=63 - len(PREFIX))
+
+
+def token_file_name(audience: str) -> str:
+    """`<audience>.token`, with characters not allowed in Secret keys replaced by `_`."""
+    return _KEY_UNSAFE.sub("_", audience) + ".token"
+
+
+def tokens_from_auth_state(auth_state: dict | None) -> dict[str, str]:
+    """Audience → exchanged access token, from auth_state["exchanged_tokens"] (CERNAuthenticator)."""
+    exchanged = (auth_state or {}).get("exchanged_tokens") or {}
+    return {
+        audience: entry["access_token"]
+        for audience, entry in exchanged.items()
+        if isinstance(entry, dict) and isinstance(entry.get("access_token"), str)
+    }
+
+
+def token_secret_manifest(username: str, namespace: str, tokens: dict[str, str]) -> dict:
+    """The Secret for `username` in `namespace`: one `<audience>.token` entry per exchanged token."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": token_secret_name(username),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "cern-spawner",
+                "app.kubernetes.io/component": "user-tokens",
+                "hub.jupyter.org/username": safe_slug(username, max_length=63),
+            },
+        },
+        "data": {
+            token_file_name(audience): base64.b64encode(token.encode()).decode()
+            for audience, token in sorted(tokens.items())
+        },
+    }
+
+
+class TokenSecretError(Exception):
+    """The Secret could not be written; the message names it and the API server's answer."""
+
+
+async def apply_token_secret(api_client: ApiClient, manifest: dict) -> None:
+    """Create the Secret, or replace it when it exists (its tokens are renewed at every refresh)."""
+    core = CoreV1Api(api_client)
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    try:
+        try:
+            await core.create_namespaced_secret(namespace, manifest)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await core.replace_namespaced_secret(name, namespace, manifest)
+    except ApiException as e:
+        raise TokenSecretError(f"Secret {namespace}/{name}: HTTP {e.status} {e.reason}") from e
