@@ -19,6 +19,9 @@ def _print_status(report: dict, as_json: bool) -> None:
     print(f"sandbox: running, API server {report['server']}")
     print(f"  export KUBECONFIG={report['kubeconfig']}")
     print(f"  user namespace: {report['user_namespace']} (Pod Security Admission: restricted)")
+    if kc := report.get("keycloak"):
+        users = ", ".join(kc["users"])
+        print(f"  Keycloak: issuer {kc['issuer']} (users {users}, password {kc['demo_password']})")
     for node in report["nodes"]:
         gpus = f", {node['gpus']} GPUs" if node["gpus"] != "0" else ""
         state = "Ready" if node["ready"] else "NotReady"

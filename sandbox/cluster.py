@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries, controlplane, pki
+from . import binaries, controlplane, keycloak, pki
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
 from .nodeagent.network import PodNetwork
@@ -153,6 +153,8 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     )
     current["openstack"] = start_openstack(registry, state, topology.cluster)
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
+    current["keycloak"] = keycloak.start(registry, state)  # CERN SSO: realm `cern` under /auth
+    (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     return status()
 
 
@@ -261,6 +263,7 @@ def down(quiet: bool = False) -> list[str]:
         "clouds.yaml",
         "openstack-credentials.json",
         "openstack-state.json",
+        "keycloak",
     ):
         path = state / leftover
         if path.is_dir():
@@ -285,6 +288,7 @@ def status() -> dict:
         "fake": current.get("fake"),
         "pod_network": current.get("network"),
         "openstack": current.get("openstack"),
+        "keycloak": current.get("keycloak"),
         "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
         "nodes": [],
     }
