@@ -11,6 +11,7 @@ from pathlib import Path
 
 import kubernetes_asyncio.config.kube_config as kube_config
 
+from cern_spawner.scaling.startup import start_with_hub
 from cern_spawner.web.handlers import handlers
 from sandbox.config import state_dir
 from sandbox.nodeagent.network import PodNetwork
@@ -44,6 +45,8 @@ c.KubeSpawner.http_timeout = 60
 if "openstack" in sandbox:
     c.CERNSpawner.openstack_cloud = "sandbox"
     c.CERNSpawner.openstack_clouds_yaml = str(sandbox_state / "clouds.yaml")
+    # Shrink what an earlier hub grew even before anyone comes by.
+    start_with_hub(c)
 
 gateway = PodNetwork(**sandbox["network"]).gateway
 c.JupyterHub.hub_bind_url = f"http://{gateway}:{os.environ.get('CERN_HUB_PORT', '8081')}"

@@ -64,7 +64,11 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
         + extra_config
     )
     config.chmod(0o600)  # it holds the token
-    ports = {name: free_port() for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
+    # Ports given in `env` are kept (a restarted hub must answer where its servers expect it).
+    ports = {
+        name: int((env or {}).get(name) or free_port())
+        for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")
+    }
     env = {
         **os.environ,
         **(env or {}),

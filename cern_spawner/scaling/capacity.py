@@ -27,7 +27,9 @@ class Capacity:
     allocatable_gpus: int  # on ready nodes
     used_gpus: int  # requested by non-terminated pods bound to the group's nodes
     pending_gpus: int  # requested by pods that select the group and no node has taken yet
-    booting_gpus: int  # ready nodes whose GPUs are not allocatable yet (device plugin starting)
+    # Joined nodes whose GPUs are not usable yet: the kubelet not Ready yet, or Ready with the
+    # device plugin still starting. A node whose kubelet stopped reporting (Unknown) is lost, not booting.
+    booting_gpus: int
     gpus_per_node: int
 
     @property
@@ -42,11 +44,15 @@ def _quantity(value) -> int:
         return 0
 
 
-def _ready(node: Mapping) -> bool:
+def _ready_status(node: Mapping) -> str:
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
+            return str(condition.get("status"))
+    return "False"  # no condition yet: the kubelet has only just registered
+
+
+def _ready(node: Mapping) -> bool:
+    return _ready_status(node) == "True"
 
 
 def gpus_requested(pod: Mapping, resource: str) -> int:
@@ -86,7 +92,8 @@ def summarize(
             _quantity((n.get("status") or {}).get("allocatable", {}).get(group.gpu_resource)) for n in ready
         )
         per_node = gpus_per_node.get(group.name, 0)
-        booting = sum(
+        starting = [n for n in members if _ready_status(n) == "False"]
+        booting = per_node * len(starting) + sum(
             per_node
             for n in ready
             if _quantity((n.get("status") or {}).get("allocatable", {}).get(group.gpu_resource)) == 0

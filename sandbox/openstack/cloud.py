@@ -119,7 +119,10 @@ class Cloud:
         return bool(group) and (body or {}).get("node_count", 0) > group["node_count"]
 
     def log(self, method: str, path: str, status: int) -> None:
-        self.requests.append({"method": method, "path": path, "status": status, "at": time.time()})
+        # `seq` keeps counting when old entries are dropped, so readers can ask for what came after.
+        self._seq = getattr(self, "_seq", 0) + 1
+        entry = {"seq": self._seq, "method": method, "path": path, "status": status, "at": time.time()}
+        self.requests.append(entry)
         del self.requests[:-1000]
 
     def snapshot(self) -> dict:

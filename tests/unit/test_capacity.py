@@ -13,11 +13,13 @@ CPU = GroupSelector("default-worker", LABEL, "nvidia.com/gpu")
 
 
 def node(name, group, gpus="4", ready=True):
+    """`ready` True, False (a kubelet coming up says so) or "Unknown" (a kubelet that stopped reporting)."""
+    status = ready if isinstance(ready, str) else ("True" if ready else "False")
     return {
         "metadata": {"name": name, "labels": {LABEL: group}},
         "status": {
             "allocatable": {"nvidia.com/gpu": gpus} if gpus is not None else {},
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "conditions": [{"type": "Ready", "status": status}],
         },
     }
 
@@ -67,8 +69,14 @@ def pod(name, gpus=1, node_name=None, group="gpu-v100", phase="Pending", deletin
         pytest.param(
             [node("g0", "gpu-v100", ready=False)],
             [],
-            dict(nodes=1, ready_nodes=0, allocatable_gpus=0),
-            id="not-ready-node-offers-nothing",
+            dict(nodes=1, ready_nodes=0, allocatable_gpus=0, booting_gpus=4),
+            id="joined-node-not-ready-yet-is-on-its-way",
+        ),
+        pytest.param(
+            [node("g0", "gpu-v100", ready="Unknown")],
+            [],
+            dict(nodes=1, ready_nodes=0, allocatable_gpus=0, booting_gpus=0),
+            id="lost-node-offers-nothing",
         ),
         pytest.param(
             [node("g0", "gpu-v100", gpus="0")],

@@ -1,0 +1,128 @@
+"""A hub restart in the middle of GPU growth neither repeats nor loses it.
+
+The hub is stopped the way a rolling update stops it (SIGTERM, user servers left running) and
+started again on the same database. The controller recomputes everything from the cluster and
+the cloud, so the restarted hub asks for nothing twice and still returns what was raised.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from sandbox.controlplane import free_port
+from sandbox.hubrunner import start_hub
+from tests.integration.growth import GROUP, group_state, log_mark, start, writes
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+GRACE = 5
+# Servers survive the hub (as in production); a server that is not up within 5 s of the restart is
+# stopped by JupyterHub's own start-up check, which cannot resume a spawn in flight.
+EXTRA = (
+    f"c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = {GRACE}\n"
+    "c.JupyterHub.cleanup_servers = False\nc.CERNSpawner.http_timeout = 5\n"
+)
+
+
+@pytest.fixture
+def restartable(sandbox, catalog, tmp_path):
+    hubs = []
+    # The same ports each time: running servers reach the hub at the address they were given.
+    ports = {name: str(free_port()) for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
+
+    def launch():
+        try:
+            hubs.append(start_hub(tmp_path / "hub", EXTRA, env={"CERN_PROFILES": str(catalog), **ports}))
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
+        return hubs[-1]
+
+    yield launch
+    last = hubs[-1] if hubs else None
+    if last and last.process.poll() is None:
+        for user in last.api("GET", "/users").json():
+            if user["servers"]:
+                last.api("DELETE", f"/users/{user['name']}/server")
+        wait_until(
+            lambda: not any(u["servers"] for u in last.api("GET", "/users").json()),
+            timeout=60,
+            what="servers stopped",
+        )
+        last.stop()
+
+
+def gpu_pods(core, sandbox) -> list:
+    return core.list_namespaced_pod(
+        sandbox["user_namespace"], label_selector=f"cern-spawner/node-group={GROUP}"
+    ).items
+
+
+def no_group_nodes(core) -> bool:
+    return not [
+        n for n in core.list_node().items if n.metadata.labels.get("magnum.openstack.org/nodegroup") == GROUP
+    ]
+
+
+def test_restart_while_a_node_boots_asks_nothing_twice_and_returns_the_node(
+    restartable,
+    cloud,
+    core,
+    sandbox,
+):
+    hub = restartable()  # its controller returns whatever an earlier test left grown
+    wait_until(
+        lambda: group_state(cloud)["node_count"] == 0 and no_group_nodes(core), timeout=90, what="0 nodes"
+    )
+    requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 15}, timeout=10).raise_for_status()
+    try:
+        mark = log_mark(cloud)
+        start(hub, "restart-while-booting")
+        wait_until(
+            lambda: group_state(cloud)["node_count"] == 1, timeout=60, what="the resize to be accepted"
+        )
+        assert group_state(cloud)["status"] == "UPDATE_IN_PROGRESS"  # the node is still booting
+        hub.stop()
+        assert len(gpu_pods(core, sandbox)) == 1  # the pending pod outlives the hub
+
+        restartable()
+        # The restarted hub stops the server it cannot see running (its pod is deleted), and its
+        # controller shrinks the group back once the node has booted: one grow, one shrink in all.
+        wait_until(lambda: not gpu_pods(core, sandbox), timeout=60, what="the abandoned pod removed")
+        wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0")
+        changes = writes(cloud, mark)
+        assert [r["path"].endswith("/actions/resize") for r in changes] == [True, True], changes
+        wait_until(lambda: no_group_nodes(core), timeout=60, what="the node to leave the cluster")
+    finally:
+        requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 2}, timeout=10)
+
+
+def test_restart_keeps_a_running_server_and_its_grown_node(restartable, cloud, core, sandbox):
+    hub = restartable()  # its controller returns whatever an earlier test left grown
+    wait_until(
+        lambda: group_state(cloud)["node_count"] == 0 and no_group_nodes(core), timeout=90, what="0 nodes"
+    )
+    user = "runs-across-a-restart"
+    start(hub, user)
+
+    def ready(hub):
+        return hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+    wait_until(lambda: ready(hub), timeout=180, what="the notebook on a new GPU node")
+    mark = log_mark(cloud)
+    hub.stop()
+
+    hub = restartable()
+    wait_until(lambda: ready(hub), timeout=60, what="the server known to the restarted hub")
+    # Several controller rounds past the grace period: a node running a notebook is never returned.
+    time.sleep(GRACE + 5)
+    assert group_state(cloud)["node_count"] == 1
+    assert writes(cloud, mark) == []
+    status = hub.session.get(f"{hub.url}/user/{user}/api/status", timeout=10)
+    assert status.status_code == 200, status.text[:300]
+
+    hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0")
+    assert len(writes(cloud, mark)) == 1
