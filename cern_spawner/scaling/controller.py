@@ -45,6 +45,7 @@ class GroupStatus:
     blocker: ScalingError | None = None  # why waiting users cannot be served
     last_demand_at: float | None = None
     events: list[str] = field(default_factory=list)  # plain-language history, oldest first
+    members: set[str] = field(default_factory=set)  # the group's nodes at the last round
 
     def say(self, message: str) -> None:
         if not self.events or self.events[-1] != message:
@@ -108,10 +109,15 @@ class ScalingController:
 
     async def _reconcile_group(self, group: ScaledGroup, capacity: Capacity) -> None:
         status = self.status(group.name)
-        if status.capacity and capacity.nodes > status.capacity.nodes:
-            joined = capacity.nodes - status.capacity.nodes
-            status.say(f"{joined} node(s) joined {group.name}; waiting for the GPU to become available.")
-        status.capacity = capacity
+        members = {
+            name
+            for name, node in self.view.nodes.items()
+            if (node["metadata"].get("labels") or {}).get(group.label) == group.name
+        }
+        if status.capacity is not None:  # not at the first round: those nodes were there before us
+            for name in sorted(members - status.members):
+                status.say(f"Node {name} joined {group.name}; waiting for its GPU to become available.")
+        status.capacity, status.members = capacity, members
         metrics.GPU_PENDING.labels(group.name).set(capacity.pending_gpus)
         metrics.GPU_FREE.labels(group.name).set(capacity.free_gpus)
         now = self.clock()

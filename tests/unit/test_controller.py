@@ -208,3 +208,14 @@ def test_raise_min_mode_keeps_min_at_the_nodes_still_in_use():
     clock.now += 61
     run(scaler.reconcile())
     assert cloud.writes == [("patch", (("min_node_count", 1),))]
+
+
+def test_each_joining_node_is_named_to_waiting_users_but_not_those_found_at_start():
+    cloud = Cloud(cloud_state(1))
+    view = View([gpu_node("n0")], [gpu_pod(f"r{i}", node="n0") for i in range(4)] + [gpu_pod("w")])
+    scaler = controller(cloud, view)
+    run(scaler.reconcile())
+    view.nodes["n1"] = gpu_node("n1", gpus="0")
+    run(scaler.reconcile())
+    joined = [e for e in scaler.status("gpu-v100").events if "joined" in e]
+    assert joined == ["Node n1 joined gpu-v100; waiting for its GPU to become available."]
