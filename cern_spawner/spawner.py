@@ -11,6 +11,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Enum, Float, List, Unicode, default
 
+from .auth import token_secret
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
@@ -88,6 +89,16 @@ class CERNSpawner(KubeSpawner):
         help="""
         Seconds without GPU demand before a grown node group is returned to its baseline (default
         600 s, so a user restarting a server finds the node still there). Only empty nodes are removed.
+        """,
+    )
+
+    token_mount_path = Unicode(
+        "/run/secrets/cern-tokens",
+        config=True,
+        help="""
+        Where the notebook finds the tokens the hub obtained by token exchange (one
+        `<audience>.token` file each, read-only, renewed at each refresh). Given only when the
+        user has exchanged tokens (CERNAuthenticator.exchange_audiences).
         """,
     )
 
@@ -228,6 +239,47 @@ class CERNSpawner(KubeSpawner):
                     return
                 yield event
                 pending = asyncio.ensure_future(kube.__anext__())
+
+    # -- exchanged tokens, as files of a Secret ----------------------------------------------
+    @property
+    def _token_lock(self) -> asyncio.Lock:
+        # Keeps a refresh's write from landing after stop() deleted the Secret.
+        return self.__dict__.setdefault("_cern_token_lock", asyncio.Lock())
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        # Written here: the options are accepted by now and the pod is created right after.
+        try:
+            name = await self._write_token_secret(await self.user.get_auth_state())
+        except token_secret.TokenSecretError as e:
+            # As a failed exchange: the server starts, without the tokens.
+            self.log.error("Starting %s without its tokens: %s", self._log_name, e)
+            name = None
+        if name:
+            token_secret.mount_token_secret(pod, name, self.token_mount_path)
+        return pod
+
+    async def _write_token_secret(self, auth_state) -> str | None:
+        return await token_secret.write_user_tokens(
+            self.api.api_client, self.user.name, self.namespace, auth_state
+        )
+
+    async def update_token_secret(self, auth_state) -> None:
+        """After an auth refresh, renew the Secret of a running server (called by the authenticator)."""
+        async with self._token_lock:
+            if self.ready:  # not while starting (the spawn writes it) nor stopping (stop deletes it)
+                await self._write_token_secret(auth_state)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        # One Secret per user: kept while another of the user's servers runs.
+        if any(other is not self and other.active for other in self.user.spawners.values()):
+            return
+        async with self._token_lock:
+            try:
+                await token_secret.delete_token_secret(self.api.api_client, self.user.name, self.namespace)
+            except token_secret.TokenSecretError as e:
+                self.log.warning("Could not delete the tokens of %s: %s", self._log_name, e)
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
     _form_cache: dict = {}  # (catalog version, offered slugs, saved options) -> rendered form

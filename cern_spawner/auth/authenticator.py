@@ -23,6 +23,7 @@ from .handlers import CERNLoginHandler, CERNLogoutHandler, end_session_url
 from .provider import ProviderMetadata, discover, fetch_json
 from .refresh import Decision, keep_after_failure, refresh_decision
 from .roles import is_admin, is_allowed, roles_from_claims
+from .token_secret import update_running_servers
 from .tokens import JWKSCache, verify_token
 from .traits import CERNAuthenticatorTraits
 
@@ -217,6 +218,7 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
                 self._client_auth(),
                 now=self.clock(),
                 log=self.log,
+                scopes=dict(self.exchange_scopes),
             )
         return state
 
@@ -260,6 +262,10 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
         True: nothing to do (or a transient failure while the token is still valid); False: log in
         again; an auth model: new tokens, roles (as groups) and admin status.
         """
+        if handler is not None and not hasattr(handler, "_token_authenticated"):
+            # JupyterHub 6.1 reads this after a failed refresh but sets it only for token logins:
+            # an admin's cookie-authenticated spawn for another user would end in a 500.
+            handler._token_authenticated = False
         if not self.enable_auth_state:
             return True
         auth_state = await user.get_auth_state()
@@ -307,6 +313,8 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
         if not await self.check_allowed(user.name, auth_model):
             self.log.info("%s no longer holds an allowed role: login required", user.name)
             return False
+        if self.exchange_audiences:
+            await update_running_servers(user, auth_model["auth_state"], self.log)
         return auth_model
 
     # --- logout -------------------------------------------------------------------------------

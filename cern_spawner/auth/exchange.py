@@ -10,9 +10,15 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
-def exchange_request(subject_token: str, audience: str, client_auth: dict[str, str]) -> dict[str, str]:
-    """Form fields of an exchange for `audience`; `client_auth`: client_id/secret, or {} for Basic."""
-    return {
+def exchange_request(
+    subject_token: str, audience: str, client_auth: dict[str, str], scope: str = ""
+) -> dict[str, str]:
+    """Form fields of an exchange for `audience`; `client_auth`: client_id/secret, or {} for Basic.
+
+    `scope`, when given, is sent too: Keycloak only puts the audience in the token when a client
+    scope mapping it is requested ("Requested audience not available" otherwise).
+    """
+    form = {
         "grant_type": GRANT_TYPE,
         "subject_token": subject_token,
         "subject_token_type": ACCESS_TOKEN_TYPE,
@@ -20,6 +26,9 @@ def exchange_request(subject_token: str, audience: str, client_auth: dict[str, s
         "audience": audience,
         **client_auth,
     }
+    if scope:
+        form["scope"] = scope
+    return form
 
 
 def exchanged_token(response: dict, *, now: float) -> dict:
@@ -43,17 +52,21 @@ async def exchange_all(
     *,
     now: float,
     log,
+    scopes: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Exchange `subject_token` for each audience; a failed audience is logged and left out.
 
-    `post` sends the form to the token endpoint and returns its JSON (raising AuthError subclasses).
+    `post` sends the form to the token endpoint and returns its JSON (raising AuthError subclasses);
+    `scopes` gives the scope to request per audience.
     Left out rather than failing the login: the notebook works without e.g. EOS, and the next
     refresh tries again.
     """
     tokens = {}
     for audience in audiences:
         try:
-            response = await post(exchange_request(subject_token, audience, client_auth))
+            response = await post(
+                exchange_request(subject_token, audience, client_auth, (scopes or {}).get(audience, ""))
+            )
             tokens[audience] = exchanged_token(response, now=now)
         except AuthError as e:
             log.warning("Token exchange for audience %s failed: %s", audience, e)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from traitlets import Bool, Float, List, Set, Unicode, default, validate
+from traitlets import Bool, Dict, Float, List, Set, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 CERN_ISSUER = "https://auth.cern.ch/auth/realms/cern"
@@ -110,6 +110,16 @@ class CERNAuthenticatorTraits(LoggingConfigurable):
         help="""
         Audiences (e.g. ["eos-service"]) to obtain tokens for by RFC 8693 token exchange at login and
         at each refresh, kept in auth_state["exchanged_tokens"]. Empty (default): no exchange.
+        """,
+    )
+    exchange_scopes = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        config=True,
+        help="""
+        Scope to request with the token exchange, per audience (e.g. {"eos-service":
+        "eos-service-audience"}): Keycloak grants an audience only through a client scope that maps
+        it. Audiences not listed are exchanged without a scope (default: none listed).
         """,
     )
     sso_logout = Bool(

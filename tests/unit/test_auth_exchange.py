@@ -41,6 +41,12 @@ def test_exchange_request_body():
     }
 
 
+def test_exchange_request_sends_the_audience_scope_when_given():
+    form = exchange_request("AT", "eos-service", {}, "eos-service-audience")
+    assert form["scope"] == "eos-service-audience" and form["audience"] == "eos-service"
+    assert "scope" not in exchange_request("AT", "eos-service", {}, "")
+
+
 RESPONSES = {
     "with-expiry": (
         {"access_token": "x", "expires_in": 60, "refresh_token": "r"},
