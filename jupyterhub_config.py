@@ -7,6 +7,7 @@ sandbox's pod-network gateway, and configurable-http-proxy reaches the pods on t
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import kubernetes_asyncio.config.kube_config as kube_config
@@ -58,14 +59,45 @@ c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
 c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
 
-# A local authenticator until CERN single sign-on lands: demo users with a shared password.
-c.JupyterHub.authenticator_class = "shared-password"
-c.SharedPasswordAuthenticator.user_password = "cern-demo"
-c.SharedPasswordAuthenticator.admin_password = "cern-spawner-demo-admin-password"
-c.Authenticator.allowed_users = {"alice", "bob"}
-c.Authenticator.admin_users = {"admin"}
-# Roles decide who may use which profile; until single sign-on provides them, groups stand in.
-c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
+proxy_url = f"http://127.0.0.1:{os.environ.get('CERN_PROXY_PORT', '8000')}"
+if "keycloak" in sandbox:
+    # CERN single sign-on: the sandbox's Keycloak, realm cern, client jupyterhub.
+    from sandbox import keycloak
+
+    kc = sandbox["keycloak"]
+    c.JupyterHub.authenticator_class = "cern"
+    c.CERNAuthenticator.issuer_url = kc["issuer"]
+    c.CERNAuthenticator.client_id = kc["client_id"]
+    # Read from its 0600 file: never through the environment, which child processes inherit.
+    c.CERNAuthenticator.client_secret = Path(kc["client_secret_file"]).read_text().strip()
+    c.CERNAuthenticator.oauth_callback_url = f"{proxy_url}/hub/oauth_callback"
+    c.CERNAuthenticator.post_logout_redirect_uri = f"{proxy_url}/hub/login"
+    # Test hubs listen on random ports: register this hub's URIs with the client before it starts.
+    keycloak.allow_redirect(sandbox_state, c.CERNAuthenticator.oauth_callback_url)
+    keycloak.allow_post_logout_redirect(sandbox_state, c.CERNAuthenticator.post_logout_redirect_uri)
+    c.CERNAuthenticator.allowed_roles = set()  # every user of the realm may log in
+    c.CERNAuthenticator.admin_roles = {"hub-admins"}
+    c.CERNAuthenticator.exchange_audiences = [kc["exchange_audience"]]
+    # Keycloak grants the audience only with the realm's client scope for it.
+    c.CERNAuthenticator.exchange_scopes = {kc["exchange_audience"]: f"{kc['exchange_audience']}-audience"}
+
+    # auth_state (the user's tokens) is encrypted with a key of this hub directory, kept in a 0600
+    # file rather than JUPYTERHUB_CRYPT_KEY so that no key sits in the environment.
+    key_file = hub_dir / "crypt_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    c.CryptKeeper.keys = [key_file.read_text().strip()]
+else:
+    # Fallback for a sandbox started without Keycloak: demo users with a shared password.
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = "cern-demo"
+    c.SharedPasswordAuthenticator.admin_password = "cern-spawner-demo-admin-password"
+    c.Authenticator.allowed_users = {"alice", "bob"}
+    c.Authenticator.admin_users = {"admin"}
+    # Without single sign-on there are no roles: a group stands in.
+    c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
 
 # Admins see the served catalog and any refused edit at /hub/api/cern/catalog.
 c.JupyterHub.extra_handlers = handlers

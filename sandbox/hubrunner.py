@@ -16,6 +16,7 @@ import requests
 
 from .controlplane import _http_ok, free_port
 from .errors import SandboxError
+from .keycloak import LoginError, login_code_flow
 from .procs import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +32,28 @@ class Hub:
         return self.session.request(method, f"{self.url}/hub/api{path}", timeout=30, **kwargs)
 
     def login(self, username: str, password: str) -> requests.Session:
-        """A browser-like session logged in through the hub's login form."""
+        """A browser-like session logged in as a browser would: through single sign-on when the hub
+        uses it (the hub's OAuth redirect, Keycloak's login form, the hub's callback), otherwise
+        through the hub's own login form."""
         browser = requests.Session()
+        start = browser.get(f"{self.url}/hub/oauth_login", allow_redirects=False, timeout=30)
+        if start.status_code == 404:  # a local authenticator: no OAuth endpoints
+            return self._login_form(browser, username, password)
+        if start.status_code != 302:
+            raise LoginError(f"/hub/oauth_login answered {start.status_code}: {start.text[:300]}")
+        callback = login_code_flow(browser, start.headers["Location"], username, password)
+        if not callback.startswith(f"{self.url}/hub/oauth_callback?"):
+            raise LoginError(f"single sign-on sent {username} to {callback}, not to this hub")
+        back = browser.get(callback, allow_redirects=False, timeout=30)
+        if back.status_code != 302:
+            raise LoginError(f"the hub refused the login of {username}: {back.status_code} {back.text[:300]}")
+        # The home page sets the _xsrf cookie that form posts and cookie-authenticated API calls need.
+        home = browser.get(f"{self.url}/hub/home", timeout=30)
+        if home.status_code != 200 or "/hub/login" in home.url:
+            raise LoginError(f"{username} is not logged in after the callback (at {home.url})")
+        return browser
+
+    def _login_form(self, browser: requests.Session, username: str, password: str) -> requests.Session:
         browser.get(f"{self.url}/hub/login", timeout=10)
         response = browser.post(
             f"{self.url}/hub/login",

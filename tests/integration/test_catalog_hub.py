@@ -13,7 +13,8 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
-ADMIN_PASSWORD = "cern-spawner-demo-admin-password"
+# carol holds the hub-admins role in the sandbox's single sign-on, which makes her a hub admin.
+ADMIN, PASSWORD = "carol", "cern-demo"
 NEW_PROFILE = """
 profiles:
   - slug: shared-8g
@@ -84,7 +85,7 @@ def test_bad_options_are_a_clean_4xx_and_create_nothing(hub, core, sandbox, opti
 
 
 def test_an_admin_starting_a_server_for_a_user_is_held_to_the_users_roles(hub, core, sandbox):
-    admin = hub.login("admin", ADMIN_PASSWORD)
+    admin = hub.login(ADMIN, PASSWORD)
     user = "admin-starts-for-me"
     hub.api("POST", f"/users/{user}")
     refused = admin.post(
@@ -148,8 +149,8 @@ def form_for(hub, browser) -> str:
 
 
 def test_a_valid_edit_appears_in_the_form_and_a_broken_one_is_refused(edit_hub, catalog_dir):
-    alice = edit_hub.login("alice", "cern-demo")
-    admin = edit_hub.login("admin", ADMIN_PASSWORD)
+    alice = edit_hub.login("alice", PASSWORD)
+    admin = edit_hub.login(ADMIN, PASSWORD)
     assert "Shared, 2 GB memory, 1 CPU core" in form_for(edit_hub, alice)
     assert "Shared, 8 GB memory" not in form_for(edit_hub, alice)
     assert "Dedicated 1 GPU" not in form_for(edit_hub, alice)  # alice has no gpu-users role

@@ -18,7 +18,10 @@ PROFILES = load_catalog([Path(__file__).resolve().parents[2] / "profiles"]).prof
 def test_profile_spawns_serves_through_proxy_and_stops(hub, core, sandbox, profile):
     user = f"spawn-{profile.slug}"
     assert hub.api("POST", f"/users/{user}").status_code in (201, 409)
-    for role in profile.allowed_roles[:1]:  # roles are JupyterHub groups until single sign-on lands
+    # Roles are JupyterHub groups (single sign-on fills them at login); this user never logs in,
+    # so an admin grants the role through the API.
+    for role in profile.allowed_roles[:1]:
+        assert hub.api("POST", f"/groups/{role}").status_code in (201, 409)
         assert hub.api("POST", f"/groups/{role}/users", json={"users": [user]}).status_code == 200
     started = hub.api("POST", f"/users/{user}/server", json={"profile": profile.slug})
     assert started.status_code in (201, 202), started.text
