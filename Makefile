@@ -26,8 +26,10 @@ sandbox-up: deps
 demo: sandbox-up
 	@echo
 	@echo "JupyterHub: http://127.0.0.1:8000  (Ctrl-C stops the hub; 'make down' stops the sandbox)"
-	@echo "  users alice, bob  password: cern-demo"
-	@echo "  admin             password: cern-spawner-demo-admin-password"
+	@echo "  log in through CERN SSO (the sandbox's Keycloak), password: cern-demo"
+	@echo "    alice  no role"
+	@echo "    bob    gpu-users   (offered the dedicated GPU profile)"
+	@echo "    carol  hub-admins  (hub admin)"
 	@echo
 	$(VENV)/bin/jupyterhub -f jupyterhub_config.py
 
