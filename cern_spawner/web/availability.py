@@ -1,0 +1,103 @@
+"""Can a user start a profile now, in a sentence for the profile picker. Pure.
+
+Decided from what the scaling controller already holds (its last round's capacity, cloud state and
+blocker), never from the cluster: the picker polls this every few seconds for every open page.
+GPUs other spawns are already waiting for are not free for a newcomer, so they are subtracted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+from ..catalog.access import allowed_profiles
+from ..catalog.model import Catalog, Profile
+from ..scaling.controller import GroupStatus, ScaledGroup
+from ..scaling.errors import CeilingReached, QuotaExceeded
+
+NODE_BOOT_TIME = "usually 5–15 min"
+
+
+@dataclass(frozen=True)
+class Availability:
+    state: str  # available | free | starting | grow | wait | unknown | blocked
+    text: str  # one short line on the card
+    reason: str = ""  # why it is blocked, in the words of the scaling controller
+    disabled: bool = False
+    free_gpus: int | None = None
+    total_gpus: int | None = None
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def _gpus(n: int) -> str:
+    return "1 GPU" if n == 1 else f"{n} GPUs"
+
+
+def _blocked_text(blocker: Exception) -> str:
+    if isinstance(blocker, CeilingReached):
+        return "Unavailable: GPU limit reached"
+    if isinstance(blocker, QuotaExceeded):
+        return "Unavailable: the cloud's GPU quota is used up"
+    return "Unavailable: no GPU node can be added now"
+
+
+def availability(profile: Profile, status: GroupStatus | None, scaled: ScaledGroup | None) -> Availability:
+    """The picker's verdict for `profile`.
+
+    `status` is the controller's view of the profile's node group (None: the controller does not
+    watch it), `scaled` the group's growth settings (None: the hub does not grow it).
+    """
+    if not profile.gpus:
+        return Availability("available", "Available")
+    capacity = status.capacity if status else None
+    if capacity is None:
+        # No controller, or before its first round: say so rather than guess.
+        return Availability("unknown", "GPU availability not known yet")
+    per_node = capacity.gpus_per_node or (scaled.gpus_per_node if scaled else 0)
+    total = capacity.allocatable_gpus
+    spare_now = capacity.free_gpus - capacity.pending_gpus
+    # Nodes the cloud has accepted but that have not joined yet will bring their GPUs too.
+    cloud_nodes = status.cloud.node_count if status.cloud else capacity.nodes
+    planned_nodes = max(cloud_nodes, capacity.nodes, (status.requested or (0, 0))[1])
+    unjoined = max(planned_nodes - capacity.nodes, 0)
+    spare_soon = spare_now + capacity.booting_gpus + unjoined * per_node
+    counts = {"free_gpus": max(spare_now, 0), "total_gpus": total}
+
+    if spare_now >= profile.gpus:
+        return Availability("free", f"{spare_now} of {_gpus(total)} free", **counts)
+    if spare_soon >= profile.gpus:
+        return Availability(
+            "starting", f"No GPU free — a GPU node is already starting ({NODE_BOOT_TIME})", **counts
+        )
+    if status.blocker is not None:
+        reason = getattr(status.blocker, "user_message", str(status.blocker))
+        return Availability("blocked", _blocked_text(status.blocker), reason, True, **counts)
+    if scaled is None:
+        return Availability("wait", "No GPU free — your server will wait until one is released", **counts)
+    room = max(scaled.max_nodes - planned_nodes, 0) * per_node
+    if spare_soon + room >= profile.gpus:
+        return Availability(
+            "grow", f"No GPU free — a new GPU node will be started ({NODE_BOOT_TIME})", **counts
+        )
+    reason = (
+        f"All GPUs of {scaled.name} are in use or promised, and it is at its maximum of "
+        f"{scaled.max_nodes} node(s). Try again later, or ask the service admins for more GPU nodes."
+    )
+    return Availability("blocked", "Unavailable: GPU limit reached", reason, True, **counts)
+
+
+def report(
+    catalog: Catalog,
+    roles: Iterable[str],
+    statuses: Mapping[str, GroupStatus],
+    scaled: Iterable[ScaledGroup],
+) -> dict:
+    """The JSON body of the availability endpoint: one entry per profile `roles` may use."""
+    by_name = {group.name: group for group in scaled}
+    profiles = {}
+    for profile in allowed_profiles(catalog, roles):
+        verdict = availability(profile, statuses.get(profile.node_group), by_name.get(profile.node_group))
+        profiles[profile.slug] = verdict.as_json()
+    return {"catalog_version": catalog.version, "profiles": profiles}
