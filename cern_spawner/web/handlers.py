@@ -1,13 +1,17 @@
-"""Admin-only JSON view of the profile catalog the hub serves, and of a refused edit."""
+"""Small JSON endpoints of the hub: the catalog's status (admins) and profile availability (users)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Hashable
 
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from ..catalog_store import all_stores
+from ..scaling.hub import scaled_groups, shared_controller
+from .availability import report
 
 
 class CatalogStatusHandler(APIHandler):
@@ -29,5 +33,63 @@ class CatalogStatusHandler(APIHandler):
         self.write(json.dumps({"catalogs": [store.status() for store in stores]}))
 
 
+class TimedCache:
+    """Values kept for `ttl` seconds: every open picker polls, but a report changes only per round."""
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic, max_entries: int = 256):
+        self.ttl, self.clock, self.max_entries = ttl, clock, max_entries
+        self._entries: dict[Hashable, tuple[float, object]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], object]):
+        now = self.clock()
+        hit = self._entries.get(key)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        if len(self._entries) >= self.max_entries:  # role mixes are few; never grow without bound
+            self._entries = {k: v for k, v in self._entries.items() if now < v[0]}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        value = compute()
+        self._entries[key] = (now + self.ttl, value)
+        return value
+
+
+async def availability_for(spawner, cache: TimedCache) -> dict:
+    """The availability report for the profiles the spawner's user may use (cached per roles)."""
+    catalog = spawner.catalog_store.current()
+    roles = frozenset(await spawner.user_roles())
+
+    def compute() -> dict:
+        # The controller exists once any CERNSpawner with a cloud was built (this one included):
+        # shared_controller only looks it up. Its statuses come from the shared watch, not from here.
+        controller = shared_controller(spawner, spawner.log)
+        statuses = dict(controller.statuses) if controller else {}
+        return report(catalog, roles, statuses, scaled_groups(catalog))
+
+    return cache.get((catalog.version, roles), compute)
+
+
+class AvailabilityHandler(APIHandler):
+    """GET /hub/api/cern/availability: the caller's profiles, each with whether it can start now."""
+
+    cache = TimedCache(ttl=5.0)
+
+    async def get(self):
+        user = self.current_user
+        # A service or an anonymous caller has no roles, hence no profiles: refuse in JSON.
+        if user is None or getattr(user, "kind", "user") != "user":
+            raise web.HTTPError(403, "Log in to see which profiles can start now.")
+        spawner = user.spawner
+        if not hasattr(spawner, "catalog_store"):
+            raise web.HTTPError(404, "This hub does not use CERNSpawner's profile catalog.")
+        body = await availability_for(spawner, self.cache)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+
 # For c.JupyterHub.extra_handlers (paths are below /hub/).
-handlers = [(r"/api/cern/catalog", CatalogStatusHandler)]
+handlers = [
+    (r"/api/cern/catalog", CatalogStatusHandler),
+    (r"/api/cern/availability", AvailabilityHandler),
+]

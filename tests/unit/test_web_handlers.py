@@ -1,0 +1,155 @@
+"""The availability endpoint over real HTTP, on an in-process JupyterHub (no proxy, no cluster)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import pytest_asyncio
+from jupyterhub import orm
+from jupyterhub.proxy import Proxy
+from jupyterhub.tests.mocking import MockHub
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets.config import Config
+
+from cern_spawner import CERNSpawner
+from cern_spawner.scaling.capacity import Capacity
+from cern_spawner.scaling.controller import GroupStatus
+from cern_spawner.web import handlers as web_handlers
+from cern_spawner.web.handlers import AvailabilityHandler, TimedCache
+
+# Own loop for this module: KubeSpawner caches API clients per running loop (see test_spawner_pod).
+pytestmark = pytest.mark.unit
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+SHARED = ["shared-1g", "shared-2g", "shared-4g"]
+
+
+class NoProxy(Proxy):
+    """Routes kept in memory: these tests talk to the hub directly."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.routes = {}
+
+    async def start(self):
+        pass
+
+    async def stop(self):
+        pass
+
+    async def add_route(self, routespec, target, data):
+        self.routes[routespec] = {"routespec": routespec, "target": target, "data": data}
+
+    async def delete_route(self, routespec):
+        self.routes.pop(routespec, None)
+
+    async def get_all_routes(self):
+        return dict(self.routes)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hub():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+        c = Config()
+        c.JupyterHub.proxy_class = NoProxy
+        c.JupyterHub.spawner_class = CERNSpawner
+        c.JupyterHub.extra_handlers = web_handlers.handlers
+        c.CERNSpawner.profiles_path = [str(PROFILES_DIR)]
+        MockHub.clear_instance()
+        app = MockHub.instance(config=c)
+        await app.initialize([])
+        await app.start()
+        gpu_users = orm.Group(name="gpu-users")
+        app.db.add(gpu_users)
+        tokens = {}
+        for name, groups in (("alice", []), ("bob", [gpu_users])):
+            user = orm.User(name=name)
+            user.groups = groups
+            app.db.add(user)
+            app.db.commit()
+            tokens[name] = app.users[user].new_api_token()
+        yield SimpleNamespace(url=app.hub.url + "api/cern/availability", tokens=tokens)
+        await app.stop()
+        MockHub.clear_instance()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch):
+    monkeypatch.setattr(AvailabilityHandler, "cache", TimedCache(ttl=5.0))
+
+
+async def get(url, token=None):
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        response = await AsyncHTTPClient().fetch(url, headers=headers)
+    except HTTPClientError as e:
+        return e.code, json.loads(e.response.body)
+    return response.code, json.loads(response.body)
+
+
+@in_module_loop
+async def test_anonymous_gets_403_in_json(hub):
+    code, body = await get(hub.url)
+    assert code == 403
+    assert body["status"] == 403 and body["message"]
+
+
+@in_module_loop
+async def test_each_user_sees_only_their_profiles(hub):
+    code, alice = await get(hub.url, hub.tokens["alice"])
+    assert code == 200
+    assert list(alice["profiles"]) == SHARED
+    assert alice["profiles"]["shared-2g"] == {
+        "state": "available",
+        "text": "Available",
+        "reason": "",
+        "disabled": False,
+        "free_gpus": None,
+        "total_gpus": None,
+    }
+    _, bob = await get(hub.url, hub.tokens["bob"])
+    assert list(bob["profiles"]) == [*SHARED, "gpu-1"]
+    # No cloud configured, so no controller watches the GPU group: said, not guessed.
+    assert bob["profiles"]["gpu-1"]["state"] == "unknown"
+
+
+@in_module_loop
+async def test_gpu_verdict_comes_from_the_controllers_statuses(hub, monkeypatch):
+    capacity = Capacity("gpu-v100", 1, 1, 4, 1, 0, 0, 4)
+    controller = SimpleNamespace(statuses={"gpu-v100": GroupStatus(capacity=capacity)})
+    monkeypatch.setattr(web_handlers, "shared_controller", lambda spawner, log: controller)
+    _, bob = await get(hub.url, hub.tokens["bob"])
+    assert bob["profiles"]["gpu-1"]["text"] == "3 of 4 GPUs free"
+    # Within the cache's lifetime the controller is not read again.
+    controller.statuses["gpu-v100"] = GroupStatus(capacity=Capacity("gpu-v100", 1, 1, 4, 4, 0, 0, 4))
+    _, again = await get(hub.url, hub.tokens["bob"])
+    assert again == bob
+
+
+def test_timed_cache_expires_and_keys_by_roles():
+    now = [0.0]
+    cache = TimedCache(ttl=5.0, clock=lambda: now[0])
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return value
+
+    assert cache.get(("v1", frozenset()), lambda: compute("a")) == "a"
+    assert cache.get(("v1", frozenset()), lambda: compute("b")) == "a"
+    assert cache.get(("v1", frozenset({"gpu-users"})), lambda: compute("c")) == "c"
+    now[0] = 5.0
+    assert cache.get(("v1", frozenset()), lambda: compute("d")) == "d"
+    assert calls == ["a", "c", "d"]
+
+
+def test_timed_cache_is_bounded():
+    cache = TimedCache(ttl=5.0, clock=lambda: 0.0, max_entries=2)
+    for key in range(5):
+        cache.get(key, lambda key=key: key)
+    assert len(cache._entries) <= 2
