@@ -13,6 +13,7 @@ from pathlib import Path
 import kubernetes_asyncio.config.kube_config as kube_config
 
 from cern_spawner.scaling.startup import start_with_hub
+from cern_spawner.web import HUB_TEMPLATE_DIR
 from cern_spawner.web.handlers import handlers
 from sandbox.config import state_dir
 from sandbox.nodeagent.network import PodNetwork
@@ -101,3 +102,5 @@ else:
 
 # Admins see the served catalog and any refused edit at /hub/api/cern/catalog.
 c.JupyterHub.extra_handlers = handlers
+# The spawn page shows our progress messages with elapsed time, and a way back on failure.
+c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]

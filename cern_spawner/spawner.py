@@ -16,6 +16,8 @@ from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
+from .web import PICKER_TEMPLATE_DIR
+from .web.cards import with_cards
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
@@ -135,9 +137,10 @@ class CERNSpawner(KubeSpawner):
         if key not in cache:
             if len(cache) > 256:  # bounded: versions and role mixes are few, but never unbounded
                 cache.clear()
-            cache[key] = to_profile_list(
+            profile_list = to_profile_list(
                 catalog, allowed, spread_when_unsatisfiable=self.spread_when_unsatisfiable
             )
+            cache[key] = with_cards(catalog, profile_list)  # what the picker shows per profile
         return cache[key]
 
     async def offered_profile_list(self, spawner=None) -> list[dict]:
@@ -148,6 +151,10 @@ class CERNSpawner(KubeSpawner):
     @default("profile_list")
     def _default_profile_list(self):
         return self.offered_profile_list
+
+    @default("additional_profile_form_template_paths")
+    def _default_profile_form_paths(self):
+        return [PICKER_TEMPLATE_DIR]  # the picker's form.html replaces KubeSpawner's radio list
 
     # -- server-side checks, before anything is created ---------------------------------------
     @default("apply_user_options")
