@@ -1,5 +1,6 @@
 # cern-spawner: `make demo` runs the hub on a local sandbox cluster; `make test` runs every test.
 # Prerequisites (see README): Python >= 3.11, Go >= 1.25, Node.js >= 18 with npm, iproute2, root.
+# `make deps` installs Debian's chromium (for the browser tests) with apt-get when it is missing.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,16 @@ SHELL := /bin/bash
 
 .PHONY: demo test unit integration lint sandbox-up down clean deps
 
-deps: $(VENV)/.installed node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+
+deps: $(VENV)/.installed node_modules/.installed $(CHROMIUM)
+
+# The browser tests (tests/e2e) drive Debian's chromium; Playwright never downloads a browser here.
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests (apt-get, as root)"
+	@( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+	   || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ) \
+	   || { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
