@@ -157,3 +157,17 @@ def test_the_picker_works_with_the_keyboard(picker_hub, page):
     expect(page.locator("#profile-item-shared-1g")).to_be_checked()
     assert radios.count() >= 4
     screenshot(page, "picker-keyboard.png")
+
+
+def test_cards_of_unequal_length_keep_their_details_under_the_title(picker_hub, page):
+    # Cards side by side are stretched to the same height; the extra room goes below the content,
+    # not between the title and the details.
+    sso_login(page, picker_hub, "bob")
+    gaps = page.evaluate(
+        """Array.from(document.querySelectorAll('.cern-card')).map(function (card) {
+             var title = card.querySelector('.cern-card-title').getBoundingClientRect();
+             var details = card.querySelector('.cern-details').getBoundingClientRect();
+             return Math.round(details.top - title.bottom);
+           })"""
+    )
+    assert len(set(gaps)) == 1, gaps
