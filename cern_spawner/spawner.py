@@ -6,7 +6,9 @@ import asyncio
 import copy
 import html
 import json
+import time
 
+from jupyterhub.utils import AnyTimeoutError, wait_for_http_server
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Enum, Float, List, Unicode, default
@@ -16,6 +18,7 @@ from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
+from .waiting import until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
 
@@ -196,6 +199,44 @@ class CERNSpawner(KubeSpawner):
         if profile is None or not profile.gpus:
             return None
         return next((g for g in scaled_groups(catalog) if g.name == profile.node_group), None)
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self._check_pending and not self._spawn_pending:
+            return await self._resume_after_restart()
+        return status
+
+    async def _resume_after_restart(self):
+        """The hub restarted while this server's pod was still waiting (for a GPU node, say).
+
+        JupyterHub checks each known server at start-up and stops one that does not answer
+        within `http_timeout`; a node boot takes minutes. Wait for the pod as `start` would,
+        within `start_timeout`, so the spawn completes instead of being abandoned.
+        """
+        key = f"{self.namespace}/{self.pod_name}"
+
+        async def settled():
+            pod = self.pod_reflector.pods.get(key)
+            return pod is None or pod["status"]["phase"] != "Pending" or self.is_pod_running(pod)
+
+        if await settled():
+            return None
+        # The profile's overrides are applied at start, not after a restart: read its timeout here.
+        profile = self.catalog_store.current().profile((self.user_options or {}).get("profile") or "")
+        timeout = (profile and profile.start_timeout) or self.start_timeout
+        self.log.info("%s: the hub restarted during its start; waiting for its pod again", self._log_name)
+        deadline = time.monotonic() + timeout
+        try:
+            await until(settled, within=timeout, what=f"pod {key}", cap=2.0)
+            status = await super().poll()  # also records the pod's address on the server
+            if status is None and self.server:
+                # JupyterHub's own check then allows only http_timeout: wait for the notebook here.
+                remaining = max(deadline - time.monotonic(), self.http_timeout)
+                await wait_for_http_server(self.server.url, timeout=remaining)
+        except AnyTimeoutError:
+            self.log.warning("%s: not running within %d s of the hub's restart", self._log_name, timeout)
+            return 1  # JupyterHub then stops the server, deleting the pod
+        return status
 
     async def start(self):
         controller = shared_controller(self, self.log)

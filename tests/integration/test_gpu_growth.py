@@ -30,29 +30,32 @@ def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, clou
     mark = log_mark(cloud)
     user = "needs-an-a100"
     reader, events, _ = start(growth_hub, user)
+    try:
 
-    def ready():
-        return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+        def ready():
+            return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
 
-    wait_until(ready, timeout=180, what="the notebook on a new GPU node")
-    reader.join(timeout=30)
-    messages = [e.get("message", "") for e in events]
-    assert any(f"Requested 1 new GPU node(s) for {GROUP} (0 → 1)" in m for m in messages), messages
-    assert events[-1].get("ready") is True
-    assert group_state(cloud)["node_count"] == 1
-    assert len(writes(cloud, mark)) == 1  # one resize, nothing else
-    pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
-    assert core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == GROUP
+        wait_until(ready, timeout=180, what="the notebook on a new GPU node")
+        reader.join(timeout=30)
+        messages = [e.get("message", "") for e in events]
+        assert any(f"Requested 1 new GPU node(s) for {GROUP} (0 → 1)" in m for m in messages), messages
+        joined = [m for m in messages if " joined " in m]
+        assert joined and joined[0].startswith(f"Node sandbox-{GROUP}-node-"), "\n".join(messages)
+        assert events[-1].get("ready") is True
+        assert group_state(cloud)["node_count"] == 1
+        assert len(writes(cloud, mark)) == 1  # one resize, nothing else
+        pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
+        assert core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == GROUP
 
-    metrics = growth_hub.session.get(f"{growth_hub.url}/hub/metrics", timeout=10).text
-    assert (
-        f'cern_spawner_backend_requests_total{{action="grow",node_group="{GROUP}",result="accepted"}} 1.0'
-        in metrics
-    )
-    assert f'cern_spawner_nodes_target{{node_group="{GROUP}"}} 1.0' in metrics
-    assert f'cern_spawner_node_ready_seconds_count{{node_group="{GROUP}"}} 1.0' in metrics
-
-    growth_hub.api("DELETE", f"/users/{user}/server")
+        metrics = growth_hub.session.get(f"{growth_hub.url}/hub/metrics", timeout=10).text
+        assert (
+            f'cern_spawner_backend_requests_total{{action="grow",node_group="{GROUP}",result="accepted"}} 1.0'
+            in metrics
+        )
+        assert f'cern_spawner_nodes_target{{node_group="{GROUP}"}} 1.0' in metrics
+        assert f'cern_spawner_node_ready_seconds_count{{node_group="{GROUP}"}} 1.0' in metrics
+    finally:
+        growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
     wait_until(
         lambda: (
