@@ -99,10 +99,13 @@ def cloud(sandbox):
     """The OpenStack simulator, booting nodes fast; a GPU comes up a few seconds after its node
     joins, so that the progress page shows "joined" well before the server is ready."""
     url = sandbox["openstack"]["url"]
-    requests.post(
-        f"{url}/_simulator/settings", json={"boot_delay": 2, "gpu_delay": 4}, timeout=10
-    ).raise_for_status()
-    return url
+    before = requests.get(f"{url}/_simulator/state", timeout=10).json()["settings"]
+    fast = {"boot_delay": 2, "gpu_delay": 4}
+    requests.post(f"{url}/_simulator/settings", json=fast, timeout=10).raise_for_status()
+    yield url
+    # Later tests of the same session (integration) find the simulator as it was.
+    restore = {key: before[key] for key in fast}
+    requests.post(f"{url}/_simulator/settings", json=restore, timeout=10).raise_for_status()
 
 
 def catalog_with(directory: Path, extra: dict[str, str]) -> Path:
