@@ -274,7 +274,11 @@ class CERNSpawner(KubeSpawner):
             status = controller.status(group)
             if first and status.capacity and status.capacity.free_gpus == 0:
                 used, total = status.capacity.used_gpus, status.capacity.allocatable_gpus
-                yield {"progress": 5, "message": f"No free GPU in {group} ({used} of {total} in use)."}
+                if total:
+                    message = f"No free GPU in {group} ({used} of {total} in use)."
+                else:
+                    message = f"No GPU node is running in {group} yet."
+                yield {"progress": 5, "message": message}
             first = False
             for message in status.events[seen:]:
                 yield {"progress": 10, "message": message}
