@@ -48,9 +48,11 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open, an event loop counts as running
+# in this thread, and every async test collected after the browser tests would fail to start.
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium, headless; the session fails (never skips) when it cannot start."""
+    """Debian's chromium, headless; the tests fail (never skip) when it cannot start."""
     from playwright.sync_api import Error, sync_playwright
 
     if not CHROMIUM.exists():
