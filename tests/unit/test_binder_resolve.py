@@ -1,0 +1,117 @@
+"""Resolving a ref: picking the commit from ls-remote output, and how git is run (a stand-in git)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from cern_spawner.binder.errors import ResolveError
+from cern_spawner.binder.resolve import pick_commit, resolve_ref
+
+pytestmark = pytest.mark.unit
+
+A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
+LISTING = "\n".join(
+    [
+        f"{A}\tHEAD",
+        f"{A}\trefs/heads/main",
+        f"{B}\trefs/heads/v1",
+        f"{C}\trefs/tags/v1",
+        f"{D}\trefs/tags/v1^{{}}",
+        f"{B}\trefs/tags/light",
+        f"{C}\trefs/heads/feature/main",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "ref, commit",
+    [
+        ("HEAD", A),
+        ("main", A),
+        ("v1", D),
+        ("light", B),
+        ("refs/heads/v1", B),
+        ("refs/tags/v1", D),
+        ("feature/main", C),
+        ("other", None),
+        ("eature/main", None),
+    ],
+    ids=[
+        "head",
+        "branch-exact-not-tail",
+        "annotated-tag-peeled-before-branch",
+        "lightweight-tag",
+        "full-branch-name",
+        "full-tag-name-peeled",
+        "nested-branch",
+        "missing",
+        "partial-name",
+    ],
+)
+def test_pick_commit(ref, commit):
+    assert pick_commit(LISTING, ref) == commit
+
+
+def fake_git(tmp_path, body: str):
+    """A `git` that records its argv and environment, then runs `body` (Python)."""
+    script = tmp_path / "git"
+    record = tmp_path / "call.json"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys, time\n"
+        f"json.dump({{'argv': sys.argv[1:], 'env': dict(os.environ)}}, open({str(record)!r}, 'w'))\n"
+        + textwrap.dedent(body)
+    )
+    script.chmod(0o755)
+    return str(script), record
+
+
+async def test_runs_hardened_git_and_picks_the_commit(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_DIR", "/elsewhere")  # inherited GIT_* settings must not leak in
+    git, record = fake_git(tmp_path, f"print({LISTING!r})")
+    assert await resolve_ref("https://git.example.org/o/r", "v1", git=git) == D
+    call = json.loads(record.read_text())
+    argv, env = call["argv"], call["env"]
+    assert argv[argv.index("ls-remote") :] == [
+        "ls-remote",
+        "--",
+        "https://git.example.org/o/r",
+        "v1",
+        "v1^{}",
+    ]
+    assert "credential.helper=" in argv and "protocol.allow=never" in argv
+    assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert "GIT_DIR" not in env
+
+
+async def test_full_sha_is_returned_without_asking(tmp_path):
+    git, record = fake_git(tmp_path, "sys.exit(1)")
+    assert await resolve_ref("https://git.example.org/o/r", "AB" * 20, git=git) == "ab" * 20
+    assert not record.exists()
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("print('')", "has no branch or tag named 'v1'"),
+        (
+            "sys.stderr.write('remote: Repository not found.\\nfatal: not found\\n'); sys.exit(128)",
+            "fatal: not found",
+        ),
+        ("time.sleep(30)", "did not answer within 0.5 s"),
+    ],
+    ids=["no-such-ref", "git-fails", "timeout"],
+)
+async def test_failures_are_clear(tmp_path, body, words):
+    git, _ = fake_git(tmp_path, body)
+    with pytest.raises(ResolveError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        await resolve_ref("https://git.example.org/o/r", "v1", time_limit=0.5, git=git)
+
+
+async def test_missing_git_is_a_resolve_error(tmp_path):
+    with pytest.raises(ResolveError, match="Could not run git"):
+        await resolve_ref("https://git.example.org/o/r", "main", git=str(tmp_path / "no-git"))
