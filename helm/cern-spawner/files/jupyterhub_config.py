@@ -1,0 +1,71 @@
+# The hub's configuration in the cern-spawner Helm chart (rendered into a ConfigMap).
+# Settings come from /etc/jupyterhub/settings.json (chart values); every secret is a mounted file
+# under /etc/cern-spawner/secrets: none is passed through the environment, which child processes inherit.
+import json
+from pathlib import Path
+
+from cern_spawner.scaling.startup import start_with_hub
+from cern_spawner.web import HUB_TEMPLATE_DIR
+from cern_spawner.web.handlers import handlers
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+CONFIG = Path("/etc/jupyterhub")
+SECRETS = Path("/etc/cern-spawner/secrets")
+settings = json.loads((CONFIG / "settings.json").read_text())
+
+
+def secret(name):
+    return (SECRETS / name).read_text().strip()
+
+
+# Proxy and hub run in their own pods; the proxy's API is reached through its Service.
+c.JupyterHub.hub_bind_url = "http://:8081"
+c.JupyterHub.hub_connect_url = f"http://{settings['hubService']}:8081"
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = f"http://{settings['proxyApiService']}:8001"
+c.ConfigurableHTTPProxy.auth_token = secret("hub/proxy-token")
+c.JupyterHub.cookie_secret = bytes.fromhex(secret("hub/cookie-secret"))
+c.JupyterHub.cleanup_servers = False  # a hub restart keeps the notebooks running
+
+if settings["db"] == "postgres":
+    c.JupyterHub.db_url = secret("db/db-url")
+else:
+    c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+
+# Notebook pods, profiles and node-group growth.
+c.JupyterHub.spawner_class = "cern"
+c.KubeSpawner.namespace = settings["namespace"]
+c.KubeSpawner.default_url = "/lab"
+c.CERNSpawner.profiles_path = ["/etc/cern-spawner/profiles"]
+if settings["openstackCloud"]:
+    c.CERNSpawner.openstack_cloud = settings["openstackCloud"]
+    c.CERNSpawner.openstack_clouds_yaml = str(SECRETS / "openstack" / "clouds.yaml")
+
+# CERN single sign-on.
+c.JupyterHub.authenticator_class = "cern"
+c.CERNAuthenticator.issuer_url = settings["issuerUrl"]
+c.CERNAuthenticator.client_id = settings["clientId"]
+c.CERNAuthenticator.client_secret = secret("oidc/client-secret")
+if settings["publicUrl"]:
+    c.CERNAuthenticator.oauth_callback_url = f"{settings['publicUrl']}/hub/oauth_callback"
+    c.CERNAuthenticator.post_logout_redirect_uri = f"{settings['publicUrl']}/hub/login"
+c.CERNAuthenticator.allowed_roles = set(settings["allowedRoles"])
+c.CERNAuthenticator.admin_roles = set(settings["adminRoles"])
+c.CERNAuthenticator.exchange_audiences = settings["exchangeAudiences"]
+c.CERNAuthenticator.exchange_scopes = settings["exchangeScopes"]
+c.CryptKeeper.keys = [secret("crypt-key/crypt-key")]
+
+# The spawn page's progress messages, and the admins' catalog view at /hub/api/cern/catalog.
+c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
+c.JupyterHub.extra_handlers = handlers
+
+# Registry push credentials (image builds), when configured, are mounted at
+# /etc/cern-spawner/secrets/registry/.dockerconfigjson.
+
+extra = CONFIG / "extra_config.py"
+if extra.is_file() and extra.read_text().strip():
+    load_subconfig(str(extra))  # noqa: F821 (provided by traitlets)
+
+# Shrink what an earlier hub grew even before anyone comes by.
+start_with_hub(c)

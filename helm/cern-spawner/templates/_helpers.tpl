@@ -1,0 +1,101 @@
+{{/* Object name prefix: <release>-<chart>, or the release name when it already contains the chart's. */}}
+{{- define "cs.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cs.labels" -}}
+app.kubernetes.io/name: {{ default .Chart.Name .Values.nameOverride }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of one component: include "cs.selector" (list . "hub") */}}
+{{- define "cs.selector" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ default $.Chart.Name $.Values.nameOverride }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "cs.userNamespace" -}}
+{{- default .Release.Namespace .Values.singleuser.namespace -}}
+{{- end -}}
+
+{{/* The Secret names, chart-made or existing. */}}
+{{- define "cs.oidcSecret" -}}
+{{- default (printf "%s-oidc" (include "cs.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+{{- define "cs.cryptSecret" -}}
+{{- default (printf "%s-crypt-key" (include "cs.fullname" .)) .Values.hub.cryptKey.existingSecret -}}
+{{- end -}}
+{{- define "cs.openstackSecret" -}}
+{{- default (printf "%s-openstack" (include "cs.fullname" .)) .Values.openstack.existingSecret -}}
+{{- end -}}
+{{- define "cs.registrySecret" -}}
+{{- default (printf "%s-registry" (include "cs.fullname" .)) .Values.registry.existingSecret -}}
+{{- end -}}
+{{- define "cs.dbSecret" -}}
+{{- default (printf "%s-db" (include "cs.fullname" .)) .Values.hub.db.postgres.existingSecret -}}
+{{- end -}}
+{{- define "cs.profilesConfigMap" -}}
+{{- default (printf "%s-profiles" (include "cs.fullname" .)) .Values.profiles.existingConfigMap -}}
+{{- end -}}
+{{- define "cs.hasOpenstack" -}}
+{{- if and .Values.openstack.cloud (or .Values.openstack.cloudsYaml .Values.openstack.existingSecret) }}true{{ end -}}
+{{- end -}}
+{{- define "cs.hasRegistry" -}}
+{{- if or .Values.registry.dockerConfigJson .Values.registry.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* A generated value kept across upgrades: the one in the live Secret, else a new random one.
+     include "cs.keep" (list . "<secret name>" "<key>" <length>) */}}
+{{- define "cs.keep" -}}
+{{- $ := index . 0 -}}
+{{- $live := lookup "v1" "Secret" $.Release.Namespace (index . 1) -}}
+{{- if and $live (hasKey $live.data (index . 2)) -}}
+{{- index $live.data (index . 2) | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (index . 3) | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PSA restricted, for the hub and the proxy containers. */}}
+{{- define "cs.containerSecurity" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* What the hub's jupyterhub_config.py reads (settings.json): values, never secrets. */}}
+{{- define "cs.hubSettings" -}}
+{{- $fullname := include "cs.fullname" . -}}
+{{- dict
+  "namespace" (include "cs.userNamespace" .)
+  "publicUrl" (trimSuffix "/" .Values.hub.publicUrl)
+  "hubService" (printf "%s-hub" $fullname)
+  "proxyApiService" (printf "%s-proxy-api" $fullname)
+  "db" .Values.hub.db.type
+  "issuerUrl" .Values.auth.issuerUrl
+  "clientId" .Values.auth.clientId
+  "allowedRoles" .Values.auth.allowedRoles
+  "adminRoles" .Values.auth.adminRoles
+  "exchangeAudiences" .Values.auth.exchangeAudiences
+  "exchangeScopes" .Values.auth.exchangeScopes
+  "openstackCloud" (ternary .Values.openstack.cloud "" (eq (include "cs.hasOpenstack" .) "true"))
+  "registry" (eq (include "cs.hasRegistry" .) "true")
+  | toJson -}}
+{{- end -}}
