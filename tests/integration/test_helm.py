@@ -271,3 +271,16 @@ def test_hub_service_account_permissions(kubectl, installed, verb, resource, whe
         f"--as={account}", *scope, check=False,
     )  # fmt: skip
     assert result.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, where, result.stderr)
+
+
+def test_generated_secrets_survive_an_upgrade(helm, sandbox, core, installed):
+    def generated():
+        hub = core.read_namespaced_secret("hub-cern-spawner-hub", installed).data
+        crypt = core.read_namespaced_secret("hub-cern-spawner-crypt-key", installed).data
+        return hub["proxy-token"], hub["cookie-secret"], crypt["crypt-key"]
+
+    before = generated()
+    kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", installed]
+    values = CHART / "ci" / "default-values.yaml"
+    run(helm, "upgrade", "hub", CHART, *kube, "-f", values, "--set", "hub.extraConfig=# changed")
+    assert generated() == before, "an upgrade must keep the proxy token, cookie secret and crypt key"
