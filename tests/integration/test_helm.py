@@ -200,6 +200,19 @@ def installed(helm, sandbox, core):
     """A real `helm install` of the defaults into a fresh namespace enforcing Pod Security `restricted`."""
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": namespace, "labels": PSA_RESTRICTED}})
+    # The sandbox provisions no volumes: a volume bound in advance to the hub's database claim.
+    volume = f"{namespace}-hub-db"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": f"/tmp/{volume}"},
+                "claimRef": {"namespace": namespace, "name": "hub-cern-spawner-hub-db"},
+            },
+        }
+    )
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", namespace]
     try:
         run(helm, "install", "hub", CHART, *kube, "-f", CHART / "ci" / "default-values.yaml")
@@ -207,6 +220,7 @@ def installed(helm, sandbox, core):
         run(helm, "uninstall", "hub", *kube, "--wait", "--timeout", "60s")
     finally:
         core.delete_namespace(namespace)
+        core.delete_persistent_volume(volume)
 
 
 def test_helm_install(kubectl, installed, core):
@@ -236,6 +250,31 @@ def test_helm_install(kubectl, installed, core):
             timeout=30,
             what=f"the {component} pod created under Pod Security restricted",
         )
+
+
+def test_hub_starts_with_the_production_config(sandbox, installed, core):
+    """The hub pod runs jupyterhub with the chart's config, mounted files and database volume.
+
+    It cannot become Ready in the sandbox (no Service DNS nor in-cluster API address for pods, and
+    the proxy's image entrypoint is not modelled): this checks how far it gets.
+    """
+    (pod,) = wait_until(
+        lambda: core.list_namespaced_pod(installed, label_selector="app.kubernetes.io/component=hub").items,
+        timeout=30,
+        what="the hub pod",
+    )
+    pod_dir = f"{installed}_{pod.metadata.name}_{pod.metadata.uid}"
+    logs = Path(sandbox["state_dir"]) / "logs" / "pods" / pod_dir
+
+    def started():
+        log = logs / "hub.log"
+        text = log.read_text() if log.is_file() else ""
+        return "Not starting proxy" in text and text
+
+    text = wait_until(started, timeout=60, what="the hub to load its config and open its database")
+    assert "Using Spawner: cern_spawner.spawner.CERNSpawner" in text
+    assert "Using Authenticator: cern_spawner.auth.authenticator.CERNAuthenticator" in text
+    assert "Running stamp_revision" in text  # a new sqlite database on the claim
 
 
 @pytest.mark.parametrize(
