@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHELL := /bin/bash
 
-.PHONY: demo test unit integration lint sandbox-up down clean deps
+.PHONY: demo test unit integration lint sandbox-up down clean deps tools
 
 CHROMIUM := /usr/bin/chromium
 
@@ -53,8 +53,13 @@ unit: deps
 integration: deps
 	$(PY) -m pytest -m integration
 
+# helm and distribution's registry, built from their Go modules once and cached like the control plane.
+tools: deps
+	$(PY) -m sandbox.helm > /dev/null
+	$(PY) -m sandbox.registry > /dev/null
+
 # The integration tests start the sandbox themselves (or reuse a running one) and fail if it cannot start.
-test: lint
+test: lint tools
 	$(PY) -m pytest
 
 down:
