@@ -39,10 +39,16 @@ class Agent:
         self.stopping = threading.Event()
         # The pod's command runs from this environment (the sandbox has no images), so its
         # interpreter and packages must be reachable for the container's unprivileged user.
-        self.runtime_paths = sorted(
-            {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-        )
         self.source_root = str(Path(__file__).resolve().parents[2])
+        # The checkout too: the project is installed in editable mode, so its packages load from here.
+        self.runtime_paths = sorted(
+            {
+                sys.prefix,
+                sys.base_prefix,
+                os.path.dirname(os.path.realpath(sys.executable)),
+                self.source_root,
+            }
+        )
         self.bin_path = os.path.join(sys.prefix, "bin") + ":" + DEFAULT_PATH
 
     # -- nodes -----------------------------------------------------------------------

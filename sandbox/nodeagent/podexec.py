@@ -68,11 +68,15 @@ def untraversable_ancestor(path: str) -> str | None:
     return None
 
 
+def within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def outermost(paths: list[str]) -> list[str]:
     """Drop paths that lie inside another path of the list."""
     kept: list[str] = []
     for path in sorted(set(paths), key=len):
-        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+        if not any(within(path, k) for k in kept):
             kept.append(path)
     return kept
 
@@ -106,6 +110,11 @@ def enter(spec: dict) -> None:
             bind_fd(fd, path, is_dir=True, read_only=True)
     for entry, fd, is_dir in mounts:
         bind_fd(fd, entry["target"], is_dir, entry.get("read_only", False))
+    # A volume over an ancestor of the runtime (an emptyDir at /tmp while the checkout lives under
+    # /tmp, say) hides it again: bind the runtime back on top, as a container image would keep it.
+    for path, fd in runtime:
+        if any(within(path, entry["target"]) for entry, _, _ in mounts):
+            bind_fd(fd, path, is_dir=True, read_only=True)
     for fd in [fd for _, fd in runtime] + [fd for _, fd, _ in mounts]:
         os.close(fd)
 
