@@ -100,3 +100,8 @@ def start(hub, user, expect=(201, 202), profile="a100-1"):
     response = hub.api("POST", f"/users/{user}/server", json={"profile": profile})
     assert response.status_code in expect, response.text
     return reader, events, response
+
+
+def no_nodes_in(core, group: str) -> bool:
+    """No Kubernetes node of the group is registered (the cloud's node_count drops before the node leaves)."""
+    return not core.list_node(label_selector=f"magnum.openstack.org/nodegroup={group}").items

@@ -8,7 +8,16 @@ import pytest
 import requests
 
 from sandbox.hubrunner import start_hub
-from tests.integration.growth import GROUP, T4_GROUP, cloud_log, group_state, log_mark, start, writes
+from tests.integration.growth import (
+    GROUP,
+    T4_GROUP,
+    cloud_log,
+    group_state,
+    log_mark,
+    no_nodes_in,
+    start,
+    writes,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,13 +68,7 @@ def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, clou
         growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
     wait_until(
-        lambda: (
-            not [
-                n
-                for n in core.list_node().items
-                if n.metadata.labels.get("magnum.openstack.org/nodegroup") == GROUP
-            ]
-        ),
+        lambda: no_nodes_in(core, GROUP),
         timeout=30,
         what="the node to leave the cluster",
     )
@@ -143,13 +146,7 @@ def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, clou
     )
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group at 0 nodes")
     wait_until(
-        lambda: (
-            not [
-                n
-                for n in core.list_node().items
-                if n.metadata.labels.get("magnum.openstack.org/nodegroup") == GROUP
-            ]
-        ),
+        lambda: no_nodes_in(core, GROUP),
         timeout=60,
         what="the group's nodes to leave the cluster",
     )
@@ -206,13 +203,7 @@ def test_an_autoscaled_group_grows_by_raising_min_and_shrinks_by_lowering_it(
     wait_until(lambda: group_state(cloud, T4_GROUP)["min_node_count"] == 0, timeout=60, what="min back at 0")
     wait_until(lambda: group_state(cloud, T4_GROUP)["node_count"] == 0, timeout=60, what="idle node gone")
     wait_until(
-        lambda: (
-            not [
-                n
-                for n in core.list_node().items
-                if n.metadata.labels.get("magnum.openstack.org/nodegroup") == T4_GROUP
-            ]
-        ),
+        lambda: no_nodes_in(core, T4_GROUP),
         timeout=30,
         what="the T4 node to leave the cluster",
     )

@@ -15,7 +15,7 @@ import requests
 
 from sandbox.controlplane import free_port
 from sandbox.hubrunner import start_hub
-from tests.integration.growth import GROUP, group_state, log_mark, start, writes
+from tests.integration.growth import GROUP, group_state, log_mark, no_nodes_in, start, writes
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,9 +62,7 @@ def gpu_pods(core, sandbox) -> list:
 
 
 def no_group_nodes(core) -> bool:
-    return not [
-        n for n in core.list_node().items if n.metadata.labels.get("magnum.openstack.org/nodegroup") == GROUP
-    ]
+    return no_nodes_in(core, GROUP)
 
 
 def test_restart_while_a_node_boots_asks_nothing_twice_and_the_spawn_completes(
