@@ -17,7 +17,6 @@ from .auth import token_secret
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
-from .progress_text import plain_scheduling_message
 from .scaling.hub import scaled_groups, shared_controller
 from .waiting import until
 from .web import PICKER_TEMPLATE_DIR
@@ -271,7 +270,6 @@ class CERNSpawner(KubeSpawner):
         kube = super().progress().__aiter__()
         pending = asyncio.ensure_future(kube.__anext__())
         first = True
-        said = None  # the scheduler repeats itself; say its plain reading once in a row
         while True:
             status = controller.status(group)
             if first and status.capacity and status.capacity.free_gpus == 0:
@@ -291,12 +289,7 @@ class CERNSpawner(KubeSpawner):
                     event = pending.result()
                 except StopAsyncIteration:
                     return
-                plain = plain_scheduling_message(event.get("message", ""), group)
-                if plain is None:
-                    yield event
-                elif plain != said:
-                    yield {**event, "message": plain}
-                said = plain
+                yield event
                 pending = asyncio.ensure_future(kube.__anext__())
 
     # -- exchanged tokens, as files of a Secret ----------------------------------------------

@@ -48,9 +48,6 @@ def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, clou
         reader.join(timeout=30)
         messages = [e.get("message", "") for e in events]
         assert f"No GPU node is running in {GROUP} yet." in messages, messages
-        # The scheduler's verdict reaches the user in plain words, not as its admin-facing text.
-        assert f"Waiting for a free GPU in {GROUP}: no node can take the server yet." in messages, messages
-        assert not [m for m in messages if "nodes are available" in m], messages
         assert any(f"Requested 1 new GPU node(s) for {GROUP} (0 → 1)" in m for m in messages), messages
         joined = [m for m in messages if " joined " in m]
         assert joined and joined[0].startswith(f"Node sandbox-{GROUP}-node-"), "\n".join(messages)
