@@ -12,6 +12,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
+from .binder.options import BINDER_KEYS
 from .catalog import Catalog
 
 UNLISTED_SUFFIX = "--unlisted-choice"
@@ -35,7 +36,8 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
     """Raise OptionsRefused unless `user_options` names an offered profile and valid choices.
 
     `offered` is the user's KubeSpawner profile_list (already filtered by role). Returns the slug
-    that will be started (None means the default of the offered list).
+    that will be started (None means the default of the offered list). The repository fields of
+    a binder launch are not profile options: `binder.options.check_binder_options` checks them.
     """
     if not isinstance(user_options, Mapping):
         raise OptionsRefused(400, "Server options must be a JSON object.")
@@ -46,7 +48,7 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
     if not slug:
         if not offered:
             raise OptionsRefused(403, "No profile is available to you. Ask the service admins for access.")
-        unknown = sorted(set(user_options) - {"profile"})
+        unknown = sorted(set(user_options) - {"profile", *BINDER_KEYS})
         if unknown:
             raise OptionsRefused(400, f"Unknown server option '{unknown[0]}': choose a profile first.")
         return None
@@ -62,7 +64,7 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
         raise OptionsRefused(403, f"Profile '{slug}' is only available to users with the role: {roles}.")
     options = by_slug[slug].get("profile_options") or {}
     for key, value in user_options.items():
-        if key == "profile":
+        if key == "profile" or key in BINDER_KEYS:
             continue
         name = key.removesuffix(UNLISTED_SUFFIX)
         if name not in options:

@@ -11,6 +11,7 @@ from cern_spawner.options import OptionsRefused, check_user_options
 
 pytestmark = pytest.mark.unit
 CATALOG = load_catalog([Path(__file__).resolve().parents[2] / "profiles"])
+BINDER = {"binder_repo": "https://github.com/binder-examples/requirements", "binder_ref": "main"}
 
 
 def offered(roles: set[str]) -> list[dict]:
@@ -68,6 +69,28 @@ def offered(roles: set[str]) -> list[dict]:
         pytest.param(
             {"profile": "shared-2g", "image": 5}, set(), 400, "no option", id="option-on-profile-without-it"
         ),
+        # The repository fields pass here (check_binder_options checks them), nothing else does.
+        pytest.param({"profile": "gpu-1", **BINDER}, set(), 403, "gpu-users", id="binder-keeps-role-check"),
+        pytest.param(
+            {**BINDER, "colour": "red"}, set(), 400, "choose a profile", id="binder-without-profile-other-key"
+        ),
+        pytest.param(
+            {"profile": "shared-1g", **BINDER, "colour": "red"},
+            set(),
+            400,
+            "no option",
+            id="binder-other-key",
+        ),
+        pytest.param(
+            {"profile": "shared-1g", **BINDER, "image": "nope"},
+            set(),
+            400,
+            "not a choice",
+            id="binder-bad-choice",
+        ),
+        pytest.param(
+            {"profile": "shared-3g", **BINDER}, set(), 400, "Did you mean", id="binder-unknown-profile"
+        ),
     ],
 )
 def test_refusals(options, roles, status, words):
@@ -90,13 +113,20 @@ def test_refusals(options, roles, status, words):
             "shared-1g",
             id="regex-whole-match",
         ),
+        pytest.param(BINDER, set(), None, id="binder-with-default-profile"),
+        pytest.param({"profile": "shared-2g", **BINDER}, set(), "shared-2g", id="binder-with-profile"),
+        pytest.param({"profile": "gpu-1", **BINDER}, {"gpu-users"}, "gpu-1", id="binder-gpu-with-role"),
+        pytest.param(
+            {"binder_repo": 5, "binder_ref": ["x"]}, set(), None, id="binder-values-left-to-binder-check"
+        ),
     ],
 )
 def test_accepted(options, roles, slug):
     assert check_user_options(options, CATALOG, offered(roles)) == slug
 
 
-def test_no_profile_offered_is_refused_even_without_options():
+@pytest.mark.parametrize("options", [pytest.param({}, id="empty"), pytest.param(BINDER, id="binder")])
+def test_no_profile_offered_is_refused_even_without_options(options):
     with pytest.raises(OptionsRefused) as refused:
-        check_user_options({}, CATALOG, [])
+        check_user_options(options, CATALOG, [])
     assert refused.value.status == 403
