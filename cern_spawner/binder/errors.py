@@ -30,3 +30,20 @@ class ResolveError(BinderError):
 
 class RegistryError(BinderError):
     """The registry could not answer whether an image exists (auth refused, unreachable, 5xx)."""
+
+
+class BuildError(BinderError):
+    """The cluster would not run or report a build pod (API refused, unreachable)."""
+
+
+class BuildFailed(BinderError):
+    """A build ran and produced no image: the builder failed, timed out or pushed nothing.
+
+    `str(error)` says so and holds the end of the build log; `tail` is those lines, `exit_code`
+    the builder's exit code when known.
+    """
+
+    def __init__(self, message: str, tail: tuple[str, ...] = (), exit_code: int | None = None):
+        super().__init__(message)
+        self.tail = tail
+        self.exit_code = exit_code
