@@ -1,0 +1,469 @@
+"""Launch links: the pure decision (plan_launch), then the handler on an in-process JupyterHub."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+import pytest_asyncio
+from jupyterhub.proxy import Proxy
+from jupyterhub.spawner import Spawner
+from jupyterhub.tests.mocking import MockHub
+from jupyterhub.tests.utils import AsyncSession
+from tornado import web
+from tornado.httputil import url_concat
+from traitlets.config import Config
+
+from cern_spawner.binder import handlers
+from cern_spawner.binder.handlers import (
+    HubUrls,
+    Redirect,
+    Refusal,
+    ServerState,
+    binder_handlers,
+    plan_launch,
+)
+from cern_spawner.binder.options import NOT_ENABLED
+
+pytestmark = pytest.mark.unit
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+CONFIG = SimpleNamespace(
+    enabled=True,
+    allowed_hosts=["github.com", "gitlab.cern.ch"],
+    insecure_origins=["http://127.0.0.1:9418"],
+    github_host="github.com",
+    gitlab_host="gitlab.cern.ch",
+    default_profile="",
+)
+URLS = HubUrls(
+    spawn="/hub/spawn/alice", pending="/hub/spawn-pending/alice", server="/user/alice/", home="/hub/home"
+)
+REPO = "https://github.com/org/repo"
+STOPPED = ServerState("stopped")
+
+
+def spawn_query(answer) -> dict[str, str]:
+    """The query of a redirect to /hub/spawn/alice, one value per name."""
+    assert isinstance(answer, Redirect), answer
+    parts = urlsplit(answer.url)
+    assert parts.path == URLS.spawn
+    query = parse_qs(parts.query, strict_parsing=True)
+    assert all(len(values) == 1 for values in query.values())
+    return {name: values[0] for name, values in query.items()}
+
+
+@pytest.mark.parametrize(
+    ("spec", "query", "expected"),
+    [
+        pytest.param(
+            "gh/org/repo/main",
+            {},
+            {"opt-binder_repo": REPO, "opt-binder_ref": "main", "next": "/user/alice/"},
+            id="gh-no-path",
+        ),
+        pytest.param(
+            "gh/org/repo/feature/x",
+            {"labpath": "/notebooks/intro.ipynb"},
+            {
+                "opt-binder_repo": REPO,
+                "opt-binder_ref": "feature/x",
+                "next": "/user/alice/lab/tree/notebooks/intro.ipynb",
+            },
+            id="ref-with-slash-and-labpath",
+        ),
+        pytest.param(
+            "gl/swan%2Fdemo/v1.0",
+            {"urlpath": "git-pull?repo=https://github.com/a/b&branch=main"},
+            {
+                "opt-binder_repo": "https://gitlab.cern.ch/swan/demo",
+                "opt-binder_ref": "v1.0",
+                "next": "/user/alice/git-pull?repo=https://github.com/a/b&branch=main",
+            },
+            id="gl-urlpath-with-query",
+        ),
+        pytest.param(
+            "git/http%3A%2F%2F127.0.0.1%3A9418%2Frepo.git/HEAD",
+            {"profile": "gpu-1"},
+            {
+                "opt-profile": "gpu-1",
+                "opt-binder_repo": "http://127.0.0.1:9418/repo.git",
+                "opt-binder_ref": "HEAD",
+                "next": "/user/alice/",
+            },
+            id="git-sandbox-with-profile",
+        ),
+        pytest.param(
+            "gh/org/repo/main",
+            {"labpath": "résumé_#1.ipynb"},
+            {
+                "opt-binder_repo": REPO,
+                "opt-binder_ref": "main",
+                "next": "/user/alice/lab/tree/r%C3%A9sum%C3%A9_%231.ipynb",
+            },
+            id="next-percent-encoded",
+        ),
+        pytest.param(
+            "gh/org/repo/main",
+            {"profile": "  "},
+            {"opt-binder_repo": REPO, "opt-binder_ref": "main", "next": "/user/alice/"},
+            id="blank-profile-is-none",
+        ),
+    ],
+)
+def test_stopped_server_goes_to_the_spawn_page(spec, query, expected):
+    assert spawn_query(plan_launch(spec, query, CONFIG, STOPPED, URLS)) == expected
+
+
+@pytest.mark.parametrize(
+    ("default", "query", "profile"),
+    [
+        pytest.param("", {}, None, id="no-default-lets-the-spawner-pick"),
+        pytest.param("shared-2g", {}, "shared-2g", id="configured-default"),
+        pytest.param("shared-2g", {"profile": "gpu-1"}, "gpu-1", id="link-wins-over-default"),
+    ],
+)
+def test_the_profile_comes_from_the_link_else_the_default(default, query, profile):
+    config = SimpleNamespace(**{**vars(CONFIG), "default_profile": default})
+    assert (
+        spawn_query(plan_launch("gh/org/repo/main", query, config, STOPPED, URLS)).get("opt-profile")
+        == profile
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "query", "status", "words"),
+    [
+        pytest.param("gh/org/repo/main", {}, 404, NOT_ENABLED, id="binder-off"),
+        pytest.param("svn/org/repo/main", {}, 400, "Unknown repository provider", id="unknown-provider"),
+        pytest.param("gh/org/repo", {}, 400, "names no ref", id="no-ref"),
+        pytest.param(
+            "git/https%3A%2F%2Fevil.example%2Fa%2Fb/main", {}, 403, "not allowed", id="host-off-list"
+        ),
+        pytest.param("git/file%3A%2F%2F%2Fetc/main", {}, 400, "never allowed", id="file-url"),
+        pytest.param(
+            "git/https%3A%2F%2Fu%3Ap%40github.com%2Fa%2Fb/main", {}, 400, "credentials", id="credentials"
+        ),
+        pytest.param("gh/org/repo/--upload-pack=x", {}, 400, "starts with '-'", id="ref-option"),
+        pytest.param("gh/org/repo/main", {"urlpath": "../../hub/admin"}, 400, "climbs out", id="urlpath-up"),
+        pytest.param(
+            "gh/org/repo/main", {"urlpath": "//evil.example/x"}, 400, "not a URL", id="urlpath-host"
+        ),
+        pytest.param(
+            "gh/org/repo/main", {"labpath": "a.ipynb?x=1"}, 400, "only a file path", id="labpath-query"
+        ),
+    ],
+)
+def test_refused_links(spec, query, status, words):
+    config = SimpleNamespace(**{**vars(CONFIG), "enabled": status != 404})
+    answer = plan_launch(spec, query, config, STOPPED, URLS)
+    assert isinstance(answer, Refusal)
+    assert answer.status == status
+    assert words in answer.message
+    assert answer.title.isascii()
+
+
+def test_binder_off_refuses_before_reading_the_link():
+    config = SimpleNamespace(**{**vars(CONFIG), "enabled": False})
+    answer = plan_launch("svn/anything", {}, config, STOPPED, URLS)
+    assert (answer.status, answer.message) == (404, NOT_ENABLED)
+
+
+SAME = {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main"}
+
+
+@pytest.mark.parametrize(
+    ("server", "query", "url"),
+    [
+        pytest.param(ServerState("running", SAME), {}, "/user/alice/", id="running-same"),
+        pytest.param(
+            ServerState("running", SAME),
+            {"labpath": "a.ipynb"},
+            "/user/alice/lab/tree/a.ipynb",
+            id="running-labpath",
+        ),
+        pytest.param(
+            ServerState("starting", SAME),
+            {"urlpath": "tree"},
+            "/hub/spawn-pending/alice?next=%2Fuser%2Falice%2Ftree",
+            id="starting-same-goes-to-pending-page",
+        ),
+        pytest.param(
+            ServerState("running", {**SAME, "binder_repo": "HTTPS://GitHub.com/org/repo.git/"}),
+            {},
+            "/user/alice/",
+            id="same-repo-written-differently",
+        ),
+        pytest.param(
+            ServerState("running", {"binder_repo": REPO}),
+            {},
+            None,
+            id="saved-ref-defaults-to-head-not-main",
+        ),
+        pytest.param(
+            ServerState("running", SAME), {"profile": "shared-1g"}, "/user/alice/", id="same-explicit-profile"
+        ),
+    ],
+)
+def test_an_active_server_of_the_same_launch_is_reused(server, query, url):
+    answer = plan_launch("gh/org/repo/main", query, CONFIG, server, URLS)
+    if url is None:
+        assert isinstance(answer, Refusal) and answer.status == 409
+    else:
+        assert answer == Redirect(url)
+
+
+@pytest.mark.parametrize(
+    ("server", "query", "words"),
+    [
+        pytest.param(
+            ServerState("running", {}), {}, "already running (the default profile)", id="plain-server"
+        ),
+        pytest.param(
+            ServerState("running", {"profile": "gpu-1"}),
+            {},
+            "already running (profile gpu-1)",
+            id="other-profile",
+        ),
+        pytest.param(
+            ServerState("starting", {**SAME, "binder_ref": "dev"}),
+            {},
+            f"already starting ({REPO} at dev, profile shared-1g)",
+            id="other-ref",
+        ),
+        pytest.param(
+            ServerState("running", {**SAME, "binder_repo": "https://github.com/org/fork"}),
+            {},
+            "github.com/org/fork at main",
+            id="other-repo",
+        ),
+        pytest.param(
+            ServerState("running", SAME),
+            {"profile": "gpu-1"},
+            "already running",
+            id="link-asks-other-profile",
+        ),
+        pytest.param(
+            ServerState("running", {"binder_repo": 5}), {}, "already running", id="malformed-saved-options"
+        ),
+        pytest.param(ServerState("stopping", SAME), {}, "stopping", id="stopping"),
+    ],
+)
+def test_an_active_server_of_another_launch_is_left_alone(server, query, words):
+    answer = plan_launch("gh/org/repo/main", query, CONFIG, server, URLS)
+    assert isinstance(answer, Refusal)
+    assert answer.status == 409
+    assert words in answer.message
+    assert answer.link == ("/hub/home", "Go to the home page")
+    if server.state != "stopping":
+        assert answer.message.endswith("stop it from the home page, then open the link again.")
+
+
+@pytest.mark.parametrize(
+    ("spawner", "state"),
+    [
+        pytest.param(None, "stopped", id="no-spawner-loaded"),
+        pytest.param(SimpleNamespace(active=False, pending=None, ready=False), "stopped", id="inactive"),
+        pytest.param(
+            SimpleNamespace(active=True, pending="spawn", ready=False), "starting", id="spawn-pending"
+        ),
+        pytest.param(
+            SimpleNamespace(active=True, pending="check", ready=False), "starting", id="check-pending"
+        ),
+        pytest.param(
+            SimpleNamespace(active=True, pending="stop", ready=False), "stopping", id="stop-pending"
+        ),
+        pytest.param(SimpleNamespace(active=True, pending=None, ready=True), "running", id="ready"),
+    ],
+)
+def test_server_state(spawner, state):
+    spawners = (
+        {} if spawner is None else {"": SimpleNamespace(user_options={"profile": "x"}, **vars(spawner))}
+    )
+    assert handlers.server_state(SimpleNamespace(spawners=spawners)).state == state
+
+
+# --- the handler on a real hub --------------------------------------------------------------------
+
+
+class NoProxy(Proxy):
+    """Routes kept in memory: the tests talk to the hub directly."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.routes = {}
+
+    async def start(self):
+        pass
+
+    async def stop(self):
+        pass
+
+    async def add_route(self, routespec, target, data):
+        self.routes[routespec] = {"routespec": routespec, "target": target, "data": data}
+
+    async def delete_route(self, routespec):
+        self.routes.pop(routespec, None)
+
+    async def get_all_routes(self):
+        return dict(self.routes)
+
+
+class RecordingSpawner(Spawner):
+    """Records what JupyterHub's spawn page hands to options_from_query, then starts nothing."""
+
+    queries: list = []
+
+    def options_from_query(self, query_data):
+        RecordingSpawner.queries.append(query_data)
+        return {key: values[0] for key, values in query_data.items()}
+
+    async def start(self):
+        raise web.HTTPError(503, "The test spawner starts no servers.")
+
+    async def stop(self, now=False):
+        pass
+
+    async def poll(self):
+        return 0
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hub():
+    c = Config()
+    c.JupyterHub.proxy_class = NoProxy
+    c.JupyterHub.spawner_class = RecordingSpawner
+    c.JupyterHub.extra_handlers = binder_handlers()
+    c.BinderConfig.registry = "registry.example.org"
+    c.BinderConfig.allowed_hosts = ["github.com", "gitlab.cern.ch"]
+    MockHub.clear_instance()
+    app = MockHub.instance(config=c)
+    await app.initialize([])
+    await app.start()
+    yield app
+    await app.stop()
+    MockHub.clear_instance()
+
+
+async def login(app, name) -> AsyncSession:
+    session = AsyncSession()
+    login_url = app.hub.url + "login"
+    xsrf = (await session.get(login_url)).cookies["_xsrf"]
+    response = await session.post(
+        url_concat(login_url, {"_xsrf": xsrf}),
+        data={"username": name, "password": name},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    return session
+
+
+def link(app, spec, **query):
+    return url_concat(app.hub.url + "binder/v2/" + spec, query)
+
+
+@in_module_loop
+async def test_anonymous_goes_to_login_and_comes_back(hub):
+    response = await AsyncSession().get(
+        link(hub, "gh/org/repo/main", labpath="a.ipynb"), allow_redirects=False
+    )
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    # MockHub serves below "/@/space%20word/": base URLs that need escaping are covered too.
+    assert location.path == hub.hub.base_url + "login"
+    assert parse_qs(location.query)["next"] == [
+        hub.hub.base_url + "binder/v2/gh/org/repo/main?labpath=a.ipynb"
+    ]
+
+
+@in_module_loop
+async def test_an_encoded_repository_reaches_the_spawn_page_whole(hub):
+    session = await login(hub, "alice")
+    spec = "git/" + quote("https://gitlab.cern.ch/swan/demo.git", safe="") + "/feature%2Fx"
+    response = await session.get(link(hub, spec, labpath="ab.ipynb"), allow_redirects=False)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == hub.hub.base_url + "spawn/alice"
+    assert parse_qs(location.query) == {
+        "opt-binder_repo": ["https://gitlab.cern.ch/swan/demo.git"],
+        "opt-binder_ref": ["feature/x"],
+        "next": [hub.base_url + "user/alice/lab/tree/ab.ipynb"],
+    }
+    # Nothing was started by the link itself.
+    assert not hub.users["alice"].spawners.get("") or not hub.users["alice"].spawners[""].active
+
+
+@in_module_loop
+async def test_jupyterhubs_spawn_page_hands_the_options_to_the_spawner(hub):
+    session = await login(hub, "carol")
+    RecordingSpawner.queries.clear()
+    first = await session.get(link(hub, "gh/org/repo/main", profile="shared-1g"), allow_redirects=False)
+    spawn_url = (
+        urlsplit(hub.hub.url).scheme + "://" + urlsplit(hub.hub.url).netloc + first.headers["Location"]
+    )
+    response = await session.get(spawn_url, allow_redirects=False)
+    assert RecordingSpawner.queries == [
+        {"profile": ["shared-1g"], "binder_repo": ["https://github.com/org/repo"], "binder_ref": ["main"]}
+    ]
+    assert response.status_code == 503  # the test spawner's refusal, shown by JupyterHub
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "words"),
+    [
+        pytest.param(
+            "git/" + quote("https://evil.example/a/b", safe="") + "/main",
+            403,
+            "Repositories on evil.example are not allowed on this hub.",
+            id="host-off-list",
+        ),
+        pytest.param("gh/org/repo/a..b", 400, "is not a valid git ref", id="bad-ref"),
+        pytest.param(
+            "git/" + quote("https://github.com/a/<b>x</b>", safe="") + "/main",
+            400,
+            "/a/&lt;b&gt;x&lt;/b&gt;",  # the link's text, escaped by JupyterHub's template
+            id="markup-escaped",
+        ),
+    ],
+)
+@in_module_loop
+async def test_refusals_show_their_reason_on_jupyterhubs_error_page(hub, spec, status, words):
+    session = await login(hub, "alice")
+    response = await session.get(link(hub, spec), allow_redirects=False)
+    assert response.status_code == status
+    assert response.reason == "Cannot launch this link"
+    assert words in response.text
+    assert "<b>" not in response.text
+
+
+@in_module_loop
+async def test_binder_off_is_a_404_with_the_reason(hub):
+    session = await login(hub, "alice")
+    hub.config.BinderConfig.registry = ""
+    try:
+        response = await session.get(link(hub, "gh/org/repo/main"), allow_redirects=False)
+    finally:
+        hub.config.BinderConfig.registry = "registry.example.org"
+    assert response.status_code == 404
+    assert f"404 : {NOT_ENABLED}" in response.text  # JupyterHub's 404 page shows only its heading
+
+
+@in_module_loop
+async def test_a_busy_server_answers_409_with_a_way_home(hub, monkeypatch):
+    monkeypatch.setattr(handlers, "server_state", lambda user: ServerState("running", {"profile": "gpu-1"}))
+    session = await login(hub, "alice")
+    response = await session.get(link(hub, "gh/org/repo/main"), allow_redirects=False)
+    assert response.status_code == 409
+    assert "Your server is already running (profile gpu-1)" in response.text
+    assert f'<a href="{hub.hub.base_url}home">Go to the home page</a>' in response.text
+
+
+@in_module_loop
+async def test_the_same_launch_running_goes_to_the_server(hub, monkeypatch):
+    state = ServerState("running", {"binder_repo": REPO, "binder_ref": "main"})
+    monkeypatch.setattr(handlers, "server_state", lambda user: state)
+    session = await login(hub, "alice")
+    response = await session.get(link(hub, "gh/org/repo/main", urlpath="tree"), allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] == hub.base_url + "user/alice/tree"
