@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import SandboxError
+from .nodeagent import kubelet
 from .procs import Registry, alive, wait_for
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -83,6 +84,8 @@ def start(
         give_up=watch(etcd),
     )
 
+    # kube-apiserver reads pod logs from the node agent's kubelet API with this client certificate.
+    kubelet_cert, kubelet_key = kubelet.write_apiserver_client(pki)
     apiserver = registry.start(
         "kube-apiserver",
         [
@@ -99,6 +102,11 @@ def start(
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--kubelet-client-certificate={kubelet_cert}",
+            f"--kubelet-client-key={kubelet_key}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            # Nodes name themselves by node name, which no resolver knows; their InternalIP is real.
+            "--kubelet-preferred-address-types=InternalIP",
             "--authorization-mode=Node,RBAC",
             # PodSecurity and the rest of the default admission chain stay on; add the node guard.
             "--enable-admission-plugins=NodeRestriction",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
+from . import kubelet
 from .network import PodNetwork
 from .nodes import NodeKeeper, load_specs
 from .pods import PodWorker
@@ -32,7 +33,10 @@ class Agent:
         self.network = PodNetwork(net["bridge"], net["cidr"], net["prefix"])
         api = config.new_client_from_config(str(state / "kubeconfig"))
         self.core = client.CoreV1Api(api)
-        self.keeper = NodeKeeper(self.core, client.CoordinationV1Api(api), self.network.gateway)
+        # Without processes there is no bridge: the kubelet API listens on loopback, and nodes say so.
+        self.host_ip = "127.0.0.1" if self.fake else self.network.gateway
+        self.keeper = NodeKeeper(self.core, client.CoordinationV1Api(api), self.host_ip)
+        self.kubelet: kubelet.KubeletServer | None = None
         self.workers: dict[str, PodWorker] = {}
         self.free_ips: dict[str, list[str]] = {}
         self.lock = threading.Lock()
@@ -156,6 +160,55 @@ class Agent:
                 log.exception("pod watch failed")
                 time.sleep(1)
 
+    # -- kubelet API ------------------------------------------------------------------
+    def start_kubelet_api(self) -> None:
+        # Several fake sandboxes share loopback: each takes a free port (the nodes advertise it).
+        port = 0 if self.fake else kubelet.PORT
+        try:
+            self.kubelet = kubelet.serve(
+                self.state / "pki", self.host_ip, self.container_log, self.stopping, port=port
+            )
+        except Exception:
+            # Pods still run without it; only their logs are unreadable.
+            log.exception("kubelet API not started: pod logs will not be served")
+            return
+        self.keeper.kubelet_port = self.kubelet.port
+
+    def container_log(self, namespace: str, name: str, container: str) -> kubelet.LogSource:
+        """The log of a container of a pod on our nodes, for the kubelet API."""
+        try:
+            pod = self.core.read_namespaced_pod(name, namespace, _request_timeout=10)
+        except client.ApiException as e:
+            if e.status == 404:
+                raise kubelet.LogError(404, f'pod "{name}" does not exist') from None
+            raise
+        if container not in {c.name for c in pod.spec.containers}:
+            raise kubelet.LogError(404, f'container "{container}" not found in pod "{name}"')
+        if self.fake:
+            return kubelet.LogSource(None, lambda: False)  # nothing runs, so nothing was printed
+        uid = pod.metadata.uid
+        with self.lock:
+            worker = self.workers.get(uid)
+        waiting = f'container "{container}" in pod "{name}" is waiting to start'
+        if worker is None:
+            # Finished before this agent started, or not picked up yet: only a file can answer.
+            # The path is the one PodWorker writes (its `logs` directory).
+            path = self.state / "logs" / "pods" / f"{namespace}_{name}_{uid}" / f"{container}.log"
+            if path.exists():
+                return kubelet.LogSource(path, lambda: False)
+            raise kubelet.LogError(400, f"{waiting}: ContainerCreating")
+        entry = next(c for c in worker.containers if c.name == container)
+        if entry.log_file is None:
+            raise kubelet.LogError(400, f"{waiting}: {(worker.failure or ('ContainerCreating',))[0]}")
+
+        def running() -> bool:
+            process = entry.process
+            with self.lock:
+                current = self.workers.get(uid) is worker
+            return current and not worker.gone.is_set() and process is not None and process.poll() is None
+
+        return kubelet.LogSource(entry.log_file, running)
+
     # -- container environment -------------------------------------------------------
     def environment(self, pod: client.V1Pod, container: client.V1Container, pod_ip: str) -> dict[str, str]:
         env = {"PATH": self.bin_path, "HOSTNAME": pod.metadata.name}
@@ -200,11 +253,15 @@ class Agent:
     def run(self) -> None:
         if not self.fake:
             self.network.ensure_bridge()
+        self.start_kubelet_api()
         threading.Thread(target=self.watch_pods, name="pod-watch", daemon=True).start()
         self.keep_nodes()
 
     def shutdown(self) -> None:
         self.stopping.set()
+        if self.kubelet is not None:
+            self.kubelet.shutdown()
+            self.kubelet.server_close()
         with self.lock:
             workers = list(self.workers.values())
         for worker in workers:

@@ -85,6 +85,7 @@ class NodeKeeper:
         self.core = core
         self.coordination = coordination
         self.host_ip = host_ip
+        self.kubelet_port = 10250  # where the agent's kubelet API listens (kube-apiserver reads logs there)
         self.registered: dict[str, dict] = {}
         self.last_heartbeat: dict[str, float] = {}
         self.posted_gpus: dict[str, bool] = {}
@@ -173,7 +174,7 @@ class NodeKeeper:
                 {"type": "InternalIP", "address": self.host_ip},
                 {"type": "Hostname", "address": name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": name,
                 "systemUUID": name,
