@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries, controlplane, keycloak, pki
+from . import binaries, controlplane, gitserver, keycloak, pki
+from . import registry as oci_registry
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
 from .nodeagent.network import PodNetwork
@@ -21,6 +22,18 @@ from .nodeagent.nodes import node_specs, save_specs
 from .procs import Registry, alive, wait_for
 
 USER_NAMESPACE = "cern-users"
+# What a build pod runs in the sandbox (no container engine): see sandbox/builder/.
+BUILDER_COMMAND = [
+    "python",
+    "-m",
+    "sandbox.builder",
+    "--repo",
+    "{repo}",
+    "--ref",
+    "{ref}",
+    "--image",
+    "{image}",
+]
 DEFAULT_NETWORK = {"bridge": "csb0", "cidr": "10.244.0.0/16", "prefix": "csb"}
 
 
@@ -151,11 +164,44 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         what="service accounts",
         hint=f"see {state / 'logs' / 'kube-controller-manager.log'}",
     )
+    # Pods reach the host at the pod network's gateway; the hub on the host reaches it there too,
+    # so one address serves both (a fake sandbox has no pod network: loopback).
+    address = "127.0.0.1" if fake else network.gateway
+    current["registry"] = start_registry(registry, state, address)
+    current["git"] = gitserver.start(registry, state, address)
+    current["builder"] = {"command": BUILDER_COMMAND}
+    (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     current["openstack"] = start_openstack(registry, state, topology.cluster)
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     current["keycloak"] = keycloak.start(registry, state)  # CERN SSO: realm `cern` under /auth
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     return status()
+
+
+def start_registry(registry: Registry, state: Path, address: str) -> dict:
+    """distribution's registry for Binder images, with filesystem storage in the state directory.
+    No authentication and plain HTTP: it listens on the pod network's gateway only, reachable from
+    this machine and its pods, and holds nothing but images built from the test repositories."""
+    program = oci_registry.resolve()
+    port = controlplane.free_port()
+    root = state / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"{address}:{port}"},
+    }
+    (root / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    daemon = registry.start("registry", [str(program), "serve", str(root / "config.yml")])
+    url = f"http://{address}:{port}"
+    wait_for(
+        lambda: controlplane._http_ok(f"{url}/v2/"),
+        timeout=30,
+        what="the image registry",
+        give_up=lambda: None if alive(daemon) else f"it exited — see {daemon.log}",
+    )
+    return {"host": f"{address}:{port}", "url": url}
 
 
 def start_openstack(registry: Registry, state: Path, cluster: str) -> dict:
@@ -264,6 +310,8 @@ def down(quiet: bool = False) -> list[str]:
         "openstack-credentials.json",
         "openstack-state.json",
         "keycloak",
+        "registry",
+        "git",
     ):
         path = state / leftover
         if path.is_dir():
@@ -289,6 +337,8 @@ def status() -> dict:
         "pod_network": current.get("network"),
         "openstack": current.get("openstack"),
         "keycloak": current.get("keycloak"),
+        "registry": current.get("registry"),
+        "git": current.get("git"),
         "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
         "nodes": [],
     }

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from . import volumes
+from ..builder import oci
+from . import images, volumes
 from .network import NetworkError
 
 log = logging.getLogger("sandbox.pods")
@@ -268,7 +269,33 @@ class PodWorker(threading.Thread):
             self.netns = self.agent.network.create_pod(self.ip)
         except NetworkError as e:
             raise PodSetupError("FailedCreatePodSandBox", str(e)) from e
-        self.event("Pulled", f'Container image "{first.image}" already present on machine (sandbox)')
+        for c in self.containers:
+            self.pull_image(c)
+
+    def pull_image(self, c: Container) -> None:
+        """An image of the sandbox's registry is pulled: its content becomes the home directory
+        (images.py). Any other image stands for the host's environment, always present."""
+        image = c.spec.image or ""
+        try:
+            ref = oci.parse_reference(image)
+        except ValueError:
+            ref = None
+        if ref is None or ref.host not in images.sandbox_registries(self.agent.state):
+            self.event("Pulled", f'Container image "{image}" already present on machine (sandbox)')
+            return
+        self.event("Pulling", f'Pulling image "{image}"')
+        uid, gid, groups = self.identity(c.spec)
+        started = time.monotonic()
+        try:
+            pulled = images.pull(image, self.dir / "home" / c.name, (uid, groups[0] if groups else gid))
+        except images.ImageError as e:
+            self.event("Failed", e.message, "Warning")
+            raise PodSetupError(e.reason, e.message) from e
+        self.event(
+            "Pulled",
+            f'Successfully pulled image "{image}" in {time.monotonic() - started:.1f}s '
+            f"({pulled['entries']} files unpacked into {IMAGE_HOME}, {pulled['digest']})",
+        )
 
     def supervise(self) -> None:
         policy = self.pod.spec.restart_policy or "Always"

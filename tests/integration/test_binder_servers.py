@@ -1,5 +1,6 @@
 """resolve.py and registry.py against real servers started by the test (not by `sandbox up`):
-git's own smart-HTTP server (git http-backend) and distribution's registry built from its Go module.
+git's own smart-HTTP server (git http-backend, served as sandbox/gitserver.py serves it) and
+distribution's registry built from its Go module.
 
 No Kubernetes here; marked integration because real programs run. A registry that cannot be built
 fails these tests, never skips them.
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,10 +25,9 @@ from cern_spawner.binder.images import image_name, split_image
 from cern_spawner.binder.registry import RegistryClient
 from cern_spawner.binder.resolve import resolve_ref
 from sandbox.errors import SandboxError
+from sandbox.gitserver import server as git_http_server
 
 pytestmark = pytest.mark.integration
-
-HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -37,51 +36,6 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *identity, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
-
-
-class GitCGI(BaseHTTPRequestHandler):
-    """Runs git http-backend as a CGI program, as a web server in front of it would."""
-
-    root: Path
-
-    def _cgi(self) -> None:
-        path, _, query = self.path.partition("?")
-        if path.startswith("/private/"):  # asks for credentials: git must fail, not prompt
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.end_headers()
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        env = {
-            "PATH": os.environ["PATH"],
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "REQUEST_METHOD": self.command,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(length),
-            "REMOTE_ADDR": self.client_address[0],
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-        }
-        body = self.rfile.read(length) if length else b""
-        out = subprocess.run([HTTP_BACKEND], input=body, env=env, capture_output=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n") if b"\r\n\r\n" in out else out.partition(b"\n\n")
-        headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
-        status = next((value.strip() for name, value in headers if name.lower() == "status"), "200 OK")
-        self.send_response(int(status.split()[0]))
-        for name, value in headers:
-            if name.lower() != "status":
-                self.send_header(name, value.strip())
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _cgi
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +56,7 @@ def git_server(tmp_path_factory):
     feature = git(work, "rev-parse", "HEAD")
     git(work, "checkout", "-q", "main")
     git(root, "clone", "-q", "--bare", str(work), "demo.git")
-    handler = type("Handler", (GitCGI,), {"root": root})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = git_http_server(root, "127.0.0.1", 0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     commits = {"first": first, "feature": feature, "v1-object": git(work, "rev-parse", "v1")}
     yield f"http://127.0.0.1:{server.server_port}", commits
