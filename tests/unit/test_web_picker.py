@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from jinja2 import Environment, FileSystemLoader
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
@@ -211,3 +212,71 @@ async def test_kubespawner_accepts_profiles_carrying_cards_and_verdicts():
     spawner.profile_list = with_availability(offered, {"profiles": {"gpu-1": BLOCKED}})
     await spawner.load_user_options()
     assert spawner.extra_resource_limits == {"nvidia.com/gpu": "1"}
+
+
+# --- "Build from a git repository" ------------------------------------------------------------
+
+BINDER = {"enabled": True, "allowed_hosts": ["github.com", "gitlab.cern.ch"], "repo": "", "ref": ""}
+
+
+async def render_with_binder(binder, roles=(), saved=None):
+    """form.html with a `binder` variable, in an environment like KubeSpawner's (no autoescape)."""
+    spawner = make_spawner(roles, saved)
+    offered = spawner._get_initialized_profile_list(await spawner.offered_profile_list())
+    env = Environment(loader=FileSystemLoader(PICKER_TEMPLATE_DIR))
+    html = env.get_template("form.html").render(profile_list=offered, user_options=saved or {}, binder=binder)
+    return Page(html)
+
+
+@pytest.mark.parametrize(
+    "binder",
+    [
+        pytest.param(None, id="not-given"),
+        pytest.param({**BINDER, "enabled": False}, id="disabled"),
+        pytest.param({}, id="empty"),
+    ],
+)
+async def test_the_repository_section_is_hidden_unless_binder_is_on(binder):
+    page = await render_with_binder(binder) if binder is not None else await render()
+    assert "cern-binder" not in page.by_id
+    assert "binder_repo" not in page.html
+
+
+async def test_the_repository_section_is_labelled_described_and_closed_by_default():
+    page = await render_with_binder(BINDER)
+    details = page.by_id["cern-binder"]
+    assert details["_tag"] == "details" and "open" not in details
+    repo, ref = page.by_id["cern-binder-repo"], page.by_id["cern-binder-ref"]
+    assert (repo["name"], repo["type"], repo["placeholder"]) == (
+        "binder_repo",
+        "url",
+        "https://github.com/org/repo",
+    )
+    assert (ref["name"], ref["type"], ref["placeholder"]) == ("binder_ref", "text", "HEAD")
+    assert repo["value"] == ref["value"] == ""
+    for field in (repo, ref):
+        assert field["id"] in page.labels_for
+        assert "required" not in field  # empty means a plain launch
+        assert all(element in page.by_id for element in field["aria-describedby"].split())
+    assert "cern-binder-help" in repo["aria-describedby"].split()
+    assert "Allowed hosts: github.com, gitlab.cern.ch." in page.html
+    # Inside the picker, so the spawn form posts the fields with the chosen profile.
+    assert page.html.index('id="cern-picker"') < page.html.index('id="cern-binder"')
+    assert page.html.index('id="cern-binder"') < page.html.index("<script>")
+
+
+async def test_saved_repository_values_prefill_and_open_the_section_escaped():
+    repo = 'https://github.com/org/repo"><script>x</script>'
+    page = await render_with_binder({**BINDER, "repo": repo, "ref": "feature/<b>"})
+    assert "open" in page.by_id["cern-binder"]
+    assert page.by_id["cern-binder-repo"]["value"] == repo  # HTMLParser unescapes attribute values
+    assert page.by_id["cern-binder-ref"]["value"] == "feature/<b>"
+    assert "<script>x</script>" not in page.html and "feature/<b>" not in page.html
+
+
+async def test_saved_repository_options_keep_the_saved_profile_preselected():
+    # check_user_options lets binder_repo/binder_ref through, so the saved profile is not dropped.
+    saved = {"profile": "shared-4g", "binder_repo": "https://github.com/org/repo", "binder_ref": "main"}
+    spawner = make_spawner((), saved)
+    page = Page(await spawner._render_options_form_dynamically(spawner))
+    assert page.checked == ["shared-4g"]

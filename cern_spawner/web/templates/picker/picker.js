@@ -3,7 +3,14 @@
 (function () {
   "use strict";
   var picker = document.getElementById("cern-picker");
-  if (!picker || !window.fetch) return;
+  if (!picker) return;
+  // A browser cannot point at an invalid field inside a closed <details> and would refuse the
+  // submit silently: open the repository section when one of its fields is invalid.
+  var binder = document.getElementById("cern-binder");
+  if (binder) {
+    binder.addEventListener("invalid", function () { binder.open = true; }, true);
+  }
+  if (!window.fetch) return;
   var form = picker.closest("form");
   var announce = document.getElementById("cern-picker-announce");
   var baseUrl = (window.jhdata && window.jhdata.base_url) || "/hub/";
