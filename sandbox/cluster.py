@@ -339,6 +339,7 @@ def status() -> dict:
         "keycloak": current.get("keycloak"),
         "registry": current.get("registry"),
         "git": current.get("git"),
+        "builder": current.get("builder"),
         "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
         "nodes": [],
     }
