@@ -172,6 +172,17 @@ def _api_message(e: ApiException) -> str:
         return f"HTTP {e.status} {e.reason}"
 
 
+def _status_message(status: int, body: str | bytes) -> str:
+    """`HTTP <status>: <the Status object's message>`, shortened."""
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    try:
+        detail = json.loads(body)["message"]
+    except (TypeError, ValueError, KeyError):
+        detail = body.strip()
+    return f"HTTP {status}: {detail[:200]}"
+
+
 async def _read_pod(core, name: str, namespace: str):
     """The pod, or None when it does not exist."""
     try:
@@ -312,8 +323,7 @@ async def _stream_logs(core, name: str, namespace: str, report: Report, seen: de
                 name, namespace, container=CONTAINER, follow=True, _preload_content=False
             )
             if response.status != 200:
-                body = (await response.text())[:300]
-                report(f"(build logs unavailable: HTTP {response.status} {body.strip()})")
+                report(f"(build logs unavailable: {_status_message(response.status, await response.text())})")
                 return
             async for line in log_lines(response.content.iter_any()):
                 seen.append(line)
@@ -328,20 +338,24 @@ async def _stream_logs(core, name: str, namespace: str, report: Report, seen: de
             response.close()
 
 
-async def _log_tail(core, name: str, namespace: str, lines: int, seen: deque) -> tuple[str, ...]:
+async def _log_tail(core, name: str, namespace: str, lines: int, seen: deque) -> tuple[tuple[str, ...], str]:
+    """The last `lines` lines of the builder's log, and why they could not be read ("" if they could)."""
     try:
         text = await core.read_namespaced_pod_log(name, namespace, container=CONTAINER, tail_lines=lines)
-    except ApiException:
-        return tuple(seen)  # the streamed lines are the next best thing
+    except ApiException as e:
+        # The streamed lines, if any, are the next best thing.
+        return tuple(seen), _status_message(e.status, e.body) if e.body else f"HTTP {e.status}"
     tail = [clean_line(line) for line in (text or "").splitlines()]
-    return tuple(tail[-lines:]) or tuple(seen)
+    return tuple(tail[-lines:]) or tuple(seen), ""
 
 
-def _failure_message(exit_code: int | None, reason: str, tail: tuple[str, ...]) -> str:
+def _failure_message(exit_code: int | None, reason: str, tail: tuple[str, ...], problem: str) -> str:
     how = f"exit code {exit_code}, {reason}" if exit_code is not None else reason
-    if not tail:
-        return f"The image build failed ({how}); its log is empty or could not be read."
-    return f"The image build failed ({how}). The last lines of its log:\n" + "\n".join(tail)
+    if tail:
+        return f"The image build failed ({how}). The last lines of its log:\n" + "\n".join(tail)
+    if problem:
+        return f"The image build failed ({how}); its log could not be read ({problem})."
+    return f"The image build failed ({how}); its log is empty."
 
 
 async def run_build(
@@ -424,8 +438,8 @@ async def run_build(
     try:
         if pod.status.phase == "Failed":
             exit_code, reason = _termination(pod)
-            tail = await _log_tail(core, name, namespace, config.log_tail_lines, seen)
-            raise BuildFailed(_failure_message(exit_code, reason, tail), tail, exit_code)
+            tail, problem = await _log_tail(core, name, namespace, config.log_tail_lines, seen)
+            raise BuildFailed(_failure_message(exit_code, reason, tail, problem), tail, exit_code)
         report("The build finished.")
     finally:
         await _delete_pod(core, name, namespace, uid)

@@ -471,3 +471,23 @@ async def test_cleanup_deletes_only_long_finished_builds():
     deleted = await cleanup_finished_builds(core, "ns", older_than=300, now=NOW)
     assert deleted == [old.metadata.name]
     assert len(core.pods) == 2
+
+
+async def test_failed_build_whose_log_cannot_be_read_says_why():
+    core = FakeCore(phases=("Pending", "Running", "Failed"), exit_code=2, log=())
+    core.log_status = 500
+    read_log = core.read_namespaced_pod_log
+
+    async def no_tail(name, namespace, container=None, **kw):
+        if kw.get("follow"):
+            return await read_log(name, namespace, container, **kw)
+        raise ApiException(status=500, reason="Internal")
+
+    core.read_namespaced_pod_log = no_tail
+    with pytest.raises(BuildFailed) as failed:
+        await build(core)
+    assert (
+        str(failed.value)
+        == "The image build failed (exit code 2, Error); its log could not be read (HTTP 500)."
+    )
+    assert build_pod_name(IMAGE) not in core.pods
