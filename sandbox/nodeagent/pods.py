@@ -13,6 +13,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,11 @@ API_TIMEOUT = 10  # seconds; a hung request must not stall a pod's worker foreve
 # writable home directory.
 IMAGE_HOME = "/home/jovyan"
 IMAGE_USER = 1000
+# Image pulls from the sandbox registry: how long ErrImagePull shows, then the back-off between
+# tries (a kubelet's starts at 10 s and caps at 5 min; the sandbox's builds take seconds).
+PULL_ERROR_SHOWN = 2.0
+PULL_BACKOFF_FIRST = 4.0
+PULL_BACKOFF_MAX = 20.0
 
 
 def now() -> str:
@@ -283,14 +289,31 @@ class PodWorker(threading.Thread):
         if ref is None or ref.host not in images.sandbox_registries(self.agent.state):
             self.event("Pulled", f'Container image "{image}" already present on machine (sandbox)')
             return
-        self.event("Pulling", f'Pulling image "{image}"')
         uid, gid, groups = self.identity(c.spec)
-        started = time.monotonic()
-        try:
-            pulled = images.pull(image, self.dir / "home" / c.name, (uid, groups[0] if groups else gid))
-        except images.ImageError as e:
-            self.event("Failed", e.message, "Warning")
-            raise PodSetupError(e.reason, e.message) from e
+        home, owner = self.dir / "home" / c.name, (uid, groups[0] if groups else gid)
+        delay = PULL_BACKOFF_FIRST
+        while True:
+            self.event("Pulling", f'Pulling image "{image}"')
+            started = time.monotonic()
+            try:
+                pulled = images.pull(image, home, owner)
+                break
+            except images.ImageError as e:
+                shutil.rmtree(home, ignore_errors=True)  # nothing half-unpacked stays for the next try
+                self.event("Failed", e.message, "Warning")
+                self.failure = (e.reason, e.message)
+                self.push_status()
+            # As a kubelet does: ErrImagePull, then ImagePullBackOff until the next try, the wait
+            # doubling; a build that finishes later still gets its pod started.
+            if self.deleting.wait(PULL_ERROR_SHOWN) or self.gone.is_set():
+                raise PodSetupError(*self.failure)
+            self.failure = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+            self.event("BackOff", self.failure[1], "Warning")
+            self.push_status()
+            if self.deleting.wait(delay) or self.gone.is_set():
+                raise PodSetupError(*self.failure)
+            delay = min(delay * 2, PULL_BACKOFF_MAX)
+        self.failure = None
         self.event(
             "Pulled",
             f'Successfully pulled image "{image}" in {time.monotonic() - started:.1f}s '

@@ -142,22 +142,45 @@ def test_pod_of_a_built_image_sees_the_repository_in_its_home(sandbox, pushed, c
     assert reasons["Pulled"].startswith(f'Successfully pulled image "{image}"')
 
 
-def test_missing_image_of_the_sandbox_registry_is_err_image_pull(sandbox, core, namespace):
+def waiting_reason(core, namespace: str, name: str, reason: str):
+    statuses = core.read_namespaced_pod(name, namespace).status.container_statuses or []
+    state = statuses[0].state.waiting if statuses else None
+    return state if state and state.reason == reason else None
+
+
+def test_missing_image_is_err_image_pull_then_back_off(sandbox, core, namespace):
     image = f"{sandbox['registry']['host']}/binder-test/nothing-here:{'0' * 40}"
     body = pod("missing", ["python3", "-c", "print('never')"])
     body["spec"]["containers"][0]["image"] = image
-
-    def waiting():
-        statuses = core.read_namespaced_pod("missing", namespace).status.container_statuses or []
-        state = statuses[0].state.waiting if statuses else None
-        return state if state and state.reason == "ErrImagePull" else None
-
     core.create_namespaced_pod(namespace, body)
-    state = wait_until(waiting, timeout=60, what="ErrImagePull")
+    state = wait_until(
+        lambda: waiting_reason(core, namespace, "missing", "ErrImagePull"), timeout=60, what="ErrImagePull"
+    )
     assert f'Failed to pull image "{image}"' in state.message and "not found" in state.message
+    state = wait_until(
+        lambda: waiting_reason(core, namespace, "missing", "ImagePullBackOff"),
+        timeout=30,
+        what="ImagePullBackOff",
+    )
+    assert state.message == f'Back-off pulling image "{image}"'
     assert core.read_namespaced_pod("missing", namespace).status.phase == "Pending"
     failed = [message for reason, message in events(core, namespace, "missing") if reason == "Failed"]
     assert failed and "not found" in failed[0]
+
+
+def test_pod_waiting_for_an_image_starts_once_it_is_pushed(sandbox, core, namespace):
+    image = image_for(sandbox, "requirements")
+    body = pod("later", ["python3", "-c", LIST_HOME])
+    body["spec"]["containers"][0]["image"] = image
+    core.create_namespaced_pod(namespace, body)
+    wait_until(
+        lambda: waiting_reason(core, namespace, "later", "ImagePullBackOff"), timeout=60, what="a back-off"
+    )
+    assert build(sandbox, "requirements", image).returncode == 0
+    current = wait_until(lambda: finished(core, namespace, "later"), timeout=60, what="the pod to finish")
+    output = pod_log(sandbox, current)
+    assert current.status.phase == "Succeeded", output
+    assert "'hello.ipynb'" in output
 
 
 def test_builder_runs_as_a_build_pod_on_the_pod_network(sandbox, core, namespace):
