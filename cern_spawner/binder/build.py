@@ -35,6 +35,7 @@ PUSH_CONFIG_DIR = "/var/run/cern-spawner/push-config"
 MAX_LINE = 500  # characters of one log line shown to the user
 FINISHED_TTL = 300.0  # seconds a finished build pod may linger before the cleanup removes it
 _TERMINAL = ("Succeeded", "Failed")
+GONE = "The build pod was removed before this launch saw it end; checking the registry for the image…"
 _PLACEHOLDER = re.compile(r"\{(repo_url|ref|commit|image)\}")
 # CSI sequences (colours, cursor moves), then other two-character escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -422,6 +423,7 @@ async def run_build(
             started, within=max(deadline - clock(), 0), what="build pod start", clock=clock, sleep=sleep
         )
         if pod == "gone":
+            report(GONE)
             return
         seen: deque[str] = deque(maxlen=config.log_tail_lines)
         await _stream_logs(core, name, namespace, report, seen, max(deadline - clock(), 0.001))
@@ -434,6 +436,7 @@ async def run_build(
             f"The image build did not finish within {config.build_timeout:.0f} s and was stopped."
         ) from e
     if pod == "gone":
+        report(GONE)  # another waiter saw the end and removed it; the registry will tell
         return
     try:
         if pod.status.phase == "Failed":
