@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import subprocess
 import sys
@@ -85,6 +86,10 @@ def detect(checkout_dir: Path) -> str:
     from repo2docker.utils import chdir
 
     app = Repo2Docker()
+    # repo2docker's own handler ends messages with no newline; the hub streams whole lines.
+    logger = logging.getLogger("repo2docker")
+    logger.handlers, logger.propagate = [_Lines()], False
+    logger.setLevel(logging.INFO)
     with chdir(str(checkout_dir)):
         # The order and default are repo2docker's own (Repo2Docker.build does the same).
         picked = next(
@@ -102,6 +107,13 @@ def detect(checkout_dir: Path) -> str:
             ) from e
     say(f"repo2docker {__version__} would use the {type(picked).__name__}")
     return type(picked).__name__
+
+
+class _Lines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in record.getMessage().splitlines():
+            if line.strip():
+                say(line.rstrip())
 
 
 def build(repo: str, ref: str, image: str, work: Path) -> str:
