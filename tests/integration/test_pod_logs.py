@@ -48,6 +48,11 @@ def test_tail_lines_returns_exactly_the_last_lines_of_a_finished_pod(core, names
     assert core.read_namespaced_pod_log(name, namespace, container="main", limit_bytes=9) == "line 1\nli"
 
 
+def assert_streamed(arrivals: list[float]) -> None:
+    """Lines came as they were printed (a second apart), not all at once when the process ended."""
+    assert arrivals[-1] - arrivals[0] >= 2.5, arrivals
+
+
 def test_follow_streams_lines_while_running_and_ends_after_exit(core, namespace):
     name = start(core, namespace, counter("follow", pause=1.0))
     response = core.read_namespaced_pod_log(
@@ -56,13 +61,18 @@ def test_follow_streams_lines_while_running_and_ends_after_exit(core, namespace)
     try:
         lines = iter(response)
         first = next(lines)
+        arrivals = [time.monotonic()]
         # The first line came while the process still had lines to print: it was streamed.
         assert first == b"line 1\n"
         assert phase(core, namespace, name) == "Running"
-        rest = list(lines)  # returns only when the stream ends
+        rest = []
+        for line in lines:  # ends only when the stream does
+            rest.append(line)
+            arrivals.append(time.monotonic())
     finally:
         response.close()  # a half-read stream must not go back to the shared pool
     assert b"".join([first, *rest]).decode() == expected()
+    assert_streamed(arrivals)
     # The stream ended because the container exited, not by a timeout: the pod finished.
     wait_until(lambda: phase(core, namespace, name) == "Succeeded", timeout=10, what="Succeeded")
 
@@ -90,22 +100,22 @@ def test_follow_with_kubernetes_asyncio_as_the_hub_reads_it(sandbox, core, names
 
     name = start(core, namespace, counter("async", pause=1.0))
 
-    async def follow() -> tuple[list[str], str]:
+    async def follow() -> tuple[list[str], list[float], str]:
         api = await aconfig.new_client_from_config(sandbox["kubeconfig"])
         async with api:
             response = await aclient.CoreV1Api(api).read_namespaced_pod_log(
                 name, namespace, follow=True, tail_lines=LINES, _preload_content=False
             )
-            lines, phase_at_first = [], None
-            async for raw in response.content:
+            lines, arrivals, phase_at_first = [], [], None
+            async for raw in response.content:  # line by line, as the hub reads a build's log
                 lines.append(raw.decode())
+                arrivals.append(time.monotonic())
                 if phase_at_first is None:
                     phase_at_first = await asyncio.to_thread(phase, core, namespace, name)
             response.release()
-            return lines, phase_at_first
+            return lines, arrivals, phase_at_first
 
-    started = time.monotonic()
-    lines, phase_at_first = asyncio.run(asyncio.wait_for(follow(), timeout=60))
+    lines, arrivals, phase_at_first = asyncio.run(asyncio.wait_for(follow(), timeout=60))
     assert "".join(lines) == expected()
     assert phase_at_first == "Running"
-    assert time.monotonic() - started >= (LINES - 2) * 1.0  # it waited for the lines as they came
+    assert_streamed(arrivals)
