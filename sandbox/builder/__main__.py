@@ -90,20 +90,20 @@ def detect(checkout_dir: Path) -> str:
     logger = logging.getLogger("repo2docker")
     logger.handlers, logger.propagate = [_Lines()], False
     logger.setLevel(logging.INFO)
+    picked = None
     with chdir(str(checkout_dir)):
-        # The order and default are repo2docker's own (Repo2Docker.build does the same).
-        picked = next(
-            (bp for bp in (BP(base_image=app.base_image) for BP in app.buildpacks) if bp.detect()), None
-        )
-        picked = picked or app.default_buildpack(base_image=app.base_image)
-        picked.platform = app.platform
         try:
+            # The order and default are repo2docker's own (Repo2Docker.build does the same).
+            buildpacks = (BP(base_image=app.base_image) for BP in app.buildpacks)
+            picked = next((bp for bp in buildpacks if bp.detect()), None)
+            picked = picked or app.default_buildpack(base_image=app.base_image)
+            picked.platform = app.platform
             picked.render({"NB_USER": "jovyan", "NB_UID": str(oci.IMAGE_UID)})
         except Exception as e:
             lines = traceback.format_exception_only(type(e), e)
+            which = f"with its {type(picked).__name__}" if picked else "(no buildpack detected)"
             raise BuildError(
-                f"repo2docker {__version__} cannot build this repository with its "
-                f"{type(picked).__name__}:\n" + "".join(lines).strip()
+                f"repo2docker {__version__} cannot build this repository {which}:\n" + "".join(lines).strip()
             ) from e
     say(f"repo2docker {__version__} would use the {type(picked).__name__}")
     return type(picked).__name__
