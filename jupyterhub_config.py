@@ -101,6 +101,24 @@ else:
     c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
 
 # Admins see the served catalog and any refused edit at /hub/api/cern/catalog.
-c.JupyterHub.extra_handlers = handlers
+c.JupyterHub.extra_handlers = list(handlers)
+
+# Repository launches (/hub/binder/v2/…, the picker's "Build from a git repository"): the sandbox's
+# git server and OCI registry. No container engine here: the build pods run the sandbox builder,
+# which pushes the repository's files as an image; the node agent unpacks them into $HOME.
+if sandbox.get("registry") and sandbox.get("git"):
+    from cern_spawner.binder.handlers import binder_handlers
+
+    c.BinderConfig.registry = sandbox["registry"]["host"]
+    c.BinderConfig.http_registries = [sandbox["registry"]["host"]]
+    c.BinderConfig.allowed_hosts = []  # the sandbox reaches no internet: only its own git server
+    c.BinderConfig.insecure_origins = [sandbox["git"]["url"]]
+    c.BinderConfig.builder_image = "sandbox/builder"
+    c.BinderConfig.builder_command = [
+        *("python", "-m", "sandbox.builder"),
+        *("--repo", "{repo_url}", "--ref", "{commit}", "--image", "{image}"),
+    ]
+    c.BinderConfig.engine_socket = ""
+    c.JupyterHub.extra_handlers += binder_handlers()
 # The spawn page shows our progress messages with elapsed time, and a way back on failure.
 c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]

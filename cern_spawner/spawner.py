@@ -14,6 +14,7 @@ from tornado import web
 from traitlets import Enum, Float, List, Unicode, default
 
 from .auth import token_secret
+from .binder.spawning import BinderSpawnerMixin
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
@@ -21,13 +22,14 @@ from .scaling.hub import scaled_groups, shared_controller
 from .waiting import until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
+from .web.picker import render_picker
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
 NB_GID = 100
 
 
-class CERNSpawner(KubeSpawner):
+class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
     profiles_path = List(
@@ -164,6 +166,10 @@ class CERNSpawner(KubeSpawner):
     def _default_apply_user_options(self):
         return self._check_user_options
 
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return self.binder_options_from_form  # the form's (or query's) repository fields kept
+
     async def _check_user_options(self, spawner, user_options):
         catalog = self.catalog_store.current()
         offered = await self._offered()
@@ -172,7 +178,14 @@ class CERNSpawner(KubeSpawner):
         except OptionsRefused as e:
             self.log.warning("Refused server options %r for %s: %s", user_options, self._log_name, e.message)
             raise web.HTTPError(e.status, e.message) from None
+        binder = self.check_binder(user_options)
         self._restore_overridden_traits(offered)
+        self._binder_request = binder
+        self._binder_launch = None
+        if binder:
+            # JupyterHub's start timeout covers the whole start: the build comes on top of the pod's wait.
+            config = self.binder_config
+            self.start_timeout = int(self.start_timeout + config.resolve_timeout + config.build_timeout)
 
     def _restore_overridden_traits(self, offered: list[dict]) -> None:
         """Undo the previous spawn's profile overrides before KubeSpawner applies the new profile.
@@ -183,7 +196,8 @@ class CERNSpawner(KubeSpawner):
         value, recorded before any profile touched it.
         """
         pristine = self.__dict__.setdefault("_pristine_traits", {})
-        for name in _override_keys(offered):
+        # A repository launch sets the image and a longer start timeout: reset them as well.
+        for name in _override_keys(offered) | {"image", "start_timeout"}:
             if not self.has_trait(name):
                 continue
             if name not in pristine:
@@ -238,7 +252,16 @@ class CERNSpawner(KubeSpawner):
             return 1  # JupyterHub then stops the server, deleting the pod
         return status
 
+    async def load_user_options(self):
+        await super().load_user_options()
+        launch = getattr(self, "_binder_launch", None)
+        if launch is not None:
+            self.image = launch.image  # over any image the profile sets
+
     async def start(self):
+        if getattr(self, "_binder_request", None):
+            self._binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*self._binder_request))
+            self._binder_launch = await self._binder_preparing
         controller = shared_controller(self, self.log)
         group = self._scaled_group() if controller else None
         starting = asyncio.ensure_future(super().start())
@@ -261,6 +284,12 @@ class CERNSpawner(KubeSpawner):
         return pod is not None and not pod["spec"].get("nodeName")
 
     async def progress(self):
+        preparing = getattr(self, "_binder_preparing", None)
+        if preparing is not None and getattr(self, "_binder_request", None):
+            async for event in self.binder_progress(preparing):
+                yield event
+            if preparing.cancelled() or preparing.exception():
+                return  # JupyterHub reports the failure itself
         scaling = getattr(self, "_scaling", None)
         if not scaling:
             async for event in super().progress():
@@ -348,10 +377,11 @@ class CERNSpawner(KubeSpawner):
             # Saved options of a profile or choice that is gone (or no longer the user's): preselect
             # the default. KubeSpawner 7.1 notices but renders the stale options, so nothing is checked.
             saved = {}
+        binder = self.binder_form_context(saved)
         key = (
             catalog.version,
             tuple(p["slug"] for p in offered),
-            json.dumps(saved, sort_keys=True, default=str),
+            json.dumps([saved, binder], sort_keys=True, default=str),
         )
         cache = CERNSpawner._form_cache
         if key not in cache:
@@ -359,7 +389,12 @@ class CERNSpawner(KubeSpawner):
                 cache.clear()
             current, self.user_options = self.user_options, saved
             try:
-                cache[key] = self._render_options_form(offered)  # copies the list before initializing it
+                cache[key] = render_picker(
+                    self.additional_profile_form_template_paths,
+                    self._get_initialized_profile_list(offered),  # a copy, initialized
+                    saved,
+                    binder,
+                )
             finally:
                 self.user_options = current
         form = cache[key]

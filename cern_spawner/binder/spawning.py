@@ -1,0 +1,139 @@
+"""Binder launches on CERNSpawner: the options they take, the image from the build, their progress.
+
+A mixin, kept out of spawner.py so that the spawner stays one concern per module. The flow:
+`options_from_form` (form post or `/hub/spawn?…` query) keeps `binder_repo`/`binder_ref` apart
+from KubeSpawner's fields; `check_binder` (run with the other server-side checks, on every path:
+form, query, REST API) validates them and refuses a chosen `image`; `prepare_binder_image` (in
+`start`, before any pod) resolves, finds or builds the image and sets `self.image` from that result
+only; `binder_progress` streams what it reported into the spawn page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tornado import web
+
+from .config import BinderConfig
+from .errors import BinderError, BinderRefused, BuildFailed, RegistryError, ResolveError
+from .launch import Launch, prepare_image, registry_client
+from .options import check_binder_options, split_form
+from .refs import check_repo_url
+
+
+def _status_of(error: BinderError) -> int:
+    """The REST answer for a launch that failed: the repository's fault (422), or a service's (502/503)."""
+    if isinstance(error, (BuildFailed, ResolveError)):
+        return 422  # a broken repository, an unknown ref: the user can fix it, the hub cannot
+    if isinstance(error, RegistryError):
+        return 502
+    return 503  # BuildError: the cluster would not run the build
+
+
+class BinderSpawnFailed(web.HTTPError):
+    """A repository launch that cannot go on (ref unknown, build failed, registry down).
+
+    JupyterHub shows `jupyterhub_message` on the spawn page and in the REST answer; `str()` is the
+    message alone, so "Spawn failed: <message>" reads as a sentence.
+    """
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, message)
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.log_message
+
+
+class BinderSpawnerMixin:
+    """Mixed into CERNSpawner before KubeSpawner; configured as `c.BinderConfig.*`."""
+
+    @property
+    def binder_config(self) -> BinderConfig:
+        config = self.__dict__.get("_binder_config")
+        if config is None:
+            config = self.__dict__["_binder_config"] = BinderConfig(parent=self)
+        return config
+
+    def binder_options_from_form(self, formdata: dict) -> dict:
+        """KubeSpawner's options from the form, plus the repository fields (checked later)."""
+        rest, binder = split_form(formdata)
+        options = self._options_from_form(rest)
+        options.update(binder)
+        return options
+
+    def check_binder(self, user_options) -> tuple[str, str] | None:
+        """(repo_url, ref) of a repository launch, None for a plain one; 4xx on anything wrong."""
+        config = self.binder_config
+        try:
+            return check_binder_options(
+                user_options or {},
+                enabled=config.enabled,
+                allowed_hosts=config.allowed_hosts,
+                insecure_origins=config.insecure_origins,
+            )
+        except BinderRefused as e:
+            self.log.warning("Refused repository launch %r for %s: %s", user_options, self._log_name, e)
+            raise web.HTTPError(e.status, e.message) from None
+
+    def binder_form_context(self, saved: dict) -> dict:
+        """The picker's `binder` variable: on or off, the allowed hosts, the saved repository."""
+        config = self.binder_config
+        repo, ref = saved.get("binder_repo"), saved.get("binder_ref")
+        try:
+            check_repo_url(repo or "", config.allowed_hosts, config.insecure_origins)
+        except BinderRefused:
+            repo, ref = "", ""  # never offer again what the hub would now refuse
+        return {
+            "enabled": config.enabled,
+            "allowed_hosts": [*config.allowed_hosts, *config.insecure_origins],
+            "repo": repo or "",
+            "ref": ref or "",
+        }
+
+    def binder_messages(self) -> list[str]:
+        return self.__dict__.setdefault("_binder_messages", [])
+
+    async def prepare_binder_image(self, repo_url: str, ref: str) -> Launch:
+        """Find or build the repository's image and make it this server's image."""
+        config = self.binder_config
+        messages = self.__dict__["_binder_messages"] = []
+        try:
+            launch = await prepare_image(
+                config,
+                repo_url=repo_url,
+                ref=ref,
+                user=self.user.name,
+                namespace=config.build_namespace or self.namespace,
+                core=self.api,
+                registry=registry_client(config),
+                report=messages.append,
+            )
+        except BinderRefused as e:
+            raise BinderSpawnFailed(e.status, e.message) from None
+        except BinderError as e:
+            self.log.warning("Repository launch of %s@%s for %s failed: %s", repo_url, ref, self._log_name, e)
+            raise BinderSpawnFailed(_status_of(e), str(e)) from None
+        # From the build result only: user_options never carry an image for a repository launch.
+        self.image = launch.image
+        self.log.info(
+            "%s: image %s for %s@%s (%s)",
+            self._log_name,
+            launch.image,
+            repo_url,
+            launch.commit,
+            "built" if launch.built else "reused",
+        )
+        return launch
+
+    async def binder_progress(self, preparing: asyncio.Future):
+        """Yield the launch's messages as they come, until the image is ready (or failed)."""
+        seen = 0
+        while True:
+            messages = self.binder_messages()
+            for message in messages[seen:]:
+                yield {"progress": 5, "message": message}
+            seen = len(messages)
+            if preparing.done():
+                return
+            await asyncio.wait({preparing}, timeout=0.5)

@@ -1,0 +1,310 @@
+"""Repository launches end to end on the sandbox: a real hub, Keycloak login, the sandbox's git
+server and OCI registry, build pods run by the node agent, and the notebook showing the files.
+
+The proofs of issue 7: build once then reuse (another user, no build pod), two simultaneous launches
+of one commit share one build pod, a broken repository fails with its log tail shown, a forged
+`image` is refused, a disallowed host is refused before anything is created.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+
+import pytest
+import requests
+import urllib3
+from kubernetes import watch
+
+from cern_spawner.binder.images import image_name, split_image
+from cern_spawner.binder.resolve import git_env
+from sandbox import keycloak
+from sandbox.hubrunner import start_hub
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+BUILD_SELECTOR = "app.kubernetes.io/component=binder-build"
+PROFILE = "shared-1g"
+
+
+@pytest.fixture(scope="module")
+def git_server(sandbox):
+    assert sandbox.get("git"), f"the sandbox records no git server: {sorted(sandbox)}"
+    return sandbox["git"]
+
+
+@pytest.fixture(scope="module")
+def binder_hub(sandbox, git_server, tmp_path_factory):
+    # The sandbox hub config turns repository launches on when the sandbox has git and a registry.
+    # slow_spawn_timeout 0: the REST API answers at once, so the progress stream sees every message.
+    extra = f"c.BinderConfig.default_profile = {PROFILE!r}\nc.JupyterHub.slow_spawn_timeout = 0\n"
+    try:
+        hub = start_hub(tmp_path_factory.mktemp("binder-hub"), extra)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield hub
+    hub.stop()
+
+
+class BuildPods:
+    """Every build pod created while the module runs (ADDED events of a real watch, resumed from the
+    last resource version when the API server ends a watch)."""
+
+    def __init__(self, core, namespace: str):
+        self.created: list[str] = []
+        self._stopped = threading.Event()
+        self._watch = watch.Watch()
+        version = core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR).metadata.resource_version
+        self._thread = threading.Thread(
+            target=self._run, args=(core, namespace, version), name="build-pod-watch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, core, namespace, version):
+        while not self._stopped.is_set():
+            try:
+                for event in self._watch.stream(
+                    core.list_namespaced_pod,
+                    namespace,
+                    label_selector=BUILD_SELECTOR,
+                    resource_version=version,
+                    timeout_seconds=30,
+                ):
+                    version = event["object"].metadata.resource_version
+                    if event["type"] == "ADDED":
+                        self.created.append(event["object"].metadata.name)
+            except (urllib3.exceptions.HTTPError, OSError):
+                continue  # the watch ended early: resume where it stopped
+
+    def stop(self):
+        self._stopped.set()
+        self._watch.stop()
+
+
+@pytest.fixture(scope="module")
+def build_pods(core, sandbox):
+    pods = BuildPods(core, sandbox["user_namespace"])
+    yield pods
+    pods.stop()
+
+
+def repo_url(git_server, name: str) -> str:
+    return f"{git_server['url'].rstrip('/')}/{name}.git"
+
+
+def link(hub, url: str, ref: str, **query) -> str:
+    spec = f"git/{urllib.parse.quote(url, safe='')}/{ref}"
+    return f"{hub.url}/hub/binder/v2/{spec}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+
+
+def commit_of(url: str, ref: str) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "ls-remote", "--", url, ref], env=git_env(), capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()[0]
+
+
+def progress(hub, user: str, timeout: float = 600) -> tuple[list[str], dict]:
+    """The spawn's progress messages, and its last event (ready or failed)."""
+    messages: list[str] = []
+    last: dict = {}
+    with hub.session.get(
+        f"{hub.url}/hub/api/users/{user}/server/progress", stream=True, timeout=timeout
+    ) as response:
+        assert response.status_code == 200, response.text[:300]
+        for line in response.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data:"):
+                continue
+            last = json.loads(line[len("data:") :])
+            messages.append(last.get("message", ""))
+            if last.get("ready") or last.get("failed"):
+                break
+    return messages, last
+
+
+def forget_image(sandbox, image: str) -> None:
+    """Delete the image's manifest from the sandbox registry, so the launch must build it (the
+    registry outlives test runs on a reused sandbox)."""
+    ref = split_image(image)
+    manifest = f"{sandbox['registry']['url']}/v2/{ref.repository}/manifests/{ref.tag}"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    head = requests.head(manifest, headers=accept, timeout=10)
+    if head.status_code == 404:
+        return
+    assert head.status_code == 200, head.status_code
+    digest = head.headers["Docker-Content-Digest"]
+    gone = requests.delete(manifest.rsplit("/", 1)[0] + f"/{digest}", timeout=10)
+    assert gone.status_code == 202, gone.text
+    assert requests.head(manifest, headers=accept, timeout=10).status_code == 404
+
+
+def spawn(hub, user: str, options: dict) -> requests.Response:
+    assert hub.api("POST", f"/users/{user}").status_code in (201, 409)
+    return hub.api("POST", f"/users/{user}/server", json=options)
+
+
+def pod_of(core, namespace: str, user: str):
+    pods = core.list_namespaced_pod(namespace, label_selector=f"hub.jupyter.org/username={user}").items
+    return pods[0] if pods else None
+
+
+def stop(hub, core, namespace: str, user: str) -> None:
+    hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: pod_of(core, namespace, user) is None, timeout=60, what=f"{user}'s pod to go")
+
+
+def files_in_server(hub, user: str) -> set[str]:
+    response = hub.session.get(f"{hub.url}/user/{user}/api/contents", timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    return {item["name"] for item in response.json()["content"]}
+
+
+def test_a_link_builds_once_and_the_notebook_shows_the_repository(
+    binder_hub, git_server, build_pods, core, sandbox
+):
+    hub, namespace = binder_hub, sandbox["user_namespace"]
+    url = repo_url(git_server, "requirements")
+    commit = commit_of(url, "main")
+    expected = image_name(sandbox["registry"]["host"], "binder-", url, commit)
+    forget_image(sandbox, expected)
+    browser = hub.login("bob", keycloak.DEMO_PASSWORD)
+    before = len(build_pods.created)
+
+    launched = browser.get(link(hub, url, "main", labpath="hello.ipynb"), timeout=60)
+    assert launched.status_code == 200, launched.text[:500]
+    assert "/hub/spawn-pending/bob" in launched.url, launched.url
+    next_url = urllib.parse.parse_qs(urllib.parse.urlsplit(launched.url).query)["next"][0]
+    assert next_url.endswith("/user/bob/lab/tree/hello.ipynb"), next_url
+
+    messages, last = progress(hub, "bob")
+    assert last.get("ready"), messages
+    assert any(commit[:12] in m for m in messages), messages
+    assert any("Building the image" in m for m in messages), messages
+    assert len(build_pods.created) == before + 1, build_pods.created
+    pod = pod_of(core, namespace, "bob")
+    assert pod.spec.containers[0].image == expected
+    assert {"README.md", "hello.ipynb", "requirements.txt"} <= files_in_server(hub, "bob")
+    wait_until(
+        lambda: not core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR).items,
+        timeout=60,
+        what="the finished build pod to be removed",
+    )
+
+    # Another user, the same commit: the image is reused, no build pod.
+    answer = spawn(hub, "binder-other", {"profile": PROFILE, "binder_repo": url, "binder_ref": commit})
+    assert answer.status_code in (201, 202), answer.text
+    messages, last = progress(hub, "binder-other")
+    assert last.get("ready"), messages
+    # A reuse is quick: its progress may be over before the stream connects; the hub's log is not.
+    reused = [line for line in hub.log.read_text().splitlines() if expected in line and "(reused)" in line]
+    assert any("binder-other" in line for line in reused), reused
+    assert len(build_pods.created) == before + 1, build_pods.created
+    assert pod_of(core, namespace, "binder-other").spec.containers[0].image == expected
+    stop(hub, core, namespace, "bob")
+    stop(hub, core, namespace, "binder-other")
+
+
+def test_simultaneous_launches_of_one_commit_share_one_build_pod(
+    binder_hub, git_server, build_pods, core, sandbox
+):
+    hub, namespace = binder_hub, sandbox["user_namespace"]
+    url = repo_url(git_server, "conda")
+    users = ["binder-twin-1", "binder-twin-2"]
+    forget_image(
+        sandbox,
+        image_name(sandbox["registry"]["host"], "binder-", url, git_server["repos"]["conda"]["commit"]),
+    )
+    before = len(build_pods.created)
+    for user in users:
+        answer = spawn(hub, user, {"profile": PROFILE, "binder_repo": url, "binder_ref": "v1"})
+        assert answer.status_code in (201, 202), answer.text
+    results = {user: progress(hub, user) for user in users}
+    for user, (messages, last) in results.items():
+        assert last.get("ready"), (user, messages)
+    assert len(build_pods.created) == before + 1, build_pods.created
+    images = {pod_of(core, namespace, user).spec.containers[0].image for user in users}
+    assert len(images) == 1
+    for user in users:
+        assert "environment.yml" in files_in_server(hub, user)
+        stop(hub, core, namespace, user)
+
+
+def test_a_broken_repository_fails_with_its_log_tail_and_leaves_nothing(
+    binder_hub, git_server, build_pods, core, sandbox
+):
+    hub, namespace = binder_hub, sandbox["user_namespace"]
+    url = repo_url(git_server, "broken")
+    answer = spawn(hub, "binder-broken", {"profile": PROFILE, "binder_repo": url, "binder_ref": "main"})
+    if answer.status_code in (201, 202):  # failed after the REST call returned: the progress says why
+        messages, last = progress(hub, "binder-broken")
+        assert last.get("failed"), messages
+        reason = last["message"]
+    else:
+        assert answer.status_code == 422, answer.text  # the repository's fault, not the hub's
+        reason = answer.json()["message"]
+    assert "The image build failed" in reason, reason
+    # The log tail: repo2docker's own words about the broken file.
+    assert "environment.yml" in reason and "CondaBuildPack" in reason, reason
+    wait_until(
+        lambda: not core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR).items,
+        timeout=60,
+        what="the failed build pod to be removed",
+    )
+    assert pod_of(core, namespace, "binder-broken") is None
+    assert not hub.api("GET", "/users/binder-broken").json()["servers"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {
+            "profile": PROFILE,
+            "binder_repo": "REPO",
+            "binder_ref": "main",
+            "image": "evil.example/miner:latest",
+        },
+        {"profile": PROFILE, "image": "evil.example/miner:latest"},
+    ],
+    ids=["image-with-repository", "image-alone"],
+)
+def test_a_forged_image_is_refused(binder_hub, git_server, build_pods, core, sandbox, options):
+    hub, namespace = binder_hub, sandbox["user_namespace"]
+    options = {k: (repo_url(git_server, "requirements") if v == "REPO" else v) for k, v in options.items()}
+    before = len(build_pods.created)
+    answer = spawn(hub, "binder-forger", options)
+    assert answer.status_code == 400, answer.text
+    assert "image" in answer.json()["message"].lower()
+    assert pod_of(core, namespace, "binder-forger") is None
+    assert len(build_pods.created) == before
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["gh/jupyterhub/zero-to-jupyterhub-k8s/main", "git/https%3A%2F%2Fevil.example%2Frepo.git/main"],
+    ids=["github-not-allowed-here", "unknown-host"],
+)
+def test_a_disallowed_host_is_refused_before_anything_is_created(binder_hub, build_pods, core, sandbox, spec):
+    hub, namespace = binder_hub, sandbox["user_namespace"]
+    browser = hub.login("alice", keycloak.DEMO_PASSWORD)
+    before = len(build_pods.created)
+    answer = browser.get(f"{hub.url}/hub/binder/v2/{spec}", timeout=30)
+    assert answer.status_code == 403, answer.text[:300]
+    assert "not allowed" in answer.text.lower() or "allow" in answer.text.lower()
+    assert pod_of(core, namespace, "alice") is None
+    assert not hub.api("GET", "/users/alice").json()["servers"]
+    assert len(build_pods.created) == before
+
+
+def test_the_link_asks_for_a_login_first(binder_hub, git_server):
+    url = link(binder_hub, repo_url(git_server, "requirements"), "main")
+    answer = requests.get(url, allow_redirects=False, timeout=30)
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert "/hub/login" in location
+    assert urllib.parse.quote(
+        "/hub/binder/v2/", safe=""
+    ) in location or "/hub/binder/v2/" in urllib.parse.unquote(location)
