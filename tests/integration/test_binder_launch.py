@@ -184,6 +184,9 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     assert last.get("ready"), messages
     assert any(commit[:12] in m for m in messages), messages
     assert any("Building the image" in m for m in messages), messages
+    # The build pod's log streamed into the progress, before the server was ready.
+    cloning = next(i for i, m in enumerate(messages) if m.strip().startswith("Cloning") or "Cloning " in m)
+    assert cloning < len(messages) - 1, messages
     assert len(build_pods.created) == before + 1, build_pods.created
     pod = pod_of(core, namespace, "bob")
     assert pod.spec.containers[0].image == expected
