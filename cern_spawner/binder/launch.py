@@ -6,6 +6,8 @@ build, so a build that "succeeded" without pushing is still a failure.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,21 +30,42 @@ class Launch:
 
 
 def registry_client(config: BinderConfig) -> RegistryClient:
-    """A client for the hub's lookups, with the credentials file read now (rotations apply)."""
+    """A client for the hub's lookups, with the credentials file read now (rotations apply).
+
+    The file is `{"username": ..., "password": ...}` or Docker's config.json (a
+    `kubernetes.io/dockerconfigjson` Secret: `{"auths": {"<registry>": {"auth": base64(user:pass)}}}`),
+    so the push Secret can be mounted into the hub as it is.
+    """
     username = password = None
     if config.registry_credentials_path:
         path = config.registry_credentials_path
         try:
             with open(path) as f:
                 data = json.load(f)
-            username, password = str(data["username"]), str(data["password"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            username, password = _credentials(data, config.registry)
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as e:
             # Never the content: it holds the password.
             raise BinderError(
                 f"The hub's registry credentials ({path}) cannot be read as "
-                f'{{"username": ..., "password": ...}} ({e.__class__.__name__}): ask the hub\'s operators.'
+                f'{{"username": ..., "password": ...}} or a Docker config.json with an entry for '
+                f"{config.registry} ({e.__class__.__name__}): ask the hub's operators."
             ) from None
     return RegistryClient(username, password, http_registries=config.http_registries)
+
+
+def _credentials(data: dict, registry: str) -> tuple[str, str]:
+    if "auths" not in data:
+        return str(data["username"]), str(data["password"])
+    auths = data["auths"]
+    entry = next(
+        auths[key] for key in (registry, f"https://{registry}", f"http://{registry}") if key in auths
+    )
+    if "auth" in entry:
+        username, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+        if not password:
+            raise ValueError("auth holds no password")
+        return username, password
+    return str(entry["username"]), str(entry["password"])
 
 
 async def prepare_image(

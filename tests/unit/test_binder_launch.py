@@ -112,11 +112,31 @@ async def test_resolve_errors_pass_through_before_any_lookup():
         ({"username": "robot", "password": "s3cret-pw"}, ("robot", "s3cret-pw")),
         ("not json s3cret-pw", BinderError),
         ({"username": "robot"}, BinderError),
+        ({"auths": {"127.0.0.1:5000": {"auth": "cm9ib3Q6czNjcmV0LXB3"}}}, ("robot", "s3cret-pw")),
+        ({"auths": {"https://127.0.0.1:5000": {"auth": "cm9ib3Q6czNjcmV0LXB3"}}}, ("robot", "s3cret-pw")),
+        (
+            {"auths": {"127.0.0.1:5000": {"username": "robot", "password": "s3cret-pw"}}},
+            ("robot", "s3cret-pw"),
+        ),
+        ({"auths": {"other.example": {"auth": "cm9ib3Q6czNjcmV0LXB3"}}}, BinderError),
+        ({"auths": {"127.0.0.1:5000": {"auth": "not base64 s3cret-pw"}}}, BinderError),
+        ({"auths": {"127.0.0.1:5000": {"auth": "cm9ib3Q="}}}, BinderError),
     ],
-    ids=["anonymous", "credentials", "not-json", "no-password"],
+    ids=[
+        "anonymous",
+        "credentials",
+        "not-json",
+        "no-password",
+        "docker-config",
+        "docker-config-https-key",
+        "docker-config-username",
+        "docker-config-other-registry",
+        "docker-config-bad-base64",
+        "docker-config-no-password",
+    ],
 )
 def test_registry_client_credentials(tmp_path, content, expected):
-    traits = {"http_registries": ["127.0.0.1:5000"]}
+    traits = {"http_registries": ["127.0.0.1:5000"], "registry": "127.0.0.1:5000"}
     if content is not None:
         path = tmp_path / "creds.json"
         path.write_text(content if isinstance(content, str) else json.dumps(content))
