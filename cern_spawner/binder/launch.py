@@ -57,9 +57,8 @@ def _credentials(data: dict, registry: str) -> tuple[str, str]:
     if "auths" not in data:
         return str(data["username"]), str(data["password"])
     auths = data["auths"]
-    entry = next(
-        auths[key] for key in (registry, f"https://{registry}", f"http://{registry}") if key in auths
-    )
+    keys = [key for key in (registry, f"https://{registry}", f"http://{registry}") if key in auths]
+    entry = auths[keys[0] if keys else registry]  # KeyError: no entry for this registry
     if "auth" in entry:
         username, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
         if not password:
