@@ -245,7 +245,7 @@ class KubeletServer(ThreadingHTTPServer):
         request.settimeout(HANDSHAKE_SECONDS)
         try:
             connection = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as e:
+        except OSError as e:  # ssl.SSLError included
             log.info("kubelet API: TLS handshake with %s failed: %s", client_address[0], e)
             return
         try:

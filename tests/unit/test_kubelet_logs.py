@@ -204,3 +204,23 @@ def test_follow_of_a_stopped_container_without_output_ends_empty(server, certs):
     pods.sources["ns", "fake", "main"] = LogSource(None, lambda: False)  # fake mode's answer
     response = get(certs, running.port, "/containerLogs/ns/fake/main?follow=true")
     assert (response.status, response.read()) == (200, b"")
+
+
+def test_follow_ends_when_the_reader_leaves(server, certs, tmp_path):
+    running, pods = server
+    checks = []
+
+    def quiet_and_running() -> bool:  # a container that prints nothing more, for ever
+        checks.append(time.monotonic())
+        return True
+
+    path = tmp_path / "main.log"
+    path.write_bytes(b"hello\n")
+    pods.sources["ns", "quiet", "main"] = LogSource(path, quiet_and_running)
+    response = get(certs, running.port, "/containerLogs/ns/quiet/main?follow=true")
+    assert response.readline() == b"hello\n"
+    response.close()
+    time.sleep(1.0)
+    seen = len(checks)
+    time.sleep(1.0)
+    assert len(checks) == seen  # the stream's thread noticed and stopped polling
