@@ -114,10 +114,7 @@ if sandbox.get("registry") and sandbox.get("git"):
     c.BinderConfig.allowed_hosts = []  # the sandbox reaches no internet: only its own git server
     c.BinderConfig.insecure_origins = [sandbox["git"]["url"]]
     c.BinderConfig.builder_image = "sandbox/builder"
-    c.BinderConfig.builder_command = [
-        *("python", "-m", "sandbox.builder"),
-        *("--repo", "{repo_url}", "--ref", "{commit}", "--image", "{image}"),
-    ]
+    c.BinderConfig.builder_command = sandbox["builder"]["command"]
     c.BinderConfig.engine_socket = ""
     c.JupyterHub.extra_handlers += binder_handlers()
 # The spawn page shows our progress messages with elapsed time, and a way back on failure.

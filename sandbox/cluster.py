@@ -22,15 +22,16 @@ from .nodeagent.nodes import node_specs, save_specs
 from .procs import Registry, alive, wait_for
 
 USER_NAMESPACE = "cern-users"
-# What a build pod runs in the sandbox (no container engine): see sandbox/builder/.
+# What a build pod runs in the sandbox (no container engine): see sandbox/builder/. The
+# placeholders are c.BinderConfig.builder_command's; the sandbox hub config uses this list as it is.
 BUILDER_COMMAND = [
     "python",
     "-m",
     "sandbox.builder",
     "--repo",
-    "{repo}",
+    "{repo_url}",
     "--ref",
-    "{ref}",
+    "{commit}",
     "--image",
     "{image}",
 ]

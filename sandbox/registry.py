@@ -2,7 +2,8 @@
 
 Built from its Go module (pinned in tools/registry/go.mod) and cached per version next to the
 control-plane programs, as binaries.py does: only the first run builds. REGISTRY_BINARY (a path)
-supplies a registry a user already has. Not part of `python -m sandbox up`: tests start their own.
+supplies a registry a user already has. `python -m sandbox up` runs one for repository launches;
+some tests start their own.
 
     python -m sandbox.registry    # build (or find) the registry and print its path
 """

@@ -188,7 +188,7 @@ def test_builder_runs_as_a_build_pod_on_the_pod_network(sandbox, core, namespace
     spec = sandbox["git"]["repos"]["conda"]
     image = image_for(sandbox, "conda")
     command = [
-        part.format(repo=spec["url"], ref=spec["commit"], image=image)
+        part.format(repo_url=spec["url"], commit=spec["commit"], image=image)
         for part in sandbox["builder"]["command"]
     ]
     core.create_namespaced_pod(namespace, pod("build", command))
