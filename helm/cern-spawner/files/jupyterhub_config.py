@@ -63,6 +63,32 @@ c.JupyterHub.extra_handlers = handlers
 # Registry push credentials (image builds), when configured, are mounted at
 # /etc/cern-spawner/secrets/registry/.dockerconfigjson.
 
+# Binder-from-git launches (/hub/binder/v2/…, the picker's repository section), on with binder.registry.
+binder = settings["binder"]
+if binder:
+    from cern_spawner.binder.handlers import binder_handlers
+
+    c.BinderConfig.registry = binder["registry"]
+    c.BinderConfig.image_prefix = binder["imagePrefix"]
+    c.BinderConfig.allowed_hosts = binder["allowedHosts"]
+    c.BinderConfig.default_profile = binder["defaultProfile"]
+    c.BinderConfig.per_user_build_limit = binder["perUserBuildLimit"]
+    c.BinderConfig.build_timeout = float(binder["buildTimeout"])
+    # The hub's own lookups use the same Docker config.json as the pushes (read at each use).
+    c.BinderConfig.registry_credentials_path = str(SECRETS / "registry" / ".dockerconfigjson")
+    # Build pods mount the push Secret by name, so it must exist in their namespace too.
+    c.BinderConfig.push_secret = binder["pushSecret"]
+    c.BinderConfig.build_namespace = binder["buildNamespace"]
+    if binder["builderImage"]:  # empty: the hub's pinned repo2docker release
+        c.BinderConfig.builder_image = binder["builderImage"]
+    c.BinderConfig.engine_socket = binder["engineSocket"]
+    c.BinderConfig.buildkit_address = binder["buildkitAddress"]
+    if binder["buildResources"]:
+        c.BinderConfig.build_resources = binder["buildResources"]
+    c.BinderConfig.build_node_selector = binder["buildNodeSelector"]
+    c.BinderConfig.build_tolerations = binder["buildTolerations"]
+    c.JupyterHub.extra_handlers = [*handlers, *binder_handlers()]
+
 extra = CONFIG / "extra_config.py"
 if extra.is_file() and extra.read_text().strip():
     load_subconfig(str(extra))  # noqa: F821 (provided by traitlets)

@@ -56,6 +56,34 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "cs.hasRegistry" -}}
 {{- if or .Values.registry.dockerConfigJson .Values.registry.existingSecret }}true{{ end -}}
 {{- end -}}
+{{/* Binder-from-git launches are on when a registry is named. */}}
+{{- define "cs.binderOn" -}}
+{{- if .Values.binder.registry }}true{{ end -}}
+{{- end -}}
+{{/* Where build pods run: binder.builder.namespace, else the notebooks' namespace. */}}
+{{- define "cs.buildNamespace" -}}
+{{- default (include "cs.userNamespace" .) .Values.binder.builder.namespace -}}
+{{- end -}}
+{{/* What jupyterhub_config.py turns into c.BinderConfig.*; null when Binder launches are off. */}}
+{{- define "cs.binderSettings" -}}
+{{- $b := .Values.binder -}}
+{{- dict
+  "registry" $b.registry
+  "imagePrefix" $b.imagePrefix
+  "allowedHosts" $b.allowedHosts
+  "defaultProfile" $b.defaultProfile
+  "perUserBuildLimit" $b.perUserBuildLimit
+  "buildTimeout" $b.buildTimeout
+  "builderImage" $b.builder.image
+  "engineSocket" $b.builder.engineSocket
+  "buildkitAddress" $b.builder.buildkitAddress
+  "buildNamespace" (include "cs.buildNamespace" .)
+  "buildResources" $b.builder.resources
+  "buildNodeSelector" $b.builder.nodeSelector
+  "buildTolerations" $b.builder.tolerations
+  "pushSecret" (include "cs.registrySecret" .)
+  | toJson -}}
+{{- end -}}
 
 {{/* A generated value kept across upgrades: the one in the live Secret, else a new random one.
      include "cs.keep" (list . "<secret name>" "<key>" <length>) */}}
@@ -97,5 +125,6 @@ seccompProfile:
   "exchangeScopes" .Values.auth.exchangeScopes
   "openstackCloud" (ternary .Values.openstack.cloud "" (eq (include "cs.hasOpenstack" .) "true"))
   "registry" (eq (include "cs.hasRegistry" .) "true")
+  "binder" (ternary (include "cs.binderSettings" . | fromJson) nil (eq (include "cs.binderOn" .) "true"))
   | toJson -}}
 {{- end -}}
