@@ -10,6 +10,7 @@ import base64
 import json
 import subprocess
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -404,9 +405,9 @@ def test_api_server_accepts_the_manifests(helm, kubectl, namespace, user_namespa
     assert "role.rbac.authorization.k8s.io/hub-cern-spawner-hub created (server dry run)" in applied
 
 
-@pytest.fixture(scope="module")
-def installed(helm, sandbox, core):
-    """A real `helm install` of the defaults into a fresh namespace enforcing Pod Security `restricted`."""
+@contextmanager
+def helm_installed(helm, sandbox, core, values: Path, *extra: str):
+    """A real `helm install` into a fresh namespace enforcing Pod Security `restricted`; its name."""
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": namespace, "labels": PSA_RESTRICTED}})
     # The sandbox provisions no volumes: a volume bound in advance to the hub's database claim.
@@ -424,12 +425,42 @@ def installed(helm, sandbox, core):
     )
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", namespace]
     try:
-        run(helm, "install", "hub", CHART, *kube, "-f", CHART / "ci" / "default-values.yaml")
+        run(helm, "install", "hub", CHART, *kube, "-f", values, *extra)
         yield namespace
         run(helm, "uninstall", "hub", *kube, "--wait", "--timeout", "60s")
     finally:
         core.delete_namespace(namespace)
         core.delete_persistent_volume(volume)
+
+
+@pytest.fixture(scope="module")
+def installed(helm, sandbox, core):
+    """The defaults, installed."""
+    with helm_installed(helm, sandbox, core, CHART / "ci" / "default-values.yaml") as namespace:
+        yield namespace
+
+
+def hub_log_until_proxy(sandbox, core, namespace: str) -> str:
+    """The hub pod's log once the hub has loaded its config and opened its database.
+
+    It cannot become Ready in the sandbox (no Service DNS nor in-cluster API address for pods, and
+    the proxy's image entrypoint is not modelled): this is how far it gets.
+    """
+    (pod,) = wait_until(
+        lambda: core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=hub").items,
+        timeout=30,
+        what="the hub pod",
+    )
+    logs = (
+        Path(sandbox["state_dir"]) / "logs" / "pods" / f"{namespace}_{pod.metadata.name}_{pod.metadata.uid}"
+    )
+
+    def started():
+        log = logs / "hub.log"
+        text = log.read_text() if log.is_file() else ""
+        return "Not starting proxy" in text and text
+
+    return wait_until(started, timeout=60, what="the hub to load its config and open its database")
 
 
 def test_helm_install(kubectl, installed, core):
@@ -462,28 +493,24 @@ def test_helm_install(kubectl, installed, core):
 
 
 def test_hub_starts_with_the_production_config(sandbox, installed, core):
-    """The hub pod runs jupyterhub with the chart's config, mounted files and database volume.
-
-    It cannot become Ready in the sandbox (no Service DNS nor in-cluster API address for pods, and
-    the proxy's image entrypoint is not modelled): this checks how far it gets.
-    """
-    (pod,) = wait_until(
-        lambda: core.list_namespaced_pod(installed, label_selector="app.kubernetes.io/component=hub").items,
-        timeout=30,
-        what="the hub pod",
-    )
-    pod_dir = f"{installed}_{pod.metadata.name}_{pod.metadata.uid}"
-    logs = Path(sandbox["state_dir"]) / "logs" / "pods" / pod_dir
-
-    def started():
-        log = logs / "hub.log"
-        text = log.read_text() if log.is_file() else ""
-        return "Not starting proxy" in text and text
-
-    text = wait_until(started, timeout=60, what="the hub to load its config and open its database")
+    """The hub pod runs jupyterhub with the chart's config, mounted files and database volume."""
+    text = hub_log_until_proxy(sandbox, core, installed)
     assert "Using Spawner: cern_spawner.spawner.CERNSpawner" in text
     assert "Using Authenticator: cern_spawner.auth.authenticator.CERNAuthenticator" in text
     assert "Running stamp_revision" in text  # a new sqlite database on the claim
+
+
+def test_hub_starts_with_binder_launches(helm, sandbox, core, kubectl):
+    """With Binder launches on, the same hub loads its config (BinderConfig, the binder handlers,
+    the mounted push Secret) as far as the sandbox lets it, and its account may read build logs."""
+    with helm_installed(helm, sandbox, core, BINDER_VALUES, "--set", "singleuser.namespace=") as namespace:
+        # Past the config (an error in it stops jupyterhub before this point).
+        text = hub_log_until_proxy(sandbox, core, namespace)
+        assert "Using Spawner: cern_spawner.spawner.CERNSpawner" in text
+        account = f"system:serviceaccount:{namespace}:hub-cern-spawner-hub"
+        assert can_i(kubectl, account, "get", "pods --subresource=log", ["--namespace", namespace])
+        policies = run(*kubectl, "--namespace", namespace, "get", "netpol", "-o", "name").stdout.split()
+        assert "networkpolicy.networking.k8s.io/hub-cern-spawner-binder-build" in policies
 
 
 @pytest.mark.parametrize(
