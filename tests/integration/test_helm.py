@@ -576,9 +576,13 @@ def test_binder_hub_permissions(helm, kubectl, binder_namespaces, own_build_name
         f"singleuser.namespace={ns['users']},binder.builder.namespace={builds if own_build_namespace else ''}"
     )
     docs = render(helm, BINDER_VALUES, ns["release"], "--set", settings)
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            doc["metadata"].setdefault("namespace", ns["release"])
+    # Everything, build namespace's Secret, Role and NetworkPolicy included, passes the API server.
+    applied = run(*kubectl, "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert applied.count("(server dry run)") == len(docs)
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    for doc in rbac:
-        doc["metadata"].setdefault("namespace", ns["release"])
     run(*kubectl, "apply", "-f", "-", input=yaml.safe_dump_all(rbac))
     account = f"system:serviceaccount:{ns['release']}:hub-cern-spawner-hub"
 
