@@ -7,6 +7,7 @@ import copy
 import html
 import json
 import time
+from datetime import datetime
 
 from jupyterhub.utils import AnyTimeoutError, wait_for_http_server
 from kubespawner import KubeSpawner
@@ -221,34 +222,45 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
         return status
 
     async def _resume_after_restart(self):
-        """The hub restarted while this server's pod was still waiting (for a GPU node, say).
+        """The hub restarted while this server was still starting (its pod waiting for a GPU
+        node, or its notebook not answering yet).
 
         JupyterHub checks each known server at start-up and stops one that does not answer
-        within `http_timeout`; a node boot takes minutes. Wait for the pod as `start` would,
-        within `start_timeout`, so the spawn completes instead of being abandoned.
+        within `http_timeout`; a node boot takes minutes, a notebook's start seconds. A pod created
+        less than `start_timeout` ago is still within its start: wait for it as `start` would, until
+        that deadline, so the spawn completes instead of being abandoned. Older servers get
+        JupyterHub's own check.
         """
         key = f"{self.namespace}/{self.pod_name}"
+        pod = self.pod_reflector.pods.get(key)
+        if pod is None:
+            return None
+        # The profile's overrides are applied at start, not after a restart: read its timeout here.
+        profile = self.catalog_store.current().profile((self.user_options or {}).get("profile") or "")
+        timeout = (profile and profile.start_timeout) or self.start_timeout
+        created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"]).timestamp()
+        left = created + timeout - time.time()
+        if left <= 0:
+            return None
 
         async def settled():
             pod = self.pod_reflector.pods.get(key)
             return pod is None or pod["status"]["phase"] != "Pending" or self.is_pod_running(pod)
 
-        if await settled():
-            return None
-        # The profile's overrides are applied at start, not after a restart: read its timeout here.
-        profile = self.catalog_store.current().profile((self.user_options or {}).get("profile") or "")
-        timeout = (profile and profile.start_timeout) or self.start_timeout
-        self.log.info("%s: the hub restarted during its start; waiting for its pod again", self._log_name)
-        deadline = time.monotonic() + timeout
+        if not await settled():
+            self.log.info(
+                "%s: the hub restarted during its start; waiting up to %d s more", self._log_name, left
+            )
+        deadline = time.monotonic() + left
         try:
-            await until(settled, within=timeout, what=f"pod {key}", cap=2.0)
+            await until(settled, within=left, what=f"pod {key}", cap=2.0)
             status = await super().poll()  # also records the pod's address on the server
             if status is None and self.server:
                 # JupyterHub's own check then allows only http_timeout: wait for the notebook here.
                 remaining = max(deadline - time.monotonic(), self.http_timeout)
                 await wait_for_http_server(self.server.url, timeout=remaining)
         except AnyTimeoutError:
-            self.log.warning("%s: not running within %d s of the hub's restart", self._log_name, timeout)
+            self.log.warning("%s: not running within %d s of its pod's creation", self._log_name, timeout)
             return 1  # JupyterHub then stops the server, deleting the pod
         return status
 
