@@ -15,7 +15,7 @@ from tornado import web
 from traitlets import Enum, Float, List, Unicode, default
 
 from .auth import token_secret
-from .binder.spawning import BinderSpawnerMixin
+from .binder.spawning import BinderSpawnerMixin, SpawnRefused
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .options import OptionsRefused, check_user_options
@@ -178,7 +178,7 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
             check_user_options(user_options or {}, catalog, offered)
         except OptionsRefused as e:
             self.log.warning("Refused server options %r for %s: %s", user_options, self._log_name, e.message)
-            raise web.HTTPError(e.status, e.message) from None
+            raise SpawnRefused(e.status, e.message) from None
         binder = self.check_binder(user_options)
         self._restore_overridden_traits(offered)
         self._binder_request = binder

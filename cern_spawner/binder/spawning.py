@@ -30,11 +30,12 @@ def _status_of(error: BinderError) -> int:
     return 503  # BuildError: the cluster would not run the build
 
 
-class BinderSpawnFailed(web.HTTPError):
-    """A repository launch that cannot go on (ref unknown, build failed, registry down).
+class SpawnRefused(web.HTTPError):
+    """A spawn that cannot go on: options refused, ref unknown, build failed, registry down.
 
-    JupyterHub shows `jupyterhub_message` on the spawn page and in the REST answer; `str()` is the
-    message alone, so "Spawn failed: <message>" reads as a sentence.
+    JupyterHub shows `jupyterhub_message` wherever the failure surfaces — the form drawn again,
+    the spawn page, the REST answer; `str()` is the message alone, so "Spawn failed: <message>"
+    reads as a sentence.
     """
 
     def __init__(self, status: int, message: str):
@@ -60,30 +61,45 @@ class BinderSpawnerMixin:
         rest, binder = split_form(formdata)
         options = self._options_from_form(rest)
         options.update(binder)
+        if binder:
+            # Checked here too, so that the form is drawn again with the reason and what was typed
+            # (a refusal later in the spawn would only say "Spawn failed").
+            try:
+                self._check_binder_or_refuse(options)
+            except SpawnRefused:
+                self.__dict__["_binder_typed"] = binder
+                raise
         return options
 
     def check_binder(self, user_options) -> tuple[str, str] | None:
         """(repo_url, ref) of a repository launch, None for a plain one; 4xx on anything wrong."""
+        return self._check_binder_or_refuse(user_options or {})
+
+    def _check_binder_or_refuse(self, user_options) -> tuple[str, str] | None:
         config = self.binder_config
         try:
             return check_binder_options(
-                user_options or {},
+                user_options,
                 enabled=config.enabled,
                 allowed_hosts=config.allowed_hosts,
                 insecure_origins=config.insecure_origins,
             )
         except BinderRefused as e:
             self.log.warning("Refused repository launch %r for %s: %s", user_options, self._log_name, e)
-            raise web.HTTPError(e.status, e.message) from None
+            raise SpawnRefused(e.status, e.message) from None
 
     def binder_form_context(self, saved: dict) -> dict:
         """The picker's `binder` variable: on or off, the allowed hosts, the saved repository."""
         config = self.binder_config
-        repo, ref = saved.get("binder_repo"), saved.get("binder_ref")
-        try:
-            check_repo_url(repo or "", config.allowed_hosts, config.insecure_origins)
-        except BinderRefused:
-            repo, ref = "", ""  # never offer again what the hub would now refuse
+        typed = self.__dict__.pop("_binder_typed", None)
+        if typed is not None:  # the form drawn again after a refusal: keep what the user typed
+            repo, ref = typed.get("binder_repo"), typed.get("binder_ref")
+        else:
+            repo, ref = saved.get("binder_repo"), saved.get("binder_ref")
+            try:
+                check_repo_url(repo or "", config.allowed_hosts, config.insecure_origins)
+            except BinderRefused:
+                repo, ref = "", ""  # never offer again what the hub would now refuse
         return {
             "enabled": config.enabled,
             "allowed_hosts": [*config.allowed_hosts, *config.insecure_origins],
@@ -110,10 +126,10 @@ class BinderSpawnerMixin:
                 report=messages.append,
             )
         except BinderRefused as e:
-            raise BinderSpawnFailed(e.status, e.message) from None
+            raise SpawnRefused(e.status, e.message) from None
         except BinderError as e:
             self.log.warning("Repository launch of %s@%s for %s failed: %s", repo_url, ref, self._log_name, e)
-            raise BinderSpawnFailed(_status_of(e), str(e)) from None
+            raise SpawnRefused(_status_of(e), str(e)) from None
         # From the build result only: user_options never carry an image for a repository launch.
         self.image = launch.image
         self.log.info(

@@ -1,0 +1,133 @@
+"""CERNSpawner's side of repository launches, without a cluster: the options a form or query gives,
+refusals the user can read (with what was typed kept), and the image and timeout of a launch never
+leaking into the next spawn."""
+
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from cern_spawner import CERNSpawner
+from cern_spawner.binder.launch import Launch
+from cern_spawner.binder.spawning import SpawnRefused
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio(loop_scope="function")]
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+REPO = "https://gitlab.cern.ch/physics/analysis"
+BUILD_TIMEOUT = 1800
+
+
+@pytest.fixture(autouse=True)
+def no_kube_config(monkeypatch):
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+
+
+def make_spawner(registry: str = "registry.cern.ch") -> CERNSpawner:
+    c = Config()
+    c.CERNSpawner.profiles_path = [str(PROFILES_DIR)]
+    c.CERNSpawner.start_timeout = 300
+    c.BinderConfig.registry = registry
+    c.BinderConfig.allowed_hosts = ["gitlab.cern.ch"]
+    c.BinderConfig.build_timeout = BUILD_TIMEOUT
+    spawner = CERNSpawner(_mock=True, config=c)
+    spawner.user.groups = []
+    spawner.user.admin = False
+    return spawner
+
+
+def form(**fields: str) -> dict[str, list[str]]:
+    return {key: [value] for key, value in fields.items()}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (form(profile="shared-1g"), {"profile": "shared-1g"}),
+        (form(profile="shared-1g", binder_repo="", binder_ref=""), {"profile": "shared-1g"}),
+        (
+            form(profile="shared-1g", binder_repo=f" {REPO} ", binder_ref=""),
+            {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "HEAD"},
+        ),
+        (
+            form(profile="shared-1g", binder_repo=REPO, binder_ref="v1.2"),
+            {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "v1.2"},
+        ),
+    ],
+    ids=["no-section", "empty-section", "repository-default-ref", "repository-and-tag"],
+)
+async def test_options_from_the_form(fields, expected):
+    assert make_spawner().options_from_form(fields) == expected
+
+
+@pytest.mark.parametrize(
+    ("registry", "fields", "status", "named"),
+    [
+        ("registry.cern.ch", form(binder_repo="https://evil.example/r.git"), 403, "evil.example"),
+        ("registry.cern.ch", form(binder_repo="file:///etc"), 400, "file"),
+        ("registry.cern.ch", form(binder_repo=REPO, binder_ref="-upload-pack=sh"), 400, "-upload-pack"),
+        ("", form(binder_repo=REPO), 400, "not enabled"),
+    ],
+    ids=["host-not-allowed", "local-path", "option-as-ref", "binder-off"],
+)
+async def test_a_refused_repository_is_said_on_the_form_with_what_was_typed(registry, fields, status, named):
+    spawner = make_spawner(registry)
+    fields = {"profile": ["shared-1g"], **fields}
+    with pytest.raises(SpawnRefused) as raised:
+        spawner.options_from_form(fields)
+    assert raised.value.status_code == status
+    # JupyterHub draws the form again with `jupyterhub_message` (not "HTTP 403: Forbidden (…)").
+    assert named in raised.value.jupyterhub_message
+    assert str(raised.value) == raised.value.jupyterhub_message
+    page = await spawner._render_options_form_dynamically(spawner)
+    if registry:
+        assert '<details class="cern-binder" id="cern-binder" open>' in page
+        assert f'value="{fields["binder_repo"][0]}"' in page
+    # Only once: the next visit shows the saved options again.
+    page = await spawner._render_options_form_dynamically(spawner)
+    assert fields["binder_repo"][0] not in page
+
+
+async def test_a_launch_sets_image_and_timeout_for_that_spawn_only():
+    spawner = make_spawner()
+    pristine_image = spawner.image
+    await spawner._check_user_options(
+        spawner, {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main"}
+    )
+    assert spawner.start_timeout >= 300 + BUILD_TIMEOUT
+    # What prepare_image would have found; load_user_options applies the profile, then the image.
+    built = f"registry.cern.ch/binder-analysis-abc123:{'a' * 40}"
+    spawner._binder_launch = Launch(REPO, "main", "a" * 40, built, built=True)
+    spawner.user_options = {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main"}
+    await spawner.load_user_options()
+    assert spawner.image == built
+
+    await spawner._check_user_options(spawner, {"profile": "shared-1g"})
+    spawner.user_options = {"profile": "shared-1g"}
+    await spawner.load_user_options()
+    assert spawner.image == pristine_image
+    assert spawner.start_timeout == 300
+
+
+@pytest.mark.parametrize(
+    "user_options",
+    [
+        {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main", "image": "evil.example/x:1"},
+        {"profile": "shared-1g", "image": "evil.example/x:1"},
+        {"binder_repo": REPO, "image": "evil.example/x:1"},
+    ],
+    ids=["with-repository", "alone", "without-profile"],
+)
+async def test_an_image_in_the_options_is_refused(user_options):
+    spawner = make_spawner()
+    with pytest.raises(SpawnRefused) as raised:
+        await spawner._check_user_options(spawner, user_options)
+    assert raised.value.status_code == 400
+    assert "image" in raised.value.jupyterhub_message.lower()
+    assert getattr(spawner, "_binder_request", None) is None
+
+
+async def test_the_mixin_keeps_kubespawners_form_parsing():
+    spawner = make_spawner()
+    fields = {"profile": ["shared-1g"], "profile-option-shared-1g--image": ["x"], "binder_repo": [""]}
+    assert spawner.options_from_form(fields) == {"profile": "shared-1g", "image": "x"}
