@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # anything unforeseen still ends with a readable last line
         say(f"Build failed: {type(e).__name__}: {e}")
         return 1
-    say("Build finished")
-    return 0
+    return 0  # the last line says what was pushed; the hub says the build finished
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def test_git_ls_remote_lists_main_and_the_tag(sandbox, repo):
 def test_builder_pushes_an_oci_manifest_the_registry_answers(sandbox, pushed):
     image, output = pushed
     assert "repo2docker 2026.4.0 would use the PythonBuildPack" in output
-    assert output.strip().splitlines()[-1] == "Build finished"
+    assert output.strip().splitlines()[-1].startswith(f"Pushed {image} (sha256:")
     assert manifest_status(image) == 200
     missing = image.rsplit(":", 1)[0] + ":" + "0" * 40
     assert manifest_status(missing) == 404
