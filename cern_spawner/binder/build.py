@@ -36,6 +36,17 @@ MAX_LINE = 500  # characters of one log line shown to the user
 FINISHED_TTL = 300.0  # seconds a finished build pod may linger before the cleanup removes it
 _TERMINAL = ("Succeeded", "Failed")
 GONE = "The build pod was removed before this launch saw it end; checking the registry for the image…"
+# A builder container waiting for one of these reasons never starts by itself: a wrong builder image
+# or configuration. Pull failures are retried by the kubelet (a registry blip passes), so they end
+# the build only after IMAGE_PULL_PATIENCE seconds, not at build_timeout (an hour by default).
+_NEVER_STARTS = (
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+)
+_PULL_TROUBLE = ("ErrImagePull", "ImagePullBackOff")
+IMAGE_PULL_PATIENCE = 120.0
 _PLACEHOLDER = re.compile(r"\{(repo_url|ref|commit|image)\}")
 # CSI sequences (colours, cursor moves), then other two-character escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -254,6 +265,18 @@ def _termination(pod) -> tuple[int | None, str]:
     return None, pod.status.reason or pod.status.message or "unknown"
 
 
+class _Unstartable(Exception):
+    """The build pod's container will not start without a change of configuration."""
+
+
+def _waiting_reason(pod) -> str | None:
+    for status in pod.status.container_statuses or []:
+        waiting = status.state.waiting if status.state else None
+        if waiting and waiting.reason:
+            return waiting.reason
+    return None
+
+
 def _start_trouble(pod) -> str | None:
     """Why a Pending build pod is not running yet, in words, or None when nothing is wrong yet."""
     for condition in pod.status.conditions or []:
@@ -404,6 +427,8 @@ async def run_build(
             return "gone"
         return seen_pod
 
+    pull_trouble_since: list[float] = []
+
     async def started():
         seen_pod = await current()
         if seen_pod == "gone" or seen_pod.status.phase != "Pending":
@@ -412,6 +437,13 @@ async def run_build(
         if trouble and trouble not in said:
             said.add(trouble)
             report(trouble)
+        reason = _waiting_reason(seen_pod)
+        if reason in _PULL_TROUBLE and not pull_trouble_since:
+            pull_trouble_since.append(clock())
+        if reason in _NEVER_STARTS or (
+            reason in _PULL_TROUBLE and clock() - pull_trouble_since[0] >= IMAGE_PULL_PATIENCE
+        ):
+            raise _Unstartable(trouble or reason)
         return None
 
     async def finished():
@@ -430,6 +462,13 @@ async def run_build(
         pod = await until(
             finished, within=max(deadline - clock(), 0), what="build end", first=0.5, clock=clock, sleep=sleep
         )
+    except _Unstartable as e:
+        await _delete_pod(core, name, namespace, uid)
+        # The hub's configuration, not the repository: the user cannot fix it (503, not 422).
+        raise BuildError(
+            f"{e} — the image builder cannot run here; please tell the hub's operators "
+            "(BinderConfig.builder_image / builder settings)."
+        ) from None
     except TimeoutError as e:
         await _delete_pod(core, name, namespace, uid)
         raise BuildFailed(

@@ -31,7 +31,7 @@ from cern_spawner.binder.build import (
     user_label,
 )
 from cern_spawner.binder.config import RESTRICTED_CONTEXT, BinderConfig
-from cern_spawner.binder.errors import BinderRefused, BuildFailed
+from cern_spawner.binder.errors import BinderRefused, BuildError, BuildFailed
 
 IMAGE = "registry.example.org/binder-org-repo-abc123:" + "c" * 40
 UTC = datetime.UTC
@@ -419,6 +419,42 @@ async def test_timeout_stops_the_build():
     with pytest.raises(BuildFailed, match="did not finish within 100 s"):
         await build(core, config=make_config(engine_socket="", build_timeout=100))
     assert build_pod_name(IMAGE) not in core.pods
+
+
+def waiting_in(core, reason: str, message: str):
+    """Make every pod the fake creates wait (container state) for `reason`."""
+    original_add = core.add
+
+    def add_waiting(body, phases, **kw):
+        pod = original_add(body, phases, **kw)
+        pod.status.container_statuses[0].state.waiting = SimpleNamespace(reason=reason, message=message)
+        return pod
+
+    core.add = add_waiting
+
+
+@pytest.mark.parametrize(
+    ("reason", "pending_reads"),
+    [("InvalidImageName", 1), ("CreateContainerConfigError", 1), ("ImagePullBackOff", 400)],
+    ids=["invalid-image-name", "config-error", "pull-back-off-past-patience"],
+)
+async def test_a_builder_that_cannot_start_ends_the_build_before_its_timeout(reason, pending_reads):
+    core = FakeCore(phases=["Pending"] * (pending_reads + 1000))
+    waiting_in(core, reason, 'pulling image "quay.io/nope:1"')
+    messages = []
+    with pytest.raises(BuildError, match="operators") as raised:
+        await build(core, config=make_config(engine_socket="", build_timeout=3600), report=messages)
+    assert reason in str(raised.value)
+    assert build_pod_name(IMAGE) not in core.pods  # nothing left behind
+    assert core.count("read") <= pending_reads + 5  # not waiting for the whole build_timeout
+
+
+async def test_a_pull_failure_that_passes_does_not_end_the_build():
+    core = FakeCore(phases=["Pending", "Pending", "Running", "Succeeded"])
+    waiting_in(core, "ErrImagePull", "registry unavailable")
+    messages = await build(core)
+    assert messages[-1] == "The build finished."
+    assert any("ErrImagePull" in m for m in messages)
 
 
 async def test_scheduling_trouble_is_reported_once():
