@@ -13,7 +13,9 @@ Three measurements in one run, on one sandbox:
    the build (build pod created -> finished, seen by a watch) and the rest. KubeSpawner cannot
    build, so the comparison is with the reuse launch of part 1.
 3. Concurrent: K users launch the same unbuilt commit at once: how many build pods (one), and the
-   time until all are ready against one user alone (part 2).
+   time until all are ready against one user alone (part 2) and against the same burst of K
+   launches with the image already built, on both hubs (K notebooks starting at once on the
+   machine, with no build at all).
 
     .venv/bin/python benchmarks/binder_launch.py [--launches N] [--builds M] [--concurrent K]
 
@@ -107,6 +109,7 @@ class BuildWatch:
 
     def __init__(self, core, namespace: str):
         self.pods: dict[str, dict] = {}
+        self.error: Exception | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._watch = watch.Watch()
@@ -115,19 +118,40 @@ class BuildWatch:
         self._thread.start()
 
     def _run(self, core, namespace: str, version: str) -> None:
-        while not self._stopped.is_set():
-            try:
-                for event in self._watch.stream(
-                    core.list_namespaced_pod,
-                    namespace,
-                    label_selector=BUILD_SELECTOR,
-                    resource_version=version,
-                    timeout_seconds=30,
-                ):
-                    self._seen(event["type"], event["object"])
-                    version = event["object"].metadata.resource_version
-            except (urllib3.exceptions.HTTPError, OSError):
-                continue  # the watch ended early: resume where it stopped
+        try:
+            while not self._stopped.is_set():
+                try:
+                    for event in self._watch.stream(
+                        core.list_namespaced_pod,
+                        namespace,
+                        label_selector=BUILD_SELECTOR,
+                        resource_version=version,
+                        allow_watch_bookmarks=True,  # keeps the version fresh between builds
+                        timeout_seconds=30,
+                    ):
+                        if event["type"] != "BOOKMARK":
+                            self._seen(event["type"], event["object"])
+                    version = self._watch.resource_version or version
+                except client.ApiException as e:
+                    if e.status != 410:
+                        raise
+                    version = self._relist(core, namespace)  # the version expired: list again
+                except (urllib3.exceptions.HTTPError, OSError):
+                    version = self._watch.resource_version or version  # ended early: resume
+        except Exception as e:  # noqa: BLE001 — reported by since(), in the main thread
+            self.error = e
+
+    def _relist(self, core, namespace: str) -> str:
+        listed = core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR)
+        for pod in listed.items:
+            with self._lock:
+                if pod.metadata.uid not in self.pods:  # missed: its own time, to the second
+                    self.pods[pod.metadata.uid] = {
+                        "name": pod.metadata.name,
+                        "added": pod.metadata.creation_timestamp.timestamp(),
+                    }
+            self._seen("MODIFIED", pod)
+        return listed.metadata.resource_version
 
     def _seen(self, kind: str, pod) -> None:
         now = time.time()
@@ -145,6 +169,8 @@ class BuildWatch:
                     entry["pod_seconds"] = seconds.total_seconds()
 
     def since(self, start: float) -> list[dict]:
+        if self.error is not None:
+            raise RuntimeError(f"the build pod watch failed: {self.error!r}")
         with self._lock:
             return [dict(p) for p in self.pods.values() if p.get("added", 0) >= start]
 
@@ -276,8 +302,10 @@ def first_launch(
     return result
 
 
-def concurrent_launch(hub, core, namespace, builds: BuildWatch, registry_url, image, users, options) -> dict:
-    forget_image(registry_url, image)
+def concurrent_launch(hub, core, namespace, builds: BuildWatch, users, options, forget=None) -> dict:
+    """`users` launch at once; `forget` = (registry URL, image) deletes the image first."""
+    if forget:
+        forget_image(*forget)
     start = time.time()
     with ThreadPoolExecutor(len(users)) as pool:
         times = list(pool.map(lambda user: launch(hub, user, options), users))
@@ -377,7 +405,16 @@ def main() -> None:
 
             phases["concurrent"] = load()
             users = [f"bench-many-{i}" for i in range(args.concurrent)]
-            together = concurrent_launch(cern, core, namespace, builds, registry_url, image, users, options)
+            together = concurrent_launch(
+                cern, core, namespace, builds, users, options, forget=(registry_url, image)
+            )
+            # The same burst with the image already built, on both hubs: what K notebooks starting
+            # at once cost on this machine, build or not.
+            users = [f"bench-burst-{i}" for i in range(args.concurrent)]
+            burst = {
+                "CERNSpawner": concurrent_launch(cern, core, namespace, builds, users, options),
+                "KubeSpawner": concurrent_launch(plain, core, PLAIN_NAMESPACE, builds, users, {}),
+            }
         finally:
             builds.stop()
             cern.stop()
@@ -433,11 +470,27 @@ def main() -> None:
             "ratio_first_over_reuse": round(alone / reuse_median, 3),
         },
         "concurrent": {
+            "what": "K users launch the same commit at once; the image deleted from the registry first",
             **together,
             "alone_median_s": alone,
             "ratio_all_ready_over_alone": round(together["all_ready_s"] / alone, 3),
+            "built_image_burst": {
+                "what": "the same K launches at once with the image in the registry, on both hubs",
+                **burst,
+                "ratio_cern_over_kubespawner": round(
+                    burst["CERNSpawner"]["all_ready_s"] / burst["KubeSpawner"]["all_ready_s"], 3
+                ),
+            },
+            "ratio_unbuilt_over_built_burst": round(
+                together["all_ready_s"] / burst["CERNSpawner"]["all_ready_s"], 3
+            ),
         },
     }
+    if together["build_pods"] != 1:
+        print(
+            f"warning: {args.concurrent} identical launches made {together['build_pods']} build pods",
+            file=sys.stderr,
+        )
     out = ROOT / "benchmarks" / "results" / "binder_launch.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
