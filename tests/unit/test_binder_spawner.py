@@ -131,3 +131,22 @@ async def test_the_mixin_keeps_kubespawners_form_parsing():
     spawner = make_spawner()
     fields = {"profile": ["shared-1g"], "profile-option-shared-1g--image": ["x"], "binder_repo": [""]}
     assert spawner.options_from_form(fields) == {"profile": "shared-1g", "image": "x"}
+
+
+@pytest.mark.parametrize(
+    ("roles", "status"),
+    [((), 403), (("gpu-users",), None)],
+    ids=["without-the-role", "with-the-role"],
+)
+async def test_a_repository_on_a_gpu_profile_keeps_its_role_check(roles, status):
+    spawner = make_spawner()
+    spawner.user.groups = [type("Group", (), {"name": role})() for role in roles]
+    options = {"profile": "gpu-1", "binder_repo": REPO, "binder_ref": "main"}
+    if status is None:
+        await spawner._check_user_options(spawner, options)
+        assert spawner._binder_request == (REPO, "main")
+        return
+    with pytest.raises(SpawnRefused) as raised:
+        await spawner._check_user_options(spawner, options)
+    assert raised.value.status_code == status
+    assert "gpu-users" in raised.value.jupyterhub_message
