@@ -9,15 +9,16 @@ Three measurements in one run, on one sandbox:
    second hub. Time from the request to the server being ready; the hub's time before the pod
    (from its log); and `resolve_ref` and `RegistryClient.manifest_exists` timed in this process
    against the sandbox's git server and registry.
-2. First launch: M launches of a commit whose image was deleted from the registry first, split into
-   the build (build pod created -> finished, seen by a watch) and the rest. KubeSpawner cannot
-   build, so the comparison is with the reuse launch of part 1.
-3. Concurrent: K users launch the same unbuilt commit at once: how many build pods (one), and the
-   time until all are ready against one user alone (part 2) and against the same burst of K
-   launches with the image already built, on both hubs (K notebooks starting at once on the
+2. First launch: M launches of a commit whose image was deleted from the registry first (one in
+   each of the first M rounds of part 1), split into the build (build pod created -> finished,
+   seen by a watch) and the rest. KubeSpawner cannot build, so the comparison is with the reuse
+   launch of part 1.
+3. Concurrent, R rounds: K users launch the same unbuilt commit at once: how many build pods (one),
+   and the time until all are ready, against one user alone (part 2) and against the same burst of
+   K launches with the image already built, on both hubs (K notebooks starting at once on the
    machine, with no build at all).
 
-    .venv/bin/python benchmarks/binder_launch.py [--launches N] [--builds M] [--concurrent K]
+    .venv/bin/python benchmarks/binder_launch.py [--launches N] [--builds M] [--concurrent K] [--bursts R]
 
 It deletes images from the sandbox registry and creates build pods in the users' namespace, which
 disturbs tests running on the same sandbox: give it a sandbox of its own, e.g.
@@ -327,6 +328,7 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=10, help="reuse launches per spawner (N)")
     parser.add_argument("--builds", type=int, default=3, help="first launches with a build (M)")
     parser.add_argument("--concurrent", type=int, default=5, help="users launching at once (K)")
+    parser.add_argument("--bursts", type=int, default=3, help="rounds of the concurrent launches (R)")
     args = parser.parse_args()
     load_start, began = load(), time.time()
     up = subprocess.run(
@@ -361,23 +363,9 @@ def main() -> None:
             launch(plain, "bench-warm", {})
             stop(plain, core, PLAIN_NAMESPACE, "bench-warm")
 
-            phases["first_launch"] = load()
-            firsts = [
-                first_launch(
-                    cern,
-                    logs["CERNSpawner"],
-                    core,
-                    namespace,
-                    builds,
-                    registry_url,
-                    image,
-                    f"bench-build-{i}",
-                    options,
-                )
-                for i in range(args.builds)
-            ]
-
-            phases["reuse"] = load()
+            # Reuse launches alternate between the hubs; the first M rounds also time a first
+            # launch (image deleted first), so that both see the same stretch of machine load.
+            phases["reuse_and_first_launch"] = load()
             contenders = {
                 "CERNSpawner": (cern, namespace, options),
                 "KubeSpawner": (plain, PLAIN_NAMESPACE, {}),
@@ -385,13 +373,16 @@ def main() -> None:
             ready = {name: [] for name in contenders}
             before_pod = {name: [] for name in contenders}
             pod_to_ready = {name: [] for name in contenders}
-            launch_steps = []
-            reuse_start = time.time()
-            for round_ in range(args.launches):
+            launch_steps, reuse_builds, firsts = [], 0, []
+            for round_ in range(max(args.launches, args.builds)):
                 for name, (hub, ns, opts) in contenders.items():
+                    if round_ >= args.launches:
+                        break
                     user = f"bench-reuse-{round_}"
+                    began_at = time.time()
                     ready[name].append(launch(hub, user, opts))
                     ready_at = time.time()
+                    reuse_builds += len([p for p in builds.since(began_at) if p["added"] <= ready_at])
                     stop(hub, core, ns, user)
                     steps = logs[name].steps(user, ready_at)
                     if "pod_to_ready" in steps:
@@ -400,21 +391,38 @@ def main() -> None:
                         before_pod[name].append(steps["before_pod"])
                     if "launch_steps" in steps:
                         launch_steps.append(steps["launch_steps"])
-            reuse_builds = builds.since(reuse_start)
+                if round_ < args.builds:
+                    user = f"bench-build-{round_}"
+                    firsts.append(
+                        first_launch(
+                            cern,
+                            logs["CERNSpawner"],
+                            core,
+                            namespace,
+                            builds,
+                            registry_url,
+                            image,
+                            user,
+                            options,
+                        )
+                    )
             direct = asyncio.run(time_launch_steps(repo["url"], image, registry_host, args.launches))
 
+            # K users at once, R rounds: the same unbuilt commit on CERNSpawner (one build pod
+            # expected), then the same burst with the image built, on both hubs — what K notebooks
+            # starting at once cost on this machine, with no build at all.
             phases["concurrent"] = load()
-            users = [f"bench-many-{i}" for i in range(args.concurrent)]
-            together = concurrent_launch(
-                cern, core, namespace, builds, users, options, forget=(registry_url, image)
-            )
-            # The same burst with the image already built, on both hubs: what K notebooks starting
-            # at once cost on this machine, build or not.
-            users = [f"bench-burst-{i}" for i in range(args.concurrent)]
-            burst = {
-                "CERNSpawner": concurrent_launch(cern, core, namespace, builds, users, options),
-                "KubeSpawner": concurrent_launch(plain, core, PLAIN_NAMESPACE, builds, users, {}),
-            }
+            bursts = {"unbuilt": [], "CERNSpawner": [], "KubeSpawner": []}
+            for round_ in range(args.bursts):
+                users = [f"bench-many-{round_}-{i}" for i in range(args.concurrent)]
+                bursts["unbuilt"].append(
+                    concurrent_launch(
+                        cern, core, namespace, builds, users, options, forget=(registry_url, image)
+                    )
+                )
+                users = [f"bench-burst-{round_}-{i}" for i in range(args.concurrent)]
+                for name, (hub, ns, opts) in contenders.items():
+                    bursts[name].append(concurrent_launch(hub, core, ns, builds, users, opts))
         finally:
             builds.stop()
             cern.stop()
@@ -431,6 +439,7 @@ def main() -> None:
             "launches": args.launches,
             "builds": args.builds,
             "concurrent": args.concurrent,
+            "bursts": args.bursts,
             "profile": PROFILE,
             "repository": f"sandbox git server's {REPO}@{repo['branch']}",
             "image": image,
@@ -458,7 +467,7 @@ def main() -> None:
                 **summary(launch_steps, 4),
             },
             "direct": {"what": "in the benchmark process, against the sandbox's servers", **direct},
-            "build_pods": len(reuse_builds),
+            "build_pods": reuse_builds,
         },
         "first_launch": {
             "what": "image deleted from the registry first; build = build pod added -> seen finished",
@@ -470,25 +479,36 @@ def main() -> None:
             "ratio_first_over_reuse": round(alone / reuse_median, 3),
         },
         "concurrent": {
-            "what": "K users launch the same commit at once; the image deleted from the registry first",
-            **together,
-            "alone_median_s": alone,
-            "ratio_all_ready_over_alone": round(together["all_ready_s"] / alone, 3),
-            "built_image_burst": {
-                "what": "the same K launches at once with the image in the registry, on both hubs",
-                **burst,
-                "ratio_cern_over_kubespawner": round(
-                    burst["CERNSpawner"]["all_ready_s"] / burst["KubeSpawner"]["all_ready_s"], 3
-                ),
+            "what": "K users launch at once, R rounds; all_ready = request -> the last of the K ready",
+            "unbuilt": {
+                "what": "CERNSpawner, the same commit, its image deleted from the registry first",
+                "build_pods_per_round": [b["build_pods"] for b in bursts["unbuilt"]],
+                "all_ready": summary([b["all_ready_s"] for b in bursts["unbuilt"]]),
+                "rounds": bursts["unbuilt"],
             },
-            "ratio_unbuilt_over_built_burst": round(
-                together["all_ready_s"] / burst["CERNSpawner"]["all_ready_s"], 3
-            ),
+            "built": {
+                "what": "the same K launches with the image in the registry (plain KubeSpawner: given it)",
+                **{
+                    name: {
+                        "build_pods_per_round": [b["build_pods"] for b in bursts[name]],
+                        "all_ready": summary([b["all_ready_s"] for b in bursts[name]]),
+                        "rounds": bursts[name],
+                    }
+                    for name in contenders
+                },
+            },
+            "alone_median_s": alone,
         },
     }
-    if together["build_pods"] != 1:
+    concurrent = results["concurrent"]
+    unbuilt = concurrent["unbuilt"]["all_ready"]["median_s"]
+    built = {name: concurrent["built"][name]["all_ready"]["median_s"] for name in contenders}
+    concurrent["ratio_unbuilt_over_alone"] = round(unbuilt / alone, 3)
+    concurrent["ratio_unbuilt_over_built"] = round(unbuilt / built["CERNSpawner"], 3)
+    concurrent["built"]["ratio_cern_over_kubespawner"] = round(built["CERNSpawner"] / built["KubeSpawner"], 3)
+    if any(n != 1 for n in concurrent["unbuilt"]["build_pods_per_round"]):
         print(
-            f"warning: {args.concurrent} identical launches made {together['build_pods']} build pods",
+            f"warning: identical launches made {concurrent['unbuilt']['build_pods_per_round']} build pods",
             file=sys.stderr,
         )
     out = ROOT / "benchmarks" / "results" / "binder_launch.json"
