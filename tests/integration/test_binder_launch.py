@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 import requests
 import urllib3
-from kubernetes import watch
+from kubernetes import client, watch
 
 from cern_spawner.binder.images import image_name, split_image
 from cern_spawner.binder.resolve import git_env
@@ -49,34 +49,68 @@ def binder_hub(sandbox, git_server, tmp_path_factory):
 
 
 class BuildPods:
-    """Every build pod created while the module runs (ADDED events of a real watch, resumed from the
-    last resource version when the API server ends a watch)."""
+    """Every build pod created while the module runs: ADDED events of a real watch, resumed where
+    it stopped when the API server ends it, and relisted when that version has expired (410) —
+    bookmarks keep the version fresh, so a relist is rare; it still finds a pod created meanwhile
+    unless that pod was also gone again."""
 
     def __init__(self, core, namespace: str):
         self.created: list[str] = []
+        self._uids: set[str] = set()
         self._stopped = threading.Event()
         self._watch = watch.Watch()
-        version = core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR).metadata.resource_version
+        self._core, self._namespace = core, namespace
+        version = self._relist()
         self._thread = threading.Thread(
-            target=self._run, args=(core, namespace, version), name="build-pod-watch", daemon=True
+            target=self._run, args=(version,), name="build-pod-watch", daemon=True
         )
         self._thread.start()
 
-    def _run(self, core, namespace, version):
+    def _note(self, pod) -> None:
+        if pod.metadata.uid not in self._uids:
+            self._uids.add(pod.metadata.uid)
+            self.created.append(pod.metadata.name)
+
+    def _relist(self, note: bool = False) -> str:
+        listed = self._core.list_namespaced_pod(self._namespace, label_selector=BUILD_SELECTOR)
+        for pod in listed.items:
+            if note:
+                self._note(pod)
+            else:
+                self._uids.add(pod.metadata.uid)  # there before the module: not created by it
+        return listed.metadata.resource_version
+
+    def _run(self, version):
         while not self._stopped.is_set():
             try:
                 for event in self._watch.stream(
-                    core.list_namespaced_pod,
-                    namespace,
+                    self._core.list_namespaced_pod,
+                    self._namespace,
                     label_selector=BUILD_SELECTOR,
                     resource_version=version,
+                    allow_watch_bookmarks=True,
                     timeout_seconds=30,
                 ):
-                    version = event["object"].metadata.resource_version
+                    obj = event["object"]
+                    if isinstance(obj, dict):  # an ERROR (or raw BOOKMARK) event
+                        if event["type"] == "ERROR":
+                            raise client.ApiException(status=obj.get("code"), reason=obj.get("message"))
+                        version = obj.get("metadata", {}).get("resourceVersion", version)
+                        continue
+                    version = obj.metadata.resource_version
                     if event["type"] == "ADDED":
-                        self.created.append(event["object"].metadata.name)
+                        self._note(obj)
+            except client.ApiException as e:
+                if e.status != 410:
+                    raise
+                version = self._relist(note=True)
             except (urllib3.exceptions.HTTPError, OSError):
                 continue  # the watch ended early: resume where it stopped
+
+    def count(self) -> int:
+        # A watcher that died would make "no new build pod" pass for nothing.
+        assert self._thread.is_alive(), "the build pod watch stopped"
+        return len(self.created)
 
     def stop(self):
         self._stopped.set()
@@ -172,7 +206,7 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     expected = image_name(sandbox["registry"]["host"], "binder-", url, commit)
     forget_image(sandbox, expected)
     browser = hub.login("bob", keycloak.DEMO_PASSWORD)
-    before = len(build_pods.created)
+    before = build_pods.count()
 
     launched = browser.get(link(hub, url, "main", labpath="hello.ipynb"), timeout=60)
     assert launched.status_code == 200, launched.text[:500]
@@ -187,7 +221,7 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     # The build pod's log streamed into the progress, before the server was ready.
     cloning = next(i for i, m in enumerate(messages) if m.strip().startswith("Cloning") or "Cloning " in m)
     assert cloning < len(messages) - 1, messages
-    assert len(build_pods.created) == before + 1, build_pods.created
+    assert build_pods.count() == before + 1, build_pods.created
     pod = pod_of(core, namespace, "bob")
     assert pod.spec.containers[0].image == expected
     assert {"README.md", "hello.ipynb", "requirements.txt"} <= files_in_server(hub, "bob")
@@ -205,7 +239,7 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     # A reuse is quick: its progress may be over before the stream connects; the hub's log is not.
     reused = [line for line in hub.log.read_text().splitlines() if expected in line and "(reused)" in line]
     assert any("binder-other" in line for line in reused), reused
-    assert len(build_pods.created) == before + 1, build_pods.created
+    assert build_pods.count() == before + 1, build_pods.created
     assert pod_of(core, namespace, "binder-other").spec.containers[0].image == expected
     stop(hub, core, namespace, "bob")
     stop(hub, core, namespace, "binder-other")
@@ -221,14 +255,14 @@ def test_simultaneous_launches_of_one_commit_share_one_build_pod(
         sandbox,
         image_name(sandbox["registry"]["host"], "binder-", url, git_server["repos"]["conda"]["commit"]),
     )
-    before = len(build_pods.created)
+    before = build_pods.count()
     for user in users:
         answer = spawn(hub, user, {"profile": PROFILE, "binder_repo": url, "binder_ref": "v1"})
         assert answer.status_code in (201, 202), answer.text
     results = {user: progress(hub, user) for user in users}
     for user, (messages, last) in results.items():
         assert last.get("ready"), (user, messages)
-    assert len(build_pods.created) == before + 1, build_pods.created
+    assert build_pods.count() == before + 1, build_pods.created
     images = {pod_of(core, namespace, user).spec.containers[0].image for user in users}
     assert len(images) == 1
     for user in users:
@@ -277,12 +311,12 @@ def test_a_broken_repository_fails_with_its_log_tail_and_leaves_nothing(
 def test_a_forged_image_is_refused(binder_hub, git_server, build_pods, core, sandbox, options):
     hub, namespace = binder_hub, sandbox["user_namespace"]
     options = {k: (repo_url(git_server, "requirements") if v == "REPO" else v) for k, v in options.items()}
-    before = len(build_pods.created)
+    before = build_pods.count()
     answer = spawn(hub, "binder-forger", options)
     assert answer.status_code == 400, answer.text
     assert "image" in answer.json()["message"].lower()
     assert pod_of(core, namespace, "binder-forger") is None
-    assert len(build_pods.created) == before
+    assert build_pods.count() == before
 
 
 @pytest.mark.parametrize(
@@ -293,13 +327,13 @@ def test_a_forged_image_is_refused(binder_hub, git_server, build_pods, core, san
 def test_a_disallowed_host_is_refused_before_anything_is_created(binder_hub, build_pods, core, sandbox, spec):
     hub, namespace = binder_hub, sandbox["user_namespace"]
     browser = hub.login("alice", keycloak.DEMO_PASSWORD)
-    before = len(build_pods.created)
+    before = build_pods.count()
     answer = browser.get(f"{hub.url}/hub/binder/v2/{spec}", timeout=30)
     assert answer.status_code == 403, answer.text[:300]
     assert "not allowed" in answer.text.lower() or "allow" in answer.text.lower()
     assert pod_of(core, namespace, "alice") is None
     assert not hub.api("GET", "/users/alice").json()["servers"]
-    assert len(build_pods.created) == before
+    assert build_pods.count() == before
 
 
 def test_the_link_asks_for_a_login_first(binder_hub, git_server):
