@@ -22,6 +22,12 @@ def _print_status(report: dict, as_json: bool) -> None:
     if kc := report.get("keycloak"):
         users = ", ".join(kc["users"])
         print(f"  Keycloak: issuer {kc['issuer']} (users {users}, password {kc['demo_password']})")
+    if registry := report.get("registry"):
+        print(f"  image registry: {registry['url']}")
+    if git := report.get("git"):
+        # What a repository launch can use: /hub/binder/v2/git/<url-encoded URL>/main
+        for name, repo in git["repos"].items():
+            print(f"  git repository {name}: {repo['url']}")
     for node in report["nodes"]:
         gpus = f", {node['gpus']} GPUs" if node["gpus"] != "0" else ""
         state = "Ready" if node["ready"] else "NotReady"
