@@ -32,13 +32,16 @@ IDENTITY = {
 
 
 def git_env() -> dict[str, str]:
-    """No user or system configuration (an `insteadOf` or a hook there would change the result)."""
+    """For every git the sandbox runs (making the repositories, the builder's clone): no prompts, no
+    credential helpers, no user or system configuration (an `insteadOf` or a hook there would
+    change the result or send a clone elsewhere) — the same rules as the hub's `git ls-remote`."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.devnull,
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
         "LC_ALL": "C",
     }
 

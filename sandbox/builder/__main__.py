@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import os
 import subprocess
 import sys
 import tempfile
 import traceback
 from pathlib import Path
 
+from ..gitserver import git_env
 from . import oci
 
 TAIL = 15  # lines of a failing step's output to show: the reason is at its end
@@ -30,26 +30,11 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def git_env() -> dict[str, str]:
-    # No prompts, no credential helpers, no user or system configuration (an `insteadOf` there
-    # could send the clone elsewhere); the same rules as the hub's `git ls-remote`.
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.devnull,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "GIT_ALLOW_PROTOCOL": "http:https",
-        "LC_ALL": "C",
-    }
-
-
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(
         ["git", "-c", "credential.helper=", *args],
         cwd=cwd,
-        env=git_env(),
+        env={**git_env(), "GIT_ALLOW_PROTOCOL": "http:https"},  # clones come from git servers only
         capture_output=True,
         text=True,
         timeout=300,

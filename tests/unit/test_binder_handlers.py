@@ -7,7 +7,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import pytest_asyncio
-from jupyterhub.proxy import Proxy
 from jupyterhub.spawner import Spawner
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import AsyncSession
@@ -25,6 +24,7 @@ from cern_spawner.binder.handlers import (
     plan_launch,
 )
 from cern_spawner.binder.options import NOT_ENABLED
+from tests.unit.inprocess_hub import NoProxy
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -285,29 +285,6 @@ def test_server_state(spawner, state):
 
 
 # --- the handler on a real hub --------------------------------------------------------------------
-
-
-class NoProxy(Proxy):
-    """Routes kept in memory: the tests talk to the hub directly."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.routes = {}
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def add_route(self, routespec, target, data):
-        self.routes[routespec] = {"routespec": routespec, "target": target, "data": data}
-
-    async def delete_route(self, routespec):
-        self.routes.pop(routespec, None)
-
-    async def get_all_routes(self):
-        return dict(self.routes)
 
 
 class RecordingSpawner(Spawner):

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import pytest_asyncio
 from jupyterhub import orm
-from jupyterhub.proxy import Proxy
 from jupyterhub.tests.mocking import MockHub
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
@@ -19,6 +18,7 @@ from cern_spawner.scaling.capacity import Capacity
 from cern_spawner.scaling.controller import GroupStatus
 from cern_spawner.web import handlers as web_handlers
 from cern_spawner.web.handlers import AvailabilityHandler, TimedCache
+from tests.unit.inprocess_hub import NoProxy
 
 # Own loop for this module: KubeSpawner caches API clients per running loop (see test_spawner_pod).
 pytestmark = pytest.mark.unit
@@ -26,29 +26,6 @@ in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 SHARED = ["shared-1g", "shared-2g", "shared-4g"]
-
-
-class NoProxy(Proxy):
-    """Routes kept in memory: these tests talk to the hub directly."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.routes = {}
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def add_route(self, routespec, target, data):
-        self.routes[routespec] = {"routespec": routespec, "target": target, "data": data}
-
-    async def delete_route(self, routespec):
-        self.routes.pop(routespec, None)
-
-    async def get_all_routes(self):
-        return dict(self.routes)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
