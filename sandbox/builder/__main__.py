@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -101,6 +102,22 @@ class _Lines(logging.Handler):
                 say(line.rstrip())
 
 
+BUILD_SECONDS_FILE = ".sandbox-build-seconds"
+MAX_BUILD_SECONDS = 600
+
+
+def stand_in_for_a_long_build(checkout: Path, sleep=time.sleep) -> None:
+    """A repository may ask (in `.sandbox-build-seconds`) for a build that takes that long, as a real
+    repo2docker build does (minutes), so that tests can act while a build runs."""
+    try:
+        seconds = min(int((checkout / BUILD_SECONDS_FILE).read_text().strip()), MAX_BUILD_SECONDS)
+    except (OSError, ValueError):
+        return
+    for done in range(0, seconds, 5):
+        say(f"Building… {done} of {seconds} s (the sandbox's stand-in for a long build)")
+        sleep(min(5, seconds - done))
+
+
 def build(repo: str, ref: str, image: str, work: Path) -> str:
     target = oci.parse_reference(image)
     if target is None:
@@ -112,6 +129,7 @@ def build(repo: str, ref: str, image: str, work: Path) -> str:
     files = sum(1 for p in (work / "repo").rglob("*") if ".git" not in p.relative_to(work / "repo").parts)
     say(f"Checked out {commit} ({files} files and directories)")
     buildpack = detect(work / "repo")
+    stand_in_for_a_long_build(work / "repo")
     raw, layer = oci.repository_layer(work / "repo", mtime=when)
     created = datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = {

@@ -85,7 +85,7 @@ def test_settings_name_the_git_server_and_the_registry(sandbox):
     assert sandbox["registry"]["host"].startswith(f"{gateway}:"), "pods reach the registry at the gateway"
     assert sandbox["registry"]["url"] == f"http://{sandbox['registry']['host']}"
     assert sandbox["git"]["url"].startswith(f"http://{gateway}:")
-    assert set(sandbox["git"]["repos"]) == {"requirements", "conda", "broken"}
+    assert set(sandbox["git"]["repos"]) == {"requirements", "conda", "broken", "slow"}
     for name, repo in sandbox["git"]["repos"].items():
         assert repo["url"] == f"{sandbox['git']['url']}/{name}.git"
         assert len(repo["commit"]) == 40

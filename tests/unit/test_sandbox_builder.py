@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import gitserver
+from sandbox.builder import __main__ as builder
 from sandbox.builder import oci
 from sandbox.builder.__main__ import BuildError, detect
 from sandbox.nodeagent import images
@@ -262,3 +263,17 @@ def test_test_repositories_get_the_same_commits_everywhere(tmp_path):
     first = gitserver.make_repositories(tmp_path / "a")
     assert first == gitserver.make_repositories(tmp_path / "b")
     assert set(first) == {p.name for p in Path(gitserver.REPOS).iterdir() if p.is_dir()}
+
+
+@pytest.mark.parametrize(
+    ("content", "sleeps"),
+    [(None, []), ("12", [5, 5, 2]), ("not a number", []), ("100000", [5] * 120)],
+    ids=["no-file", "twelve-seconds", "unreadable", "capped"],
+)
+def test_a_repository_can_ask_for_a_long_build(tmp_path, capsys, content, sleeps):
+    if content is not None:
+        (tmp_path / builder.BUILD_SECONDS_FILE).write_text(content)
+    slept: list[float] = []
+    builder.stand_in_for_a_long_build(tmp_path, sleep=slept.append)
+    assert slept == sleeps
+    assert capsys.readouterr().out.count("stand-in for a long build") == len(sleeps)
