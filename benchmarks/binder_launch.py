@@ -53,9 +53,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cern_spawner.binder.config import BinderConfig  # noqa: E402
-from cern_spawner.binder.images import image_name, split_image  # noqa: E402
+from cern_spawner.binder.images import image_name  # noqa: E402
 from cern_spawner.binder.registry import RegistryClient  # noqa: E402
 from cern_spawner.binder.resolve import resolve_ref  # noqa: E402
+from sandbox.builder import oci  # noqa: E402
 from sandbox.hubrunner import start_hub  # noqa: E402
 
 PROFILE = "shared-1g"  # cpu 0.1-0.5, memory 512M-1G (profiles/default.yaml)
@@ -245,19 +246,9 @@ def stop(hub, core, namespace: str, user: str) -> None:
     wait(gone, 120, f"{user}'s pod removed", step=0.2)
 
 
-def forget_image(registry_url: str, image: str) -> None:
+def forget_image(image: str) -> None:
     """Delete the image's manifest from the sandbox registry, so that the next launch builds it."""
-    ref = split_image(image)
-    manifest = f"{registry_url}/v2/{ref.repository}/manifests/{ref.tag}"
-    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-    head = requests.head(manifest, headers=accept, timeout=10)
-    if head.status_code == 404:
-        return
-    head.raise_for_status()
-    digest = head.headers["Docker-Content-Digest"]
-    requests.delete(manifest.rsplit("/", 1)[0] + f"/{digest}", timeout=10).raise_for_status()
-    if requests.head(manifest, headers=accept, timeout=10).status_code != 404:
-        raise RuntimeError(f"{image} is still in the registry after its deletion")
+    oci.delete(requests.Session(), oci.parse_reference(image))
 
 
 async def time_launch_steps(repo_url: str, image: str, registry_host: str, rounds: int) -> dict:
@@ -275,10 +266,8 @@ async def time_launch_steps(repo_url: str, image: str, registry_host: str, round
     return {"resolve_ref": summary(resolves, 4), "manifest_exists": summary(lookups, 4)}
 
 
-def first_launch(
-    hub, log: HubLog, core, namespace, builds: BuildWatch, registry_url, image, user, options
-) -> dict:
-    forget_image(registry_url, image)
+def first_launch(hub, log: HubLog, core, namespace, builds: BuildWatch, image, user, options) -> dict:
+    forget_image(image)
     start = time.time()
     total = launch(hub, user, options)
     hub_times = log.times(user)
@@ -304,9 +293,9 @@ def first_launch(
 
 
 def concurrent_launch(hub, core, namespace, builds: BuildWatch, users, options, forget=None) -> dict:
-    """`users` launch at once; `forget` = (registry URL, image) deletes the image first."""
+    """`users` launch at once; `forget` = an image to delete from the registry first."""
     if forget:
-        forget_image(*forget)
+        forget_image(forget)
     start = time.time()
     with ThreadPoolExecutor(len(users)) as pool:
         times = list(pool.map(lambda user: launch(hub, user, options), users))
@@ -346,7 +335,7 @@ def main() -> None:
         if e.status != 409:
             raise
     repo = report["git"]["repos"][REPO]
-    registry_host, registry_url = report["registry"]["host"], report["registry"]["url"]
+    registry_host = report["registry"]["host"]
     image = image_name(registry_host, BinderConfig().image_prefix, repo["url"], repo["commit"])
     options = {"profile": PROFILE, "binder_repo": repo["url"], "binder_ref": repo["branch"]}
     builds = BuildWatch(core, namespace)
@@ -400,7 +389,6 @@ def main() -> None:
                             core,
                             namespace,
                             builds,
-                            registry_url,
                             image,
                             user,
                             options,
@@ -416,9 +404,7 @@ def main() -> None:
             for round_ in range(args.bursts):
                 users = [f"bench-many-{round_}-{i}" for i in range(args.concurrent)]
                 bursts["unbuilt"].append(
-                    concurrent_launch(
-                        cern, core, namespace, builds, users, options, forget=(registry_url, image)
-                    )
+                    concurrent_launch(cern, core, namespace, builds, users, options, forget=image)
                 )
                 users = [f"bench-burst-{round_}-{i}" for i in range(args.concurrent)]
                 for name, (hub, ns, opts) in contenders.items():

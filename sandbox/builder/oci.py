@@ -181,3 +181,22 @@ def push(session, ref: Reference, config: bytes, layers: list[bytes], manifest: 
     if put.status_code != 201:
         raise PushError(f"putting the manifest: HTTP {put.status_code} {put.text[:300]}")
     return put.headers.get("Docker-Content-Digest") or sha256(manifest)
+
+
+def delete(session, ref: Reference, scheme="http") -> bool:
+    """Delete the image's manifest (found by its tag) so the next launch must build it again; False
+    when there was none. The registry must allow deletes (the sandbox's does). Raises PushError when
+    the registry answers anything else, or still has the tag afterwards."""
+    manifests = f"{scheme}://{ref.host}/v2/{ref.repository}/manifests"
+    accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+    found = session.head(f"{manifests}/{ref.reference}", headers=accept, timeout=10)
+    if found.status_code == 404:
+        return False
+    if found.status_code != 200:
+        raise PushError(f"looking up {ref}: HTTP {found.status_code}")
+    deleted = session.delete(f"{manifests}/{found.headers['Docker-Content-Digest']}", timeout=10)
+    if deleted.status_code != 202:
+        raise PushError(f"deleting {ref}: HTTP {deleted.status_code} {deleted.text[:300]}")
+    if session.head(f"{manifests}/{ref.reference}", headers=accept, timeout=10).status_code != 404:
+        raise PushError(f"{ref} is still in the registry after its deletion")
+    return True

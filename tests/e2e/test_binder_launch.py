@@ -16,7 +16,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from cern_spawner.binder.images import image_name, split_image
+from cern_spawner.binder.images import image_name
+from sandbox.builder import oci
 from tests.e2e.conftest import SECONDS, catalog_with, hub_with, screenshot, sso_login, stop_server
 from tests.waiting import wait_until
 
@@ -58,16 +59,7 @@ def delete_image(sandbox, repo: dict) -> None:
     """Remove the image of the repository's HEAD from the sandbox registry (it outlives test runs on
     a reused sandbox), so that the launch has to build it."""
     image = image_name(sandbox["registry"]["host"], "binder-", repo["url"], repo["commit"])
-    ref = split_image(image)
-    manifests = f"{sandbox['registry']['url']}/v2/{ref.repository}/manifests"
-    oci = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-    found = requests.head(f"{manifests}/{ref.tag}", headers=oci, timeout=10)
-    if found.status_code == 404:
-        return
-    assert found.status_code == 200, found.status_code
-    deleted = requests.delete(f"{manifests}/{found.headers['Docker-Content-Digest']}", timeout=10)
-    assert deleted.status_code == 202, deleted.text
-    assert requests.head(f"{manifests}/{ref.tag}", headers=oci, timeout=10).status_code == 404
+    oci.delete(requests.Session(), oci.parse_reference(image))
 
 
 def record_visits(page) -> list[str]:

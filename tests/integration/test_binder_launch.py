@@ -17,9 +17,10 @@ import requests
 import urllib3
 from kubernetes import client, watch
 
-from cern_spawner.binder.images import image_name, split_image
+from cern_spawner.binder.images import image_name
 from cern_spawner.binder.resolve import git_env
 from sandbox import keycloak
+from sandbox.builder import oci
 from sandbox.hubrunner import start_hub
 from tests.waiting import wait_until
 
@@ -163,17 +164,7 @@ def progress(hub, user: str, timeout: float = 600) -> tuple[list[str], dict]:
 def forget_image(sandbox, image: str) -> None:
     """Delete the image's manifest from the sandbox registry, so the launch must build it (the
     registry outlives test runs on a reused sandbox)."""
-    ref = split_image(image)
-    manifest = f"{sandbox['registry']['url']}/v2/{ref.repository}/manifests/{ref.tag}"
-    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-    head = requests.head(manifest, headers=accept, timeout=10)
-    if head.status_code == 404:
-        return
-    assert head.status_code == 200, head.status_code
-    digest = head.headers["Docker-Content-Digest"]
-    gone = requests.delete(manifest.rsplit("/", 1)[0] + f"/{digest}", timeout=10)
-    assert gone.status_code == 202, gone.text
-    assert requests.head(manifest, headers=accept, timeout=10).status_code == 404
+    oci.delete(requests.Session(), oci.parse_reference(image))
 
 
 def spawn(hub, user: str, options: dict) -> requests.Response:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox.builder import oci
 from tests.integration.test_cluster import pod
 from tests.waiting import wait_until
 
@@ -113,6 +114,15 @@ def test_builder_pushes_an_oci_manifest_the_registry_answers(sandbox, pushed):
     assert manifest_status(image) == 200
     missing = image.rsplit(":", 1)[0] + ":" + "0" * 40
     assert manifest_status(missing) == 404
+
+
+def test_a_pushed_image_can_be_deleted_so_the_next_launch_builds(sandbox):
+    image = image_for(sandbox, "requirements")  # its own: the module's `pushed` image stays
+    assert build(sandbox, "requirements", image).returncode == 0
+    session = requests.Session()
+    assert oci.delete(session, oci.parse_reference(image)) is True
+    assert manifest_status(image) == 404
+    assert oci.delete(session, oci.parse_reference(image)) is False
 
 
 def test_broken_repository_fails_with_the_reason_last(sandbox):
