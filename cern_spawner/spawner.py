@@ -11,7 +11,6 @@ from datetime import datetime
 
 from jupyterhub.utils import AnyTimeoutError, wait_for_http_server
 from kubespawner import KubeSpawner
-from tornado import web
 from traitlets import Enum, Float, List, Unicode, default
 
 from .auth import token_secret
@@ -23,7 +22,9 @@ from .scaling.hub import scaled_groups, shared_controller
 from .waiting import until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
+from .web.failures import GrowthImpossible, StartTimedOut, own_deadline, timeout_message
 from .web.picker import render_picker
+from .web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
@@ -183,6 +184,12 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
         self._restore_overridden_traits(offered)
         self._binder_request = binder
         self._binder_launch = None
+        self._progress_plan = None  # until this spawn's start()
+        plan = self._spawn_plan = self._plan(user_options, offered)
+        if plan is not None and plan.start_timeout:
+            # JupyterHub reads start_timeout right after calling start(), before KubeSpawner applies
+            # the profile's overrides: the profile's timeout must be set by now to be the deadline.
+            self.start_timeout = plan.start_timeout
         if binder:
             # JupyterHub's start timeout covers the whole start: the build comes on top of the pod's wait.
             config = self.binder_config
@@ -207,13 +214,27 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
                 setattr(self, name, copy.deepcopy(pristine[name]))
 
     # -- GPU growth: start, progress ----------------------------------------------------------
-    def _scaled_group(self):
-        """The scaled node group this spawn's profile needs a GPU from, or None."""
-        catalog = self.catalog_store.current()
-        profile = catalog.profile((self.user_options or {}).get("profile") or "") or catalog.default_profile
-        if profile is None or not profile.gpus:
+    def _plan(self, user_options, offered: list[dict]) -> SpawnPlan | None:
+        """The profile KubeSpawner will apply: the one asked for, else the offered default (the
+        first marked default, else the first, as KubeSpawner's `_get_profile` picks), and the
+        scaled node group its pod waits on."""
+        if not offered:
             return None
-        return next((g for g in scaled_groups(catalog) if g.name == profile.node_group), None)
+        try:
+            entry = self._get_profile(
+                (user_options or {}).get("profile"), self._get_initialized_profile_list(offered)
+            )
+        except (ValueError, StopIteration):
+            return None
+        catalog = self.catalog_store.current()
+        profile = catalog.profile(entry.get("slug") or "")
+        if profile is None:
+            return None
+        group = None
+        if profile.gpus:
+            group = next((g.name for g in scaled_groups(catalog) if g.name == profile.node_group), None)
+        timeout = (entry.get("kubespawner_override") or {}).get("start_timeout")
+        return SpawnPlan(profile.slug, profile.display_name, profile.gpus, timeout, group)
 
     async def poll(self):
         status = await super().poll()
@@ -236,8 +257,8 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
         if pod is None:
             return None
         # The profile's overrides are applied at start, not after a restart: read its timeout here.
-        profile = self.catalog_store.current().profile((self.user_options or {}).get("profile") or "")
-        timeout = (profile and profile.start_timeout) or self.start_timeout
+        plan = self._plan(self.user_options, await self._offered())
+        timeout = (plan and plan.start_timeout) or self.start_timeout
         created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"]).timestamp()
         left = created + timeout - time.time()
         if left <= 0:
@@ -271,23 +292,40 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
             self.image = launch.image  # over any image the profile sets
 
     async def start(self):
+        plan = self._progress_plan = getattr(self, "_spawn_plan", None)
+        controller = shared_controller(self, self.log) if plan and plan.group else None
+        # Our own deadline, just before JupyterHub's, so the user reads why the start gave up.
+        budget = own_deadline(self.start_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        steps = asyncio.ensure_future(self._start_steps(controller, plan))
+        try:
+            return await asyncio.wait_for(steps, budget)
+        except TimeoutError:
+            if loop.time() < deadline:
+                raise  # a timeout of a step of its own, not ours
+            raise StartTimedOut(
+                timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
+            ) from None
+
+    async def _start_steps(self, controller, plan):
         if getattr(self, "_binder_request", None):
             self._binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*self._binder_request))
             self._binder_launch = await self._binder_preparing
-        controller = shared_controller(self, self.log)
-        group = self._scaled_group() if controller else None
         starting = asyncio.ensure_future(super().start())
-        if group is None:
-            return await starting
-        self._scaling = (controller, group.name, len(controller.status(group.name).events))
-        while not starting.done():
-            await asyncio.wait({starting}, timeout=1)
-            blocker = controller.status(group.name).blocker
-            if blocker and not starting.done() and await self._pod_unscheduled():
+        try:
+            while not starting.done():
+                await asyncio.wait({starting}, timeout=1)
+                blocker = controller.status(plan.group).blocker if controller else None
+                if blocker and not starting.done() and await self._pod_unscheduled():
+                    # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
+                    raise GrowthImpossible(blocker.user_message)
+            return starting.result()
+        finally:
+            # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
+            # stops too; JupyterHub's stop then deletes the pod.
+            if not starting.done():
                 starting.cancel()
-                # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
-                raise GrowthImpossible(blocker.user_message)
-        return starting.result()
 
     async def _pod_unscheduled(self) -> bool:
         # Only once the pod exists: giving up while its creation is in flight could leave it behind
@@ -302,36 +340,20 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
                 yield event
             if preparing.cancelled() or preparing.exception():
                 return  # JupyterHub reports the failure itself
-        scaling = getattr(self, "_scaling", None)
-        if not scaling:
-            async for event in super().progress():
-                yield event
-            return
-        controller, group, seen = scaling
-        kube = super().progress().__aiter__()
-        pending = asyncio.ensure_future(kube.__anext__())
-        first = True
-        while True:
-            status = controller.status(group)
-            if first and status.capacity and status.capacity.free_gpus == 0:
-                used, total = status.capacity.used_gpus, status.capacity.allocatable_gpus
-                if total:
-                    message = f"No free GPU in {group} ({used} of {total} in use)."
-                else:
-                    message = f"No GPU node is running in {group} yet."
-                yield {"progress": 5, "message": message}
-            first = False
-            for message in status.events[seen:]:
-                yield {"progress": 10, "message": message}
-            seen = len(status.events)
-            done, _ = await asyncio.wait({pending}, timeout=1)
-            if pending in done:
-                try:
-                    event = pending.result()
-                except StopAsyncIteration:
-                    return
-                yield event
-                pending = asyncio.ensure_future(kube.__anext__())
+        # The progress stream may open before start() begins: wait for this spawn's plan.
+        while getattr(self, "_progress_plan", None) is None:
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.1)
+        plan = self._progress_plan
+        story = SpawnStory(plan, shared_controller(self, self.log) if plan.group else None)
+
+        def started_ok() -> bool:
+            started = self._start_future
+            return bool(started and started.done() and not started.cancelled() and not started.exception())
+
+        async for event in merged_progress(story, super().progress(), started_ok):
+            yield event
 
     # -- exchanged tokens, as files of a Secret ----------------------------------------------
     @property
@@ -364,6 +386,7 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
                 await self._write_token_secret(auth_state)
 
     async def stop(self, now=False):
+        self._progress_plan = None
         await super().stop(now=now)
         # One Secret per user: kept while another of the user's servers runs.
         if any(other is not self and other.active for other in self.user.spawners.values()):
@@ -472,18 +495,3 @@ def _override_keys(profile_list: list[dict]) -> set[str]:
                 keys.update(choice.get("kubespawner_override") or {})
             keys.update((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
     return keys
-
-
-class GrowthImpossible(web.HTTPError):
-    """No GPU can be had for this spawn (ceiling, quota, cloud error): fail now, not at the timeout.
-
-    A 503 with the reason: the REST API answers with it when the spawn fails within its first
-    seconds, and the progress stream shows it (JupyterHub reads `jupyterhub_message`).
-    """
-
-    def __init__(self, message: str):
-        super().__init__(503, message)
-        self.jupyterhub_message = message
-
-    def __str__(self) -> str:
-        return self.log_message
