@@ -65,6 +65,7 @@ class Agent:
                 continue
             try:
                 self.keeper.reconcile(specs, time.time(), HEARTBEAT_SECONDS)
+                self.stop_lost_pods()
                 for spec in specs:
                     self.free_ips.setdefault(spec["name"], self.network.node_pool(spec["index"]))
             except client.ApiException as e:
@@ -72,6 +73,13 @@ class Agent:
             except Exception:
                 log.exception("node heartbeat failed")
             self.stopping.wait(NODES_POLL_SECONDS)
+
+    def stop_lost_pods(self) -> None:
+        """A deleted VM takes its processes with it; the pod objects stay until the Node goes."""
+        with self.lock:
+            lost = [w for w in self.workers.values() if w.pod.spec.node_name in self.keeper.gone]
+        for worker in lost:
+            worker.gone.set()
 
     # -- pods ------------------------------------------------------------------------
     def allocate(self, node: str) -> str:
@@ -95,7 +103,7 @@ class Agent:
 
     def handle(self, kind: str, pod: client.V1Pod) -> None:
         node = pod.spec.node_name
-        if node not in self.keeper.registered:
+        if node not in self.keeper.registered or node in self.keeper.gone:
             return
         uid = pod.metadata.uid
         with self.lock:

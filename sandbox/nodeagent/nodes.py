@@ -3,6 +3,11 @@
 Desired nodes come from `nodes.json` in the state directory, re-read every second, so the
 OpenStack simulator adds and removes nodes by rewriting that file (atomically: write, then rename).
 A node spec may carry `gpu_ready_at` (epoch seconds): its GPUs become allocatable only then.
+`server_id` is the Nova server of the VM: the Node's `spec.providerID` is `openstack:///<server_id>`,
+as openstack-cloud-controller-manager sets it. `never_join` marks a VM that never registers.
+`gone_at` (epoch seconds) marks a VM the cloud deleted: from then on the node stops heartbeating
+(posted NotReady once, its pods stop); its Node object goes at `delete_at`, as the cloud controller
+manager deletes the Node of a vanished server a little later.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import datetime
 import json
 import logging
 import os
+import uuid
 from pathlib import Path
 
 from kubernetes import client
@@ -21,8 +27,12 @@ LEASE_SECONDS = 40
 KUBELET_VERSION = "v1.35.4-sandbox"
 
 
-def node_spec(topology, group, position: int, index: int) -> dict:
-    """One node of `group` as Magnum would label it; `index` picks its pod-address range."""
+def node_spec(topology, group, position: int, index: int, server_id: str | None = None) -> dict:
+    """One node of `group` as Magnum would label it; `index` picks its pod-address range.
+
+    `position` is the VM's index in its Heat ResourceGroup (the `-node-<position>` of its name);
+    `server_id` its Nova server UUID (stable per name unless given: the cloud passes a new one).
+    """
     labels = {
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
@@ -44,7 +54,21 @@ def node_spec(topology, group, position: int, index: int) -> dict:
             taints.append(dict(group.gpu_taint))
     name = f"{topology.cluster}-{group.name}-node-{position}"
     labels["kubernetes.io/hostname"] = name
-    return {"name": name, "index": index, "labels": labels, "capacity": capacity, "taints": taints}
+    server_id = server_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"nova-server/{name}"))
+    return {
+        "name": name,
+        "index": index,
+        "position": position,
+        "server_id": server_id,
+        "labels": labels,
+        "capacity": capacity,
+        "taints": taints,
+    }
+
+
+def provider_id(spec: dict) -> str | None:
+    """What openstack-cloud-controller-manager writes into the Node's spec.providerID."""
+    return f"openstack:///{spec['server_id']}" if spec.get("server_id") else None
 
 
 def node_specs(topology) -> list[dict]:
@@ -72,6 +96,15 @@ def save_specs(state: Path, specs: list[dict]) -> None:
     os.replace(staging, state / "nodes.json")
 
 
+def joined(specs: list[dict], now: float) -> list[dict]:
+    """The specs that have (or still have) a Node object: not `never_join`, not past `delete_at`."""
+    return [
+        spec
+        for spec in specs
+        if not spec.get("never_join") and (spec.get("delete_at") is None or now < spec["delete_at"])
+    ]
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -89,17 +122,26 @@ class NodeKeeper:
         self.registered: dict[str, dict] = {}
         self.last_heartbeat: dict[str, float] = {}
         self.posted_gpus: dict[str, bool] = {}
+        self.gone: set[str] = set()  # nodes whose VM is deleted (Node object kept until delete_at)
         self.started = _stamp(_now())
 
     def reconcile(self, specs: list[dict], now: float, heartbeat_every: float) -> None:
         """Register new nodes, remove gone ones, and post status when due or when the spec changed."""
-        wanted = {spec["name"]: spec for spec in specs}
+        wanted = {spec["name"]: spec for spec in joined(specs, now)}
         for name in list(self.registered):
             if name not in wanted:
                 self.unregister(name)
         for name, spec in wanted.items():
             if name not in self.registered:
+                if spec.get("gone_at") is not None and now >= spec["gone_at"]:
+                    continue  # the VM went before its node was ever seen
                 self.register(spec)
+            if spec.get("gone_at") is not None and now >= spec["gone_at"]:
+                if name not in self.gone:
+                    self.gone.add(name)
+                    self.registered[name] = spec
+                    self.post_lost(name)
+                continue
             gpus_due = (
                 spec.get("gpu_ready_at") and now >= spec["gpu_ready_at"] and not self.posted_gpus.get(name)
             )
@@ -112,20 +154,54 @@ class NodeKeeper:
                 self.heartbeat(spec, now)
                 self.last_heartbeat[name] = now
 
+    def post_lost(self, name: str) -> None:
+        """The VM is gone: no more heartbeats; Ready turns Unknown, as the node-lifecycle controller
+        marks a node whose kubelet stopped posting (done at once here instead of after its grace)."""
+        moment = _stamp(_now())
+        conditions = [
+            {
+                "type": kind,
+                "status": "Unknown",
+                "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+                "lastHeartbeatTime": moment,
+                "lastTransitionTime": moment,
+            }
+            for kind in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
+        ]
+        try:
+            self.core.patch_node_status(name, {"status": {"conditions": conditions}}, _content_type=STRATEGIC)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        log.info("node %s lost its VM", name)
+
     def register(self, spec: dict) -> None:
+        node_spec = {"taints": spec["taints"]} if spec["taints"] else {}
+        if provider_id(spec):
+            node_spec["providerID"] = provider_id(spec)
         body = {
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": spec["name"], "labels": spec["labels"]},
-            "spec": {"taints": spec["taints"]} if spec["taints"] else {},
+            "spec": node_spec,
         }
         try:
             self.core.create_node(body)
         except client.ApiException as e:
             if e.status != 409:
                 raise
-            patch = {"metadata": {"labels": spec["labels"]}, "spec": {"taints": spec["taints"] or None}}
-            self.core.patch_node(spec["name"], patch, _content_type="application/merge-patch+json")
+            patch = {
+                "metadata": {"labels": spec["labels"]},
+                "spec": {**node_spec, "taints": spec["taints"] or None},
+            }
+            try:
+                self.core.patch_node(spec["name"], patch, _content_type="application/merge-patch+json")
+            except client.ApiException as e:
+                if e.status != 422:  # providerID is immutable: a Node left from another VM
+                    raise
+                self.core.delete_node(spec["name"])
+                self.core.create_node(body)
         self.registered[spec["name"]] = spec
         log.info("registered node %s", spec["name"])
 
@@ -138,6 +214,7 @@ class NodeKeeper:
         self.registered.pop(name, None)
         self.last_heartbeat.pop(name, None)
         self.posted_gpus.pop(name, None)
+        self.gone.discard(name)
         log.info("removed node %s", name)
 
     def heartbeat(self, spec: dict, now: float) -> None:

@@ -1,30 +1,52 @@
 """The simulated cloud's state: one Magnum cluster whose node groups become sandbox nodes.
 
-Changes are asynchronous as in Magnum: a resize answers 202, the group goes UPDATE_IN_PROGRESS,
-and after the boot delay the new nodes are added to nodes.json (the node agent registers them),
-their GPUs allocatable a little later; then UPDATE_COMPLETE.
+Changes are asynchronous as in Magnum: the API checks the bounds and answers 202; the conductor
+(magnum/conductor/handlers/cluster_conductor.py, Handler.cluster_resize) sets the group
+UPDATE_IN_PROGRESS and updates the group's Heat stack; after the boot delay the new VMs join
+nodes.json (the node agent registers them), their GPUs allocatable a little later; a shrink deletes
+the VMs after `shrink_delay`, and their Node objects go `node_removal_lag` seconds after that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
 
 from ..config import Topology
 from ..nodeagent.nodes import load_specs, node_spec, save_specs
-from .rules import Refused, apply_patch, check_bounds, check_resize
+from .rules import Refused, apply_patch, check_resize, cluster_status, resize_allowed, victims
 
+log = logging.getLogger(__name__)
 DEFAULT_SETTINGS = {
     "boot_delay": 5.0,
     "gpu_delay": 2.0,
-    "shrink_delay": 1.0,
+    # A Heat stack update that only deletes VMs (seconds): the group stays UPDATE_IN_PROGRESS.
+    "shrink_delay": 3.0,
+    # From a VM's deletion to its Node object's (the cloud controller manager's lag).
+    "node_removal_lag": 5.0,
+    # Magnum's periodic status sync (magnum/service/periodic.py, sync_cluster_status, every 10 s):
+    # how long a PATCHed group stays UPDATE_IN_PROGRESS.
+    "status_sync_interval": 2.0,
+    # 1: a resize during a stack update supersedes it (Heat's convergence engine); 0: it fails with
+    # ActionInProgress (Heat's legacy engine) and the group goes UPDATE_FAILED.
+    "heat_convergence": 0.0,
     # Autoscaled groups: how often the autoscaler looks, and how long a node may sit idle (seconds).
     "autoscaler_interval": 2.0,
     "scale_down_unneeded": 10.0,
 }
+HANG_LIMIT = 3600.0
+
+
+class Hung(Exception):
+    """An injected hang ended (cleared, or after an hour): the request gets no answer at all."""
+
+
+def _position(spec: dict) -> int:
+    return spec.get("position", int(spec["name"].rsplit("-", 1)[-1]))
 
 
 class Cloud:
@@ -34,6 +56,9 @@ class Cloud:
         self.tokens: dict[str, float] = {}
         self.faults: list[dict] = []
         self.requests: list[dict] = []
+        self.stacks: dict[str, asyncio.Task] = {}  # node group -> its running Heat stack update
+        self.stack_status: dict[str, str] = {}  # node group -> its stack's last status
+        self.release_hangs = asyncio.Event()
         self.cluster = {
             "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, topology.cluster)),
             "name": topology.cluster,
@@ -47,6 +72,14 @@ class Cloud:
                     "the cloud restarted during the update",
                 )
         self._save()
+        specs = load_specs(state)
+        if specs is not None and any("server_id" not in n for n in specs):
+            for spec in specs:  # nodes.json of an older sandbox: give each VM its server
+                spec.setdefault("position", _position(spec))
+                spec.setdefault(
+                    "server_id", str(uuid.uuid5(uuid.NAMESPACE_URL, f"nova-server/{spec['name']}"))
+                )
+            save_specs(state, specs)
 
     def _initial_groups(self) -> dict:
         groups = {}
@@ -98,13 +131,20 @@ class Cloud:
     # -- faults and the request log -------------------------------------------------------------
     async def injected_fault(self, action: str, body) -> None:
         for fault in list(self.faults):
-            if fault["match"] not in ("any", action):
+            if fault.get("never_join") or fault["match"] not in ("any", action):
                 continue
             if fault.get("quota") and not (action == "resize" and self._grows(body)):
                 continue
             fault["count"] -= 1
             if fault["count"] <= 0:
                 self.faults.remove(fault)
+            if fault.get("hang"):
+                release = self.release_hangs
+                try:
+                    await asyncio.wait_for(release.wait(), HANG_LIMIT)
+                except TimeoutError:
+                    pass
+                raise Hung()
             if fault.get("delay"):
                 await asyncio.sleep(float(fault["delay"]))
             if fault.get("quota"):
@@ -114,19 +154,38 @@ class Cloud:
             if fault.get("status"):
                 raise Refused(int(fault["status"]), f"Injected fault: HTTP {fault['status']}")
 
+    def add_fault(self, body: dict) -> None:
+        self.faults.append({"status": 500, "count": 1, "match": "any", "delay": 0, "quota": False, **body})
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self.release_hangs.set()  # held requests end without an answer
+        self.release_hangs = asyncio.Event()
+
+    def _never_joins(self) -> bool:
+        """Whether the next new VM is one that never registers (a `never_join` fault)."""
+        for fault in self.faults:
+            if fault.get("never_join"):
+                fault["count"] -= 1
+                if fault["count"] <= 0:
+                    self.faults.remove(fault)
+                return True
+        return False
+
     def _grows(self, body) -> bool:
         group = self.groups.get((body or {}).get("nodegroup", ""))
         return bool(group) and (body or {}).get("node_count", 0) > group["node_count"]
 
-    def log(self, method: str, path: str, status: int) -> None:
+    def log(self, method: str, path: str, status: int, **extra) -> None:
         # `seq` keeps counting when old entries are dropped, so readers can ask for what came after.
         self._seq = getattr(self, "_seq", 0) + 1
         entry = {"seq": self._seq, "method": method, "path": path, "status": status, "at": time.time()}
-        self.requests.append(entry)
+        self.requests.append({**entry, **extra})
         del self.requests[:-1000]
 
     def snapshot(self) -> dict:
         return {
+            "cluster": self._cluster_view(),
             "groups": self.groups,
             "requests": self.requests,
             "settings": self.settings,
@@ -136,19 +195,49 @@ class Cloud:
     # -- Magnum --------------------------------------------------------------------------------
     def _cluster(self, cluster: str) -> None:
         if cluster not in (self.cluster["uuid"], self.cluster["name"]):
-            raise Refused(404, f"Cluster {cluster} could not be found")
+            raise Refused(404, f"Cluster {cluster} could not be found.")
 
     def _group(self, cluster: str, name: str) -> dict:
         self._cluster(cluster)
         for group in self.groups.values():
             if name in (group["name"], group["uuid"]):
                 return group
-        raise Refused(404, f"Nodegroup {name} could not be found")
+        raise Refused(404, f"Nodegroup {name} could not be found.")
+
+    def status(self) -> str:
+        return cluster_status([g["status"] for g in self.groups.values()])
+
+    def _cluster_view(self) -> dict:
+        """The fields of Magnum's cluster list (magnum/api/controllers/v1/cluster.py,
+        Cluster._convert_with_links with expand=False)."""
+        workers = [g for g in self.groups.values() if g["role"] != "master"]
+        failed = [f"{g['name']} failed" for g in self.groups.values() if g["status"].endswith("_FAILED")]
+        return {
+            **self.cluster,
+            "cluster_template_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "template/" + self.topology.cluster)),
+            "keypair": None,
+            "docker_volume_size": None,
+            "labels": {},
+            "node_count": sum(g["node_count"] for g in workers),
+            "master_count": 1,
+            "status": self.status(),
+            "status_reason": ", ".join(failed) or None,
+            "health_status": "HEALTHY",
+            "master_flavor_id": "m2.medium",
+            "flavor_id": workers[0]["flavor_id"] if workers else None,
+            "create_timeout": 60,
+            "stack_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "stack/" + self.topology.cluster)),
+            "links": [
+                {"href": f"{self.base_url}/container-infra/v1/clusters/{self.cluster['uuid']}", "rel": "self"}
+            ],
+        }
 
     def get_cluster(self, cluster):
         self._cluster(cluster)
-        total = sum(g["node_count"] for g in self.groups.values())
-        return 200, {**self.cluster, "status": "UPDATE_COMPLETE", "node_count": total, "master_count": 1}
+        return 200, self._cluster_view()
+
+    def list_clusters(self):
+        return 200, {"clusters": [self._cluster_view()]}
 
     def list_groups(self, cluster):
         self._cluster(cluster)
@@ -158,72 +247,135 @@ class Cloud:
         return 200, self._group(cluster, name)
 
     def patch_group(self, cluster, name, patch):
+        """magnum/api/controllers/v1/nodegroup.py: NodeGroupController.patch validates and answers 202
+        with the patched group; the conductor (nodegroup_conductor.py, nodegroup_update, allowed in
+        UPDATE_IN_PROGRESS) marks group and cluster UPDATE_IN_PROGRESS, the Heat driver only saves
+        (drivers/heat/driver.py, update_nodegroup), and the periodic sync restores the stack's status."""
         group = self._group(cluster, name)
         group.update(apply_patch(group, patch))
+        answer = dict(group)
+        group["status"], group["status_reason"] = "UPDATE_IN_PROGRESS", None
         self._save()
-        return 202, group
+        asyncio.get_running_loop().call_later(
+            self.settings["status_sync_interval"], self._sync, group["name"]
+        )
+        return 202, answer
+
+    def _sync(self, name: str) -> None:
+        """Magnum's periodic sync: a group with no running stack update takes its stack's status."""
+        if name in self.stacks:
+            return
+        group = self.groups[name]
+        if group["status"] == "UPDATE_IN_PROGRESS":
+            group["status"] = self.stack_status.get(name, "CREATE_COMPLETE")
+            group["status_reason"] = f"Stack {group['status'].split('_')[0]} completed successfully"
+            self._save()
 
     def resize(self, cluster, body):
+        """magnum/api/controllers/v1/cluster_actions.py: ActionsController._resize checks the bounds
+        (400), then casts cluster_resize_async to the conductor and answers 202 with the cluster's uuid."""
+        self._cluster(cluster)
         group = self._group(cluster, str(body.get("nodegroup") or self.topology.node_groups[0].name))
         target = body.get("node_count")
         check_resize(group, target)
-        previous = group["node_count"]
-        group.update(node_count=target, status="UPDATE_IN_PROGRESS", status_reason="")
-        check_bounds(group)
-        self._save()
-        asyncio.ensure_future(
-            self._converge(group["name"], previous, target, list(body.get("nodes_to_remove") or []))
-        )
+        remove = body.get("nodes_to_remove") or []
+        if not isinstance(remove, list):
+            raise Refused(400, "Invalid input for field/attribute nodes_to_remove.")
+        self._conduct(group["name"], target, [str(entry) for entry in remove])
         return 202, {"uuid": self.cluster["uuid"]}
+
+    def _conduct(self, name: str, target: int, remove: list[str]) -> None:
+        """The conductor's cluster_resize (magnum/conductor/handlers/cluster_conductor.py), after the cast."""
+        group = self.groups[name]
+        refusal = resize_allowed(self.status())
+        if refusal:  # raised in the conductor: the client already has its 202; nothing changes
+            log.warning("conductor: %s", refusal)
+            return
+        running = self.stacks.get(name)
+        if running and not self.settings["heat_convergence"]:
+            # Heat's legacy engine refuses an update while one runs (heat exception ActionInProgress);
+            # the conductor restores node_count and marks the group and the cluster UPDATE_FAILED.
+            group["status"] = "UPDATE_FAILED"
+            group["status_reason"] = (
+                f"ERROR: Stack {self.topology.cluster}-{name} already has an action (UPDATE) in progress."
+            )
+            self._save()
+            return
+        if running:
+            running.cancel()  # convergence: the new traversal supersedes the running one
+        group.update(node_count=target, status="UPDATE_IN_PROGRESS", status_reason=None)
+        self._save()
+        self.stacks[name] = asyncio.ensure_future(self._converge(name, target, remove))
 
     # -- the autoscaler of autoscaled groups ------------------------------------------------------
     def autoscaled_groups(self) -> list[str]:
         return [g.name for g in self.topology.node_groups if g.autoscaled]
 
-    def member_nodes(self, name: str) -> list[str]:
+    def _members(self, nodes: list[dict], name: str) -> list[dict]:
+        """The VMs of a group that exist (not deleted)."""
         label = self.topology.node_group_label
-        return [n["name"] for n in load_specs(self.state) or [] if n["labels"].get(label) == name]
+        return [n for n in nodes if n["labels"].get(label) == name and n.get("gone_at") is None]
+
+    def member_nodes(self, name: str) -> list[str]:
+        return [
+            n["name"] for n in self._members(load_specs(self.state) or [], name) if not n.get("never_join")
+        ]
 
     def autoscaler_remove(self, name: str, node: str) -> None:
-        group = self.groups[name]
-        previous = group["node_count"]
-        group.update(node_count=previous - 1, status="UPDATE_IN_PROGRESS", status_reason="autoscaler")
-        self._save()
-        asyncio.ensure_future(self._converge(name, previous, previous - 1, [node]))
+        # The cluster autoscaler's Magnum provider names the VM by the server id of the Node's providerID.
+        spec = next(n for n in self._members(load_specs(self.state) or [], name) if n["name"] == node)
+        self._conduct(name, self.groups[name]["node_count"] - 1, [spec["server_id"]])
 
-    async def _converge(self, name: str, previous: int, target: int, remove: list[str]) -> None:
+    async def _converge(self, name: str, target: int, remove: list[str]) -> None:
+        try:
+            await self._update_stack(name, target, remove)
+        finally:
+            if self.stacks.get(name) is asyncio.current_task():
+                del self.stacks[name]
+
+    async def _update_stack(self, name: str, target: int, remove: list[str]) -> None:
         group = self.groups[name]
         spec = next(g for g in self.topology.node_groups if g.name == name)
-        await asyncio.sleep(
-            self.settings["boot_delay"] if target > previous else self.settings["shrink_delay"]
-        )
-        nodes = load_specs(self.state) or []
-        mine = [n for n in nodes if n["labels"].get(self.topology.node_group_label) == name]
-        if target > len(mine):
-            used = {n["name"] for n in nodes}
-            index = max((n["index"] for n in nodes), default=-1) + 1
-            position = 0
-            for _ in range(target - len(mine)):
-                while f"{self.topology.cluster}-{name}-node-{position}" in used:
-                    position += 1
-                new = node_spec(self.topology, spec, position, index)
-                if spec.gpus_per_node:
-                    new["gpu_ready_at"] = time.time() + self.settings["gpu_delay"]
-                nodes.append(new)
-                used.add(new["name"])
-                index += 1
-        elif target < len(mine):
-            doomed = [n["name"] for n in mine if n["name"] in remove]
-            doomed += [
-                n["name"]
-                for n in sorted(mine, key=lambda n: n["name"], reverse=True)
-                if n["name"] not in doomed
-            ]
-            gone = set(doomed[: len(mine) - target])
-            nodes = [n for n in nodes if n["name"] not in gone]
+        members = self._members(load_specs(self.state) or [], name)
+        doomed, ignored = victims(members, remove, target)
+        if ignored:
+            log.warning("heat: nodes_to_remove entries %s name no member of %s: ignored", ignored, name)
+        creates = target - (len(members) - len(doomed))
+        await asyncio.sleep(self.settings["boot_delay"] if creates > 0 else self.settings["shrink_delay"])
+        now = time.time()
+        nodes = self._pruned(load_specs(self.state) or [], now)
+        for node in nodes:
+            if node["name"] in doomed and node.get("gone_at") is None:
+                node["gone_at"], node["delete_at"] = now, now + self.settings["node_removal_lag"]
+        used = {n["name"] for n in nodes}
+        index = max((n["index"] for n in nodes), default=-1) + 1
+        position = 0
+        for _ in range(max(creates, 0)):
+            while f"{self.topology.cluster}-{name}-node-{position}" in used:
+                position += 1
+            new = node_spec(self.topology, spec, position, index, server_id=str(uuid.uuid4()))
+            if spec.gpus_per_node:
+                new["gpu_ready_at"] = now + self.settings["gpu_delay"]
+            if self._never_joins():
+                new["never_join"] = True
+            nodes.append(new)
+            used.add(new["name"])
+            index += 1
         save_specs(self.state, nodes)
-        group["node_addresses"] = [
-            n["name"] for n in nodes if n["labels"].get(self.topology.node_group_label) == name
-        ]
+        if doomed:
+            lag = self.settings["node_removal_lag"]
+            asyncio.get_running_loop().call_later(lag + 0.05, self._prune)
+        group["node_addresses"] = [n["name"] for n in self._members(nodes, name)]
         group.update(status="UPDATE_COMPLETE", status_reason="Stack UPDATE completed successfully")
+        self.stack_status[name] = "UPDATE_COMPLETE"
         self._save()
+
+    @staticmethod
+    def _pruned(nodes: list[dict], now: float) -> list[dict]:
+        return [n for n in nodes if n.get("delete_at") is None or n["delete_at"] > now]
+
+    def _prune(self) -> None:
+        """Drop from nodes.json the deleted VMs whose Node object is gone by now."""
+        nodes = load_specs(self.state)
+        if nodes is not None and len(self._pruned(nodes, time.time())) < len(nodes):
+            save_specs(self.state, self._pruned(nodes, time.time()))

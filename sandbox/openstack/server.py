@@ -10,8 +10,8 @@ import uuid
 
 from tornado import web
 
-from .cloud import Cloud
-from .rules import MAX_MICROVERSION, Refused, check_microversion
+from .cloud import Cloud, Hung
+from .rules import MAX_MICROVERSION, MIN_MICROVERSION, SERVICE, Refused, check_microversion, requested_version
 
 
 class Base(web.RequestHandler):
@@ -157,28 +157,50 @@ class Magnum(Base):
                 },
             )
 
-    async def handle(self, action: str, call, *args) -> None:
+    async def handle(self, action: str, call, *args, api: str | None = None) -> None:
+        """`api` names a node-group call (it needs microversion 1.10); every v1 call has its version
+        checked and the version headers set (magnum/api/controllers/v1/__init__.py, Controller._route)."""
+        header = self.request.headers.get("OpenStack-API-Version")
         try:
-            if action != "cluster":
-                check_microversion(self.request.headers.get("OpenStack-API-Version"))
+            version = requested_version(header)
+            self.set_header("OpenStack-API-Minimum-Version", f"{SERVICE} {MIN_MICROVERSION}")
+            self.set_header("OpenStack-API-Maximum-Version", f"{SERVICE} {MAX_MICROVERSION}")
+            self.set_header("OpenStack-API-Version", f"{SERVICE} {version[0]}.{version[1]}")
+            self.set_header("Vary", "OpenStack-API-Version")
+        except Refused as e:
+            if "min_version" in e.extra:  # a well-formed version out of range: headers as Magnum's
+                self.set_header("OpenStack-API-Minimum-Version", f"{SERVICE} {MIN_MICROVERSION}")
+                self.set_header("OpenStack-API-Maximum-Version", f"{SERVICE} {MAX_MICROVERSION}")
+                self.set_header("OpenStack-API-Version", f"{SERVICE} {header.split()[1]}")
+                self.set_header("Vary", "OpenStack-API-Version")
+        try:
+            if api is not None:
+                check_microversion(header, api)
+            else:
+                requested_version(header)
             await self.cloud.injected_fault(action, self.body() if self.request.body else None)
             status, body = call(*args)
+        except Hung:
+            self.cloud.log(self.request.method, self.request.path, 599, hung=True)
+            self.request.connection.close()
+            self._finished = True  # nothing more is written to this request
+            return
         except Refused as e:
             status = e.status
-            body = {
-                "errors": [
-                    {
-                        "request_id": "",
-                        "code": "client" if status < 500 else "server",
-                        "status": status,
-                        "title": self._reason_for(status),
-                        "detail": e.detail,
-                        "links": [],
-                    }
-                ]
-            }
+            if "min_version" in e.extra:  # HTTPNotAcceptableAPIVersion's own error format
+                error = {"message": e.detail, **e.extra}
+            else:
+                error = {
+                    "request_id": "",
+                    "code": "client" if status < 500 else "server",
+                    "status": status,
+                    "title": self._reason_for(status),
+                    "detail": e.detail,
+                    "links": [],
+                }
+            body = {"errors": [error]}
         self.cloud.log(self.request.method, self.request.path, status)
-        self.reply(status, body, OpenStack_API_Version=f"container-infra {MAX_MICROVERSION}")
+        self.reply(status, body)
 
     @staticmethod
     def _reason_for(status: int) -> str:
@@ -191,6 +213,11 @@ class Magnum(Base):
         }.get(status, "Internal Server Error")
 
 
+class ClusterList(Magnum):
+    async def get(self):
+        await self.handle("cluster", self.cloud.list_clusters)
+
+
 class ClusterHandler(Magnum):
     async def get(self, cluster):
         await self.handle("cluster", self.cloud.get_cluster, cluster)
@@ -198,20 +225,20 @@ class ClusterHandler(Magnum):
 
 class NodegroupList(Magnum):
     async def get(self, cluster):
-        await self.handle("get", self.cloud.list_groups, cluster)
+        await self.handle("get", self.cloud.list_groups, cluster, api="get_all")
 
 
 class NodegroupHandler(Magnum):
     async def get(self, cluster, group):
-        await self.handle("get", self.cloud.get_group, cluster, group)
+        await self.handle("get", self.cloud.get_group, cluster, group, api="get_one")
 
     async def patch(self, cluster, group):
-        await self.handle("patch", lambda: self.cloud.patch_group(cluster, group, self.body()))
+        await self.handle("patch", lambda: self.cloud.patch_group(cluster, group, self.body()), api="patch")
 
 
 class Resize(Magnum):
     async def post(self, cluster):
-        await self.handle("resize", lambda: self.cloud.resize(cluster, self.body() or {}))
+        await self.handle("resize", lambda: self.cloud.resize(cluster, self.body() or {}), api="resize")
 
 
 class Admin(Base):
@@ -230,16 +257,14 @@ class Admin(Base):
             self.cloud.settings.update({k: float(v) for k, v in body.items() if k in self.cloud.settings})
             self.reply(200, self.cloud.settings)
         elif what == "faults":
-            self.cloud.faults.append(
-                {"status": 500, "count": 1, "match": "any", "delay": 0, "quota": False, **body}
-            )
+            self.cloud.add_fault(body)
             self.reply(201, {"faults": self.cloud.faults})
         else:
             raise web.HTTPError(404)
 
     def delete(self, what):
         if what == "faults":
-            self.cloud.faults.clear()
+            self.cloud.clear_faults()
             self.reply(204)
         else:
             raise web.HTTPError(404)
@@ -254,6 +279,7 @@ def make_app(cloud: Cloud) -> web.Application:
             (r"/identity/v3/auth/tokens", Tokens),
             (r"/container-infra/?", MagnumRoot),
             (r"/container-infra/v1/?", MagnumRoot),
+            (r"/container-infra/v1/clusters/?", ClusterList),
             (c, ClusterHandler),
             (c + r"/nodegroups/?", NodegroupList),
             (c + r"/nodegroups/([^/]+)", NodegroupHandler),
