@@ -14,8 +14,7 @@ from ..catalog.access import allowed_profiles
 from ..catalog.model import Catalog, Profile
 from ..scaling.controller import GroupStatus, ScaledGroup
 from ..scaling.errors import CeilingReached, QuotaExceeded
-
-NODE_BOOT_TIME = "usually 5–15 min"
+from .progress_words import minutes
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,17 @@ def _blocked_text(blocker: Exception) -> str:
     return "Unavailable: no GPU node can be added now"
 
 
-def availability(profile: Profile, status: GroupStatus | None, scaled: ScaledGroup | None) -> Availability:
+def availability(
+    profile: Profile,
+    status: GroupStatus | None,
+    scaled: ScaledGroup | None,
+    expected_boot: float | None = None,
+) -> Availability:
     """The picker's verdict for `profile`.
 
     `status` is the controller's view of the profile's node group (None: the controller does not
-    watch it), `scaled` the group's growth settings (None: the hub does not grow it).
+    watch it), `scaled` the group's growth settings (None: the hub does not grow it),
+    `expected_boot` the group's measured boot time in seconds (None: none measured yet).
     """
     if not profile.gpus:
         return Availability("available", "Available")
@@ -68,9 +73,8 @@ def availability(profile: Profile, status: GroupStatus | None, scaled: ScaledGro
     if spare_now >= profile.gpus:
         return Availability("free", f"{spare_now} of {_gpus(total)} free", **counts)
     if spare_soon >= profile.gpus:
-        return Availability(
-            "starting", f"No GPU free — a GPU node is already starting ({NODE_BOOT_TIME})", **counts
-        )
+        took = f"about {minutes(expected_boot)}" if expected_boot else "several minutes"
+        return Availability("starting", f"No GPU free now: a GPU node is already starting ({took})", **counts)
     if status.blocker is not None:
         reason = getattr(status.blocker, "user_message", str(status.blocker))
         return Availability("blocked", _blocked_text(status.blocker), reason, True, **counts)
@@ -78,12 +82,15 @@ def availability(profile: Profile, status: GroupStatus | None, scaled: ScaledGro
         return Availability("wait", "No GPU free — your server will wait until one is released", **counts)
     room = max(scaled.max_nodes - planned_nodes, 0) * per_node
     if spare_soon + room >= profile.gpus:
-        return Availability(
-            "grow", f"No GPU free — a new GPU node will be started ({NODE_BOOT_TIME})", **counts
-        )
+        if expected_boot:
+            text = f"No GPU free now: a new node takes about {minutes(expected_boot)}"
+        else:
+            text = "No GPU free now: a new GPU node will be started (several minutes)"
+        return Availability("grow", text, **counts)
+    # Users know their profile, not the node group behind it.
     reason = (
-        f"All GPUs of {scaled.name} are in use or promised, and it is at its maximum of "
-        f"{scaled.max_nodes} node(s). Try again later, or ask the service admins for more GPU nodes."
+        f"All GPUs for “{profile.display_name}” are in use or promised, and no more GPU nodes may be "
+        "added. Try again later, or ask the service admins for more GPU nodes."
     )
     return Availability("blocked", "Unavailable: GPU limit reached", reason, True, **counts)
 
@@ -93,11 +100,14 @@ def report(
     roles: Iterable[str],
     statuses: Mapping[str, GroupStatus],
     scaled: Iterable[ScaledGroup],
+    expected_boot: Mapping[str, float | None] | None = None,
 ) -> dict:
     """The JSON body of the availability endpoint: one entry per profile `roles` may use."""
     by_name = {group.name: group for group in scaled}
+    boots = expected_boot or {}
     profiles = {}
     for profile in allowed_profiles(catalog, roles):
-        verdict = availability(profile, statuses.get(profile.node_group), by_name.get(profile.node_group))
+        group = profile.node_group
+        verdict = availability(profile, statuses.get(group), by_name.get(group), boots.get(group))
         profiles[profile.slug] = verdict.as_json()
     return {"catalog_version": catalog.version, "profiles": profiles}

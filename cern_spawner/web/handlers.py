@@ -64,7 +64,9 @@ async def availability_for(spawner, cache: TimedCache) -> dict:
         # shared_controller only looks it up. Its statuses come from the shared watch, not from here.
         controller = shared_controller(spawner, spawner.log)
         statuses = dict(controller.statuses) if controller else {}
-        return report(catalog, roles, statuses, scaled_groups(catalog))
+        scaled = scaled_groups(catalog)
+        boots = {g.name: controller.expected_boot_seconds(g.name) for g in scaled} if controller else {}
+        return report(catalog, roles, statuses, scaled, boots)
 
     return cache.get((catalog.version, roles), compute)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from cern_spawner.catalog import load_catalog
+from cern_spawner.scaling import capacity as capacity_module
 from cern_spawner.scaling.capacity import Capacity
 from cern_spawner.scaling.controller import GroupStatus, ScaledGroup
 from cern_spawner.scaling.errors import CeilingReached, PermanentError, QuotaExceeded
@@ -21,6 +23,19 @@ SHARED = CATALOG.profile("shared-2g")
 GROUP = ScaledGroup("gpu-v100", "magnum.openstack.org/nodegroup", "nvidia.com/gpu", 4, "c", "resize", 0, 4)
 
 
+def members(ready: int, alloc: int, used: int) -> dict:
+    """Per-node capacity, where Capacity counts free GPUs per node (the controller's rewrite)."""
+    if "members" not in {f.name for f in dataclasses.fields(Capacity)}:
+        return {}
+    node_info = capacity_module.NodeInfo
+    nodes, per_node = [], alloc // ready if ready else 0
+    for index in range(ready):
+        taken = min(per_node, used)
+        used -= taken
+        nodes.append(node_info(f"n{index}", "True", per_node, taken, taken, False, False, ""))
+    return {"members": tuple(nodes)}
+
+
 def status(nodes=1, ready=None, alloc=4, used=0, pending=0, booting=0, cloud_nodes=None, blocker=None):
     capacity = Capacity(
         group="gpu-v100",
@@ -31,6 +46,7 @@ def status(nodes=1, ready=None, alloc=4, used=0, pending=0, booting=0, cloud_nod
         pending_gpus=pending,
         booting_gpus=booting,
         gpus_per_node=4,
+        **members(nodes if ready is None else ready, alloc, used),
     )
     cloud = GroupState("gpu-v100", nodes if cloud_nodes is None else cloud_nodes, 0, 4, "UPDATE_COMPLETE", "")
     return GroupStatus(capacity=capacity, cloud=cloud, blocker=blocker)
@@ -56,7 +72,7 @@ CEILING = CeilingReached("No GPU is free in gpu-v100 and it is at its maximum of
             status(used=4),
             GROUP,
             "grow",
-            "No GPU free — a new GPU node will be started (usually 5–15 min)",
+            "No GPU free now: a new GPU node will be started (several minutes)",
             False,
             id="full-room-to-grow",
         ),
@@ -65,7 +81,7 @@ CEILING = CeilingReached("No GPU is free in gpu-v100 and it is at its maximum of
             status(nodes=0, alloc=0),
             GROUP,
             "grow",
-            "No GPU free — a new GPU node will be started (usually 5–15 min)",
+            "No GPU free now: a new GPU node will be started (several minutes)",
             False,
             id="empty-group",
         ),
@@ -74,7 +90,7 @@ CEILING = CeilingReached("No GPU is free in gpu-v100 and it is at its maximum of
             status(nodes=0, alloc=0, pending=1, cloud_nodes=1),
             GROUP,
             "starting",
-            "No GPU free — a GPU node is already starting (usually 5–15 min)",
+            "No GPU free now: a GPU node is already starting (several minutes)",
             False,
             id="requested-node-has-room",
         ),
@@ -83,7 +99,7 @@ CEILING = CeilingReached("No GPU is free in gpu-v100 and it is at its maximum of
             status(nodes=2, ready=1, used=4, booting=4, pending=1),
             GROUP,
             "starting",
-            "No GPU free — a GPU node is already starting (usually 5–15 min)",
+            "No GPU free now: a GPU node is already starting (several minutes)",
             False,
             id="joined-node-booting",
         ),
@@ -160,6 +176,27 @@ def test_availability(profile, group_status, scaled, state, text, disabled):
         assert verdict.reason  # a disabled card always says why
 
 
+@pytest.mark.parametrize(
+    ("group_status", "text"),
+    [
+        (status(used=4), "No GPU free now: a new node takes about 7 min"),
+        (
+            status(nodes=0, alloc=0, pending=1, cloud_nodes=1),
+            "No GPU free now: a GPU node is already starting (about 7 min)",
+        ),
+        (status(used=1), "3 of 4 GPUs free"),
+    ],
+    ids=["grow", "starting", "free-needs-no-boot-time"],
+)
+def test_the_measured_boot_time_is_on_the_card(group_status, text):
+    assert availability(GPU, group_status, GROUP, expected_boot=430.0).text == text
+
+
+def test_a_full_group_is_explained_by_the_profile_not_the_node_group():
+    verdict = availability(GPU, status(nodes=4, alloc=16, used=16), GROUP)
+    assert GPU.display_name in verdict.reason and "gpu-v100" not in verdict.reason
+
+
 def test_blocked_reason_is_the_controllers_message():
     verdict = availability(GPU, status(used=4, pending=1, blocker=CEILING), GROUP)
     assert verdict.reason == CEILING.user_message
@@ -178,7 +215,7 @@ def test_counts_never_negative():
     ],
 )
 def test_report_lists_only_the_users_profiles(roles, slugs):
-    body = report(CATALOG, roles, {"gpu-v100": status(used=1)}, [GROUP])
+    body = report(CATALOG, roles, {"gpu-v100": status(used=1)}, [GROUP], {"gpu-v100": 600.0})
     assert list(body["profiles"]) == slugs
     assert body["catalog_version"] == CATALOG.version
     if "gpu-1" in slugs:

@@ -14,11 +14,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
-from cern_spawner.scaling.capacity import Capacity
-from cern_spawner.scaling.controller import GroupStatus
 from cern_spawner.web import handlers as web_handlers
 from cern_spawner.web.handlers import AvailabilityHandler, TimedCache
 from tests.unit.inprocess_hub import NoProxy
+from tests.unit.test_web_availability import status
 
 # Own loop for this module: KubeSpawner caches API clients per running loop (see test_spawner_pod).
 pytestmark = pytest.mark.unit
@@ -97,13 +96,14 @@ async def test_each_user_sees_only_their_profiles(hub):
 
 @in_module_loop
 async def test_gpu_verdict_comes_from_the_controllers_statuses(hub, monkeypatch):
-    capacity = Capacity("gpu-v100", 1, 1, 4, 1, 0, 0, 4)
-    controller = SimpleNamespace(statuses={"gpu-v100": GroupStatus(capacity=capacity)})
+    controller = SimpleNamespace(
+        statuses={"gpu-v100": status(used=1)}, expected_boot_seconds=lambda group: None
+    )
     monkeypatch.setattr(web_handlers, "shared_controller", lambda spawner, log: controller)
     _, bob = await get(hub.url, hub.tokens["bob"])
     assert bob["profiles"]["gpu-1"]["text"] == "3 of 4 GPUs free"
     # Within the cache's lifetime the controller is not read again.
-    controller.statuses["gpu-v100"] = GroupStatus(capacity=Capacity("gpu-v100", 1, 1, 4, 4, 0, 0, 4))
+    controller.statuses["gpu-v100"] = status(used=4)
     _, again = await get(hub.url, hub.tokens["bob"])
     assert again == bob
 

@@ -22,12 +22,13 @@
 
   var ticker = window.setInterval(function () { elapsedNow.textContent = clock(Date.now() - opened); }, 1000);
 
-  // Kubernetes events arrive as "<timestamp> [<type>] <message>" with the raw event beside:
-  // show the message and mark warnings; our own timing replaces the cluster's timestamp.
+  // The hub's events say what happens in plain words ("message"); the cluster's own text, if any,
+  // comes as "details" and is shown folded. Events of another spawner (a raw Kubernetes event
+  // only) fall back to the event's text.
   function describe(evt) {
     var raw = evt.raw_event;
-    if (raw && raw.message) return { text: raw.message, warning: raw.type === "Warning" };
-    return { text: evt.message || "", warning: false };
+    if (!evt.phase && raw && raw.message) return { text: raw.message, warning: raw.type === "Warning" };
+    return { text: evt.message || "", warning: false, details: evt.details || "" };
   }
 
   // Plain words only: the first line of the reason, without JupyterHub's "Spawn failed:" prefix.
@@ -38,7 +39,7 @@
     return text;
   }
 
-  function append(text, className) {
+  function append(text, className, details) {
     var item = document.createElement("li");
     if (className) item.className = className;
     var time = document.createElement("time");
@@ -47,7 +48,19 @@
     body.textContent = text;
     item.appendChild(time);
     item.appendChild(body);
+    if (details) {
+      // textContent only: the cluster's text is never markup here.
+      var fold = document.createElement("details");
+      var summary = document.createElement("summary");
+      summary.textContent = "Details";
+      var pre = document.createElement("pre");
+      pre.textContent = details;
+      fold.appendChild(summary);
+      fold.appendChild(pre);
+      item.appendChild(fold);
+    }
     log.appendChild(item);
+    return item;
   }
 
   function fail(message) {
@@ -62,10 +75,13 @@
   }
 
   var source = new EventSource(root.dataset.progressUrl);
+  var lastPhase = null;
+  var lastItem = null;
   source.onmessage = function (message) {
     var evt;
     try { evt = JSON.parse(message.data); } catch (e) { return; }
-    if (evt.progress !== undefined) bar.value = evt.progress;
+    // The bar never goes back (the stream starts over after a reconnect).
+    if (evt.progress !== undefined) bar.value = Math.max(bar.value, evt.progress);
     if (evt.failed) {
       source.close();
       fail(evt.message);
@@ -81,8 +97,23 @@
     var what = describe(evt);
     if (!what.text) return;
     current.textContent = what.text;
-    // Messages without a progress value are KubeSpawner's "still waiting" reminders: shown as the
-    // current line only. The stream starts over after a reconnect, so each message is logged once.
+    if (evt.phase) {
+      // One line per phase; a phase's later words (the minutes of a boot) update the headline,
+      // and new details from the cluster replace the line's disclosure.
+      if (evt.phase === lastPhase && lastItem) {
+        var fold = lastItem.querySelector("details pre");
+        if (what.details && fold) fold.textContent = what.details;
+        else if (what.details) { lastItem.remove(); lastItem = append(what.text, "", what.details); }
+        return;
+      }
+      if (seen["phase:" + evt.phase]) return;
+      seen["phase:" + evt.phase] = true;
+      lastPhase = evt.phase;
+      lastItem = append(what.text, "", what.details);
+      return;
+    }
+    // Messages without a progress value are "still waiting" reminders: shown as the current line
+    // only. The stream starts over after a reconnect, so each message is logged once.
     if (evt.progress === undefined || seen[what.text]) return;
     seen[what.text] = true;
     append(what.text, what.warning ? "is-warning" : "");
