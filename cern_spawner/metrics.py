@@ -29,3 +29,8 @@ NODE_READY_SECONDS = Histogram(
     ["node_group"],
     buckets=(10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600),
 )
+NODES_LOST = Counter(
+    "cern_spawner_nodes_lost",
+    "VMs the cloud counted that did not join Kubernetes within the join deadline, per node group",
+    ["node_group"],
+)

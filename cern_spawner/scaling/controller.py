@@ -1,11 +1,14 @@
-"""The scaling controller: one loop per hub that grows GPU node groups for all waiting users.
+"""The scaling controller: one per hub, growing GPU node groups for all waiting users and giving
+back what no one uses.
 
-Each round it reads capacity from the shared watch and each scaled group's state from the cloud,
-asks the pure planner for one target, and writes to the cloud only when the target grows and no
-change is under way: concurrent spawns coalesce into one request. Everything is recomputed each
-round from the cluster and the cloud, so a hub restart neither loses nor repeats growth.
-When demand is gone for `grace` seconds, it returns what it raised to the group's baseline,
-naming only empty nodes. Spawns read `status(group)` for progress and for a reason to give up.
+Rounds are driven by the cluster watch (a pod waiting, a node joining) plus a slow refresh; each
+group is reconciled in its own task, so a hung cloud call stalls only its group. A round reads
+capacity from the shared watch and the group from the cloud, asks the pure planner for one
+target, and writes only when the target grows and no change is under way: concurrent spawns
+coalesce into one request. Shrinks go through `shrink.decide` (settled view, per-node grace) and
+cordon, re-check and name only empty nodes. Everything is recomputed from the cluster and the
+cloud, plus the small `Memory`, so a hub restart neither loses nor repeats a change.
+Spawns read `status(group)` for progress and for a reason to give up.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from .. import metrics
+from . import nodes as node_ops
 from .capacity import Capacity, GroupSelector, summarize
-from .errors import CeilingReached, PermanentError, ScalingError, TemporaryError
+from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
 from .magnum import GroupState, MagnumGroups
+from .memory import Memory
 from .planner import GroupView, plan
+from .shrink import ShrinkView, decide, unsettled
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,21 @@ class ScaledGroup:
 class GroupStatus:
     capacity: Capacity | None = None
     cloud: GroupState | None = None
+    cloud_at: float | None = None  # when `cloud` was read
     requested: tuple[int, int] | None = None  # (from, to) of the growth under way
     requested_at: float | None = None
     requested_for: int = 0  # the node count asked for, to time how long it takes to be ready
     blocker: ScalingError | None = None  # why waiting users cannot be served
-    last_demand_at: float | None = None
-    events: list[str] = field(default_factory=list)  # plain-language history, oldest first
+    retrying_since: float | None = None  # the cloud has failed transiently since then
+    retry_at: float = 0.0
+    retry_delay: float = 0.0
+    events: list[str] = field(default_factory=list)  # operators' history, oldest first
     members: set[str] = field(default_factory=set)  # the group's nodes at the last round
+    joined: dict[str, float] = field(default_factory=dict)  # node -> when it joined
+    removing: dict[str, float] = field(default_factory=dict)  # node named for removal -> when
+    empty_since: dict[str, float] = field(default_factory=dict)  # node -> first seen without workloads
+    awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
+    lost: int = 0  # VMs past their join deadline
 
     def say(self, message: str) -> None:
         if not self.events or self.events[-1] != message:
@@ -61,185 +75,430 @@ class ScalingController:
         backend: Callable[[str], MagnumGroups],
         log: logging.Logger,
         *,
+        kube=None,
+        namespace: str | None = None,
         interval: float = 2.0,
+        idle_refresh: float = 10.0,
         grace: float = 300.0,
+        call_timeout: float = 20.0,
+        retry_timeout: float = 30.0,
+        join_deadline: float = 1200.0,
+        memory: Memory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.groups = groups
         self.view = view
         self.backend = backend
         self.log = log
+        self.kube = kube  # CoreV1Api for cordoning; None: nodes are named without cordoning
+        self.namespace = namespace
         self.interval = interval
+        self.idle_refresh = idle_refresh
         self.grace = grace
+        self.call_timeout = call_timeout
+        self.retry_timeout = retry_timeout
+        self.join_deadline = join_deadline
+        self.memory = memory or Memory(None)
         self.clock = clock
         self.statuses: dict[str, GroupStatus] = {}
         self._task: asyncio.Task | None = None
-        self._retry_at: dict[str, float] = {}
+        self._group_tasks: dict[str, asyncio.Task] = {}
 
     def status(self, group: str) -> GroupStatus:
         return self.statuses.setdefault(group, GroupStatus())
+
+    def expected_boot_seconds(self, group: str) -> float | None:
+        """Median of the group's recent measured boots (request → GPU allocatable), None before one."""
+        return self.memory.expected_boot(group)
 
     def start(self) -> None:
         if self._task is None:
             self.view.start()
             self._task = asyncio.ensure_future(self._run())
 
+    # -- rounds ----------------------------------------------------------------------------------
+    def _all_groups(self) -> list[tuple[ScaledGroup, bool]]:
+        """The catalog's groups, plus groups we grew that the catalog no longer scales (retiring)."""
+        current = self.groups()
+        names = {g.name for g in current}
+        retiring = []
+        for name, settings in self.memory.grown.items():
+            if name not in names:
+                try:
+                    retiring.append(ScaledGroup(**settings))
+                except TypeError:
+                    self.memory.forget_group(name)
+        return [(g, False) for g in current] + [(g, True) for g in retiring]
+
     async def _run(self) -> None:
         await self.view.synced.wait()
         while True:
+            self.view.changed.clear()
+            active = False
             try:
-                await self.reconcile()
-            except asyncio.CancelledError:
-                raise
+                for group, retiring in self._all_groups():
+                    task = self._group_tasks.get(group.name)
+                    if task is None or task.done():
+                        self._group_tasks[group.name] = asyncio.ensure_future(self._guarded(group, retiring))
+                    active = active or self._active(self.status(group.name))
             except Exception:
                 self.log.exception("Scaling round failed")
-            await asyncio.sleep(self.interval)
+            wait = self.interval if active else self.idle_refresh
+            try:
+                await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+            await asyncio.sleep(min(self.interval, 0.5))  # one round per burst of watch events
+
+    async def _guarded(self, group: ScaledGroup, retiring: bool) -> None:
+        try:
+            await self._reconcile_group(group, retiring)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("Scaling round of %s failed", group.name)
+
+    def _active(self, status: GroupStatus) -> bool:
+        """Something is waiting or changing: read the cloud every `interval`, not every `idle_refresh`."""
+        return bool(
+            (status.capacity and status.capacity.pending_gpus)
+            or status.requested
+            or status.removing
+            or len(status.awaiting) > status.lost
+            or status.retrying_since is not None
+            or (status.cloud and status.cloud.busy)
+        )
 
     async def reconcile(self) -> None:
-        groups = self.groups()
-        selectors = [GroupSelector(g.name, g.label, g.gpu_resource) for g in groups]
-        capacities = summarize(
-            self.view.nodes.values(),
-            self.view.pods.values(),
-            selectors,
-            {g.name: g.gpus_per_node for g in groups},
-        )
-        for group in groups:
-            await self._reconcile_group(group, capacities[group.name])
+        """One round over every group, waiting for each (tests and tools; the loop runs them apart)."""
+        for group, retiring in self._all_groups():
+            await self._reconcile_group(group, retiring)
 
-    async def _reconcile_group(self, group: ScaledGroup, capacity: Capacity) -> None:
-        status = self.status(group.name)
-        members = {
-            name
-            for name, node in self.view.nodes.items()
-            if (node["metadata"].get("labels") or {}).get(group.label) == group.name
-        }
-        if status.capacity is not None:  # not at the first round: those nodes were there before us
-            for name in sorted(members - status.members):
-                status.say(f"Node {name} joined {group.name}; waiting for its GPU to become available.")
-        status.capacity, status.members = capacity, members
-        metrics.GPU_PENDING.labels(group.name).set(capacity.pending_gpus)
-        metrics.GPU_FREE.labels(group.name).set(capacity.free_gpus)
-        now = self.clock()
-        if status.requested_at is not None and status.requested is None and capacity.booting_gpus == 0:
-            if capacity.allocatable_gpus >= status.requested_for * group.gpus_per_node:
-                metrics.NODE_READY_SECONDS.labels(group.name).observe(now - status.requested_at)
-                status.requested_at = None
-        # Demand is what we know nothing about before our first round (a hub restart): count the
-        # grace period from then rather than shrinking what may still be wanted.
-        if capacity.pending_gpus or status.last_demand_at is None:
-            status.last_demand_at = now
-        if now < self._retry_at.get(group.name, 0):
-            return
-        backend = self.backend(group.cluster)
+    # -- the cloud, with a deadline, retries and words -------------------------------------------
+    async def _call(self, status: GroupStatus, fn, *args, **kwargs):
         try:
-            cloud = await asyncio.to_thread(backend.state, group.name)
-        except ScalingError as e:
-            self._failed(group, status, e)
-            return
-        status.cloud = cloud
-        metrics.NODES_BASELINE.labels(group.name).set(_baseline(group, cloud))
-        if status.requested and not cloud.busy:
-            if cloud.failed:
-                self._failed(
-                    group, status, PermanentError("The cloud failed to add the node.", cloud.status_reason)
-                )
-                return
-            status.requested = None
-        decision = plan(
-            GroupView(
-                name=group.name,
-                gpus_per_node=group.gpus_per_node,
-                backend_nodes=cloud.node_count,
-                joined_nodes=capacity.nodes,
-                free_gpus=capacity.free_gpus,
-                pending_gpus=capacity.pending_gpus,
-                booting_gpus=capacity.booting_gpus,
-                baseline=_baseline(group, cloud),
-                ceiling=group.max_nodes,
-            )
-        )
-        if capacity.pending_gpus == 0:
+            result = await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), self.call_timeout)
+        except TimeoutError as e:
+            raise TemporaryError(
+                "The cloud is not answering.",
+                f"{getattr(fn, '__name__', fn)}: no answer in {self.call_timeout:.0f} s",
+            ) from e
+        if status.retrying_since is not None:
+            self.log.info("The cloud answers again")
+        status.retrying_since, status.retry_delay = None, 0.0
+        if isinstance(status.blocker, CloudUnavailable):
             status.blocker = None
-            await self._maybe_shrink(group, status, cloud, capacity, backend, now)
-            return
-        if decision.grows and not cloud.busy:
-            try:
-                await asyncio.to_thread(grow, backend, group, cloud, decision.target)
-            except ScalingError as e:
-                metrics.BACKEND_REQUESTS.labels(group.name, "grow", type(e).__name__).inc()
-                self._failed(group, status, e)
-                return
-            metrics.BACKEND_REQUESTS.labels(group.name, "grow", "accepted").inc()
-            metrics.NODES_TARGET.labels(group.name).set(decision.target)
-            status.requested, status.requested_at, status.blocker = (
-                (cloud.node_count, decision.target),
-                now,
-                None,
-            )
-            status.requested_for = decision.target
-            status.say(
-                f"Requested {decision.target - cloud.node_count} new GPU node(s) for {group.name} "
-                f"({cloud.node_count} → {decision.target}); this usually takes 5–15 minutes."
-            )
-            self.log.info("Growing %s: %s", group.name, decision.reason)
-        elif decision.unmet_gpus and not decision.grows and not cloud.busy:
-            status.blocker = CeilingReached(
-                f"No GPU is free in {group.name} and it is at its maximum of {group.max_nodes} node(s): "
-                "try again later, or ask the service admins for more GPU nodes."
-            )
+        return result
 
-    def _failed(self, group: ScaledGroup, status: GroupStatus, error: ScalingError) -> None:
-        self.log.warning("Scaling %s: %s", group.name, error)
+    def _failed(self, group: ScaledGroup, status: GroupStatus, error: ScalingError, action: str) -> None:
+        self.log.warning("Scaling %s (%s): %s", group.name, action, error)
+        now = self.clock()
         if isinstance(error, TemporaryError):
-            self._retry_at[group.name] = self.clock() + error.delay
-            status.say(f"{error.user_message} Retrying.")
+            if status.retrying_since is None:
+                status.retrying_since = now
+            status.retry_delay = min(max(status.retry_delay * 2, 1.0, min(error.delay, 5.0)), 30.0)
+            status.retry_at = now + status.retry_delay
+            status.say(f"{error.user_message} Retrying in {status.retry_delay:.0f} s.")
+            if now - status.retrying_since >= self.retry_timeout and action != "shrink":
+                status.blocker = self._unavailable(now - status.retrying_since, error)
+        elif action == "shrink":
+            status.retry_at = now + max(
+                self.grace, 60.0
+            )  # an operator must look; waiting users are not at stake
+            status.say(f"Could not return nodes: {error.user_message}")
         else:
             status.blocker = error
             status.requested = None
 
-    async def _maybe_shrink(self, group, status, cloud: GroupState, capacity: Capacity, backend, now) -> None:
-        baseline = _baseline(group, cloud)
-        # What we raised: min_node_count in raise-min mode (the autoscaler then removes idle nodes,
-        # never one running a pod), the node count in resize mode.
-        raised = cloud.min_nodes if group.mode == "raise-min" else cloud.node_count
-        if cloud.busy or raised <= baseline:
-            return
-        if status.last_demand_at is not None and now - status.last_demand_at < self.grace:
-            return
-        busy_nodes = {p["spec"].get("nodeName") for p in self.view.pods.values() if p["spec"].get("nodeName")}
-        members = sorted(
-            (
-                n
-                for n in self.view.nodes.values()
-                if (n["metadata"].get("labels") or {}).get(group.label) == group.name
-            ),
-            key=lambda n: n["metadata"]["name"],
-            reverse=True,
+    @staticmethod
+    def _unavailable(seconds: float, error) -> CloudUnavailable:
+        return CloudUnavailable(
+            "The cloud is not answering; try again later or pick a shared profile.",
+            f"failing for {seconds:.0f} s: {error}",
         )
-        empty = [n["metadata"]["name"] for n in members if n["metadata"]["name"] not in busy_nodes]
-        if group.mode == "raise-min":
-            # Keep min at the nodes still in use, so the demand they serve keeps its grace period.
-            target = max(baseline, len(members) - len(empty))
-            if cloud.min_nodes > target:
-                await self._shrink(group, status, cloud, backend, target, [])
-            return
-        removable = min(cloud.node_count - baseline, len(empty))
-        if removable <= 0:
-            return
-        await self._shrink(group, status, cloud, backend, cloud.node_count - removable, empty[:removable])
 
-    async def _shrink(self, group, status, cloud: GroupState, backend, target: int, empty: list[str]) -> None:
+    # -- one group -------------------------------------------------------------------------------
+    async def _reconcile_group(self, group: ScaledGroup, retiring: bool = False) -> None:
+        status = self.status(group.name)
+        now = self.clock()
+        backend = self.backend(group.cluster)
+        if now >= status.retry_at and (
+            self._active(status) or status.cloud_at is None or now - status.cloud_at >= self.idle_refresh
+        ):
+            try:
+                status.cloud = await self._call(status, backend.state, group.name)
+                status.cloud_at = now
+            except ScalingError as e:
+                self._failed(group, status, e, "read")
+        cloud = status.cloud
+        finished = status.requested is not None and cloud is not None and not cloud.busy
+        if finished and not cloud.failed:
+            status.requested = None
+        capacity = self._observe(group, status, cloud, now)
+        if (
+            status.retrying_since is not None
+            and now - status.retrying_since >= self.retry_timeout
+            and status.blocker is None
+        ):
+            status.blocker = self._unavailable(now - status.retrying_since, "no answer")
+        if cloud is None:
+            return
+        metrics.NODES_BASELINE.labels(group.name).set(_baseline(group, cloud))
+        if finished and cloud.failed:
+            error = PermanentError("The cloud failed to add the node.", cloud.status_reason)
+            self._failed(group, status, error, "grow")
+            return
+        if now < status.retry_at:
+            return
+        if await self._release_abandoned(group, status, cloud, capacity):
+            return  # the view changes with the uncordon: decide at the next round
+        pending = 0 if retiring else capacity.pending_gpus
+        if pending == 0:
+            status.blocker = None
+            await self._maybe_shrink(group, status, cloud, capacity, now, retiring)
+            return
+        decision = plan(
+            GroupView(
+                name=group.name,
+                gpus_per_node=group.gpus_per_node,
+                backend_nodes=cloud.node_count - status.lost,
+                joined_nodes=capacity.nodes,
+                free_per_node=capacity.free_per_node,
+                pending_requests=capacity.pending_requests,
+                booting_nodes=sum(1 for n in capacity.members if n.booting),
+                baseline=_baseline(group, cloud),
+                ceiling=group.max_nodes - status.lost,
+            )
+        )
+        if decision.grows and not cloud.busy:
+            target = decision.target + status.lost
+            try:
+                self.memory.remember_growth(
+                    group.name,
+                    asdict(group),
+                    cloud.max_nodes,
+                    raised=cloud.max_nodes is not None and target > cloud.max_nodes,
+                )
+                await self._call(status, grow, backend, group, cloud, target)
+            except ScalingError as e:
+                metrics.BACKEND_REQUESTS.labels(group.name, "grow", type(e).__name__).inc()
+                self._failed(group, status, e, "grow")
+                return
+            metrics.BACKEND_REQUESTS.labels(group.name, "grow", "accepted").inc()
+            metrics.NODES_TARGET.labels(group.name).set(target)
+            status.requested, status.requested_at, status.blocker = (cloud.node_count, target), now, None
+            status.requested_for = target - status.lost
+            status.awaiting += [now + self.join_deadline] * (target - cloud.node_count)
+            status.cloud_at = None  # read it again at the next round
+            status.say(
+                f"Requested {target - cloud.node_count} new GPU node(s) for {group.name} "
+                f"({cloud.node_count} → {target})."
+            )
+            self.log.info("Growing %s: %s", group.name, decision.reason)
+        elif decision.unmet_gpus and not decision.grows and not cloud.busy:
+            status.blocker = CeilingReached(
+                "No GPU is free for this profile and its GPU nodes are at their maximum of "
+                f"{group.max_nodes}: try again later, or ask the service admins for more GPU nodes.",
+                f"{group.name}: {decision.reason}",
+            )
+
+    def _observe(
+        self, group: ScaledGroup, status: GroupStatus, cloud: GroupState | None, now: float
+    ) -> Capacity:
+        """Capacity from the watch, and what changed since the last round: joins, departures,
+        empty nodes, VMs that never join, finished boots."""
+        for name in [n for n in status.removing if n not in self.view.nodes]:
+            del status.removing[name]
+        leaving = frozenset(status.removing)
+        capacity = summarize(
+            self.view.nodes.values(),
+            self.view.pods.values(),
+            [GroupSelector(group.name, group.label, group.gpu_resource)],
+            {group.name: group.gpus_per_node},
+            namespace=self.namespace,
+            leaving=leaving,
+        )[group.name]
+        members = {n.name for n in capacity.members}
+        first = status.capacity is None
+        for name in sorted(members - status.members):
+            status.joined[name] = now
+            if not first:  # not at the first round: those nodes were there before us
+                status.say(f"Node {name} joined {group.name}; waiting for its GPU to become available.")
+        for name in status.members - members:
+            status.joined.pop(name, None)
+        status.capacity, status.members = capacity, members
+        for node in capacity.members:
+            if node.workloads:
+                status.empty_since.pop(node.name, None)
+            else:
+                status.empty_since.setdefault(node.name, now)
+        for name in set(status.empty_since) - members:
+            del status.empty_since[name]
+        metrics.GPU_PENDING.labels(group.name).set(capacity.pending_gpus)
+        metrics.GPU_FREE.labels(group.name).set(capacity.free_gpus)
+        if cloud is not None:
+            self._track_joins(group, status, cloud, capacity, now)
+        return capacity
+
+    def _track_joins(self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now) -> None:
+        unjoined = max(cloud.node_count - capacity.nodes, 0)
+        if len(status.awaiting) > unjoined:  # the oldest requests join first
+            del status.awaiting[: len(status.awaiting) - unjoined]
+        while len(status.awaiting) < unjoined:
+            status.awaiting.append(now + self.join_deadline)
+        lost = sum(1 for deadline in status.awaiting if deadline <= now)
+        if lost > status.lost:
+            metrics.NODES_LOST.labels(group.name).inc(lost - status.lost)
+            status.say(f"{lost - status.lost} VM(s) of {group.name} did not join Kubernetes in time.")
+            self.log.warning(
+                "%s: %d VM(s) counted by the cloud have not joined Kubernetes within %d s; no longer "
+                "counted as on their way",
+                group.name,
+                lost,
+                self.join_deadline,
+            )
+        status.lost = lost
+        if status.requested_at is not None and status.requested is None and capacity.booting_gpus == 0:
+            if capacity.allocatable_gpus >= status.requested_for * group.gpus_per_node:
+                seconds = now - status.requested_at
+                metrics.NODE_READY_SECONDS.labels(group.name).observe(seconds)
+                self.memory.record_boot(group.name, seconds)
+                status.requested_at = None
+
+    # -- giving back -------------------------------------------------------------------------------
+    def _shrink_view(
+        self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now
+    ) -> ShrinkView:
+        return ShrinkView(
+            mode=group.mode,
+            members=capacity.members,
+            leaving=len(status.removing),
+            cloud_nodes=cloud.node_count,
+            cloud_min=cloud.min_nodes,
+            cloud_busy=cloud.busy,
+            lost=status.lost,
+            baseline=_baseline(group, cloud),
+            empty_since=status.empty_since,
+            grace=self.grace,
+            now=now,
+        )
+
+    async def _release_abandoned(self, group, status: GroupStatus, cloud, capacity: Capacity) -> bool:
+        """Nodes we cordoned but never named (a hub restart between the two): when nothing is
+        leaving, they are not on their way out, so make them schedulable again. While the cloud
+        updates or Kubernetes lists more nodes than the cloud counts, they may be leaving: keep them."""
+        abandoned = [n.name for n in capacity.members if n.ours_to_remove]
+        if not abandoned or self.kube is None:
+            return False
+        if cloud.busy or capacity.nodes + status.lost > cloud.node_count:
+            for name in abandoned:
+                status.removing.setdefault(name, self.clock())
+            return True
+        for name in abandoned:
+            await node_ops.uncordon(self.kube, name)
+            status.say(f"Node {name} was cordoned by an interrupted shrink; made schedulable again.")
+        return True
+
+    async def _maybe_shrink(
+        self, group, status, cloud: GroupState, capacity: Capacity, now, retiring
+    ) -> None:
+        view = self._shrink_view(group, status, cloud, capacity, now)
+        if unsettled(view):
+            return
+        decision = decide(view)
+        if decision is None:
+            await self._restore_raised_max(group, status, cloud, retiring)
+            return
+        if decision.remove and self.kube is not None:
+            chosen = await self._cordon_and_recheck(group, status, decision.remove)
+            if not chosen:
+                return
+        else:
+            chosen = list(decision.remove)
+        backend = self.backend(group.cluster)
         try:
-            await asyncio.to_thread(shrink, backend, group, cloud, target, empty)
+            fresh = await self._call(status, backend.state, group.name)  # right before the write
+        except ScalingError as e:
+            await self._uncordon(chosen)
+            self._failed(group, status, e, "shrink")
+            return
+        if fresh.busy or fresh.node_count != cloud.node_count or fresh.min_nodes != cloud.min_nodes:
+            await self._uncordon(chosen)  # someone changed the group meanwhile: decide again
+            status.cloud, status.cloud_at = fresh, now
+            return
+        target = cloud.node_count - len(chosen) if decision.remove else decision.target
+        ids = {n.name: n.server_id or n.name for n in capacity.members}
+        try:
+            await self._call(status, shrink, backend, group, fresh, target, [ids[name] for name in chosen])
         except ScalingError as e:
             metrics.BACKEND_REQUESTS.labels(group.name, "shrink", type(e).__name__).inc()
-            self._failed(group, status, e)
+            await self._uncordon(chosen)
+            self._failed(group, status, e, "shrink")
             return
+        for name in chosen:
+            status.removing[name] = now
+        status.cloud_at = None
         metrics.BACKEND_REQUESTS.labels(group.name, "shrink", "accepted").inc()
         metrics.NODES_TARGET.labels(group.name).set(target)
-        status.say(f"Returned {group.name} to {target} node(s): no one is waiting for a GPU.")
-        self.log.info("Shrinking %s %d → %d, removing %s", group.name, cloud.node_count, target, empty)
+        status.say(f"Returning {group.name} to {target} node(s): {decision.reason}.")
+        self.log.info("Shrinking %s: %s", group.name, decision.reason)
+
+    async def _cordon_and_recheck(self, group, status: GroupStatus, names: tuple[str, ...]) -> list[str]:
+        """Cordon each chosen node, then look again at what runs there: a pod may have been bound
+        between the watch's view and the cordon. Busy ones are uncordoned and skipped."""
+        chosen = []
+        for name in names:
+            try:
+                await node_ops.cordon(self.kube, name)
+                busy = await node_ops.workloads_on(self.kube, name)
+            except ScalingError as e:
+                self.log.warning("Not removing %s: %s", name, e)
+                await self._uncordon([name])
+                continue
+            if busy:
+                self.log.info("Not removing %s: %s was bound to it meanwhile", name, ", ".join(busy))
+                status.empty_since.pop(name, None)
+                await self._uncordon([name])
+                continue
+            chosen.append(name)
+        return chosen
+
+    async def _uncordon(self, names) -> None:
+        if self.kube is None:
+            return
+        for name in names:
+            try:
+                await node_ops.uncordon(self.kube, name)
+            except ScalingError as e:
+                self.log.warning("Could not uncordon %s: %s", name, e)
+
+    async def _restore_raised_max(
+        self, group, status: GroupStatus, cloud: GroupState, retiring: bool
+    ) -> None:
+        """Back at rest: put back the max_node_count growth raised, and forget a retired group."""
+        if group.name in self.memory.raised_max:
+            original = self.memory.raised_max[group.name]
+            if original is None or cloud.max_nodes == original:
+                self.memory.forget_max(group.name)
+            elif cloud.node_count <= original and cloud.min_nodes <= original:
+                try:
+                    await self._call(
+                        status, self.backend(group.cluster).patch, group.name, cloud, max_node_count=original
+                    )
+                except ScalingError as e:
+                    self._failed(group, status, e, "shrink")
+                    return
+                metrics.BACKEND_REQUESTS.labels(group.name, "restore-max", "accepted").inc()
+                status.say(f"Put back {group.name}'s maximum of {original} node(s).")
+                self.memory.forget_max(group.name)
+                status.cloud_at = None
+                return
+        raised = cloud.min_nodes if group.mode == "raise-min" else cloud.node_count
+        if group.name not in self.memory.raised_max and raised <= _baseline(group, cloud):
+            if retiring:
+                self.log.info("%s is back at its baseline and no longer scaled: forgetting it", group.name)
+                self.statuses.pop(group.name, None)
+            self.memory.forget_group(group.name)
 
 
 def _baseline(group: ScaledGroup, cloud: GroupState) -> int:
@@ -264,10 +523,10 @@ def grow(backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: i
 
 
 def shrink(
-    backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int, empty: list[str]
+    backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int, remove: list[str]
 ) -> None:
     if group.mode == "raise-min":
         if cloud.min_nodes > target:
             backend.patch(group.name, cloud, min_node_count=target)
         return  # the autoscaler removes the idle nodes
-    backend.resize(group.name, target, nodes_to_remove=empty)
+    backend.resize(group.name, target, nodes_to_remove=remove)

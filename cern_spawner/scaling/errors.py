@@ -38,3 +38,7 @@ class QuotaExceeded(PermanentError):
 
 class NotAllowed(PermanentError):
     """The hub's credentials may not change this group (403 other than quota)."""
+
+
+class CloudUnavailable(PermanentError):
+    """Transient failures went on past the retry window: waiting users are told, retries go on."""

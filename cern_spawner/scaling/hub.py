@@ -8,8 +8,10 @@ import openstack
 from openstack.config import loader
 
 from ..catalog import Catalog
+from .config import GPUScaling
 from .controller import ScaledGroup, ScalingController
 from .magnum import MagnumGroups
+from .memory import Memory
 from .watch import ClusterView
 
 _controllers: dict[tuple, ScalingController] = {}
@@ -37,12 +39,12 @@ def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
     return groups
 
 
-def connect(cloud: str, clouds_yaml: str):
-    """An openstacksdk connection from clouds.yaml (application credentials supported)."""
-    if clouds_yaml:
-        config = loader.OpenStackConfig(config_files=[clouds_yaml]).get_one(cloud=cloud)
-        return openstack.connection.Connection(config=config)
-    return openstack.connect(cloud=cloud)
+def connect(cloud: str, clouds_yaml: str, api_timeout: float | None = None):
+    """An openstacksdk connection from clouds.yaml (application credentials supported); every
+    HTTP call it makes gives up after `api_timeout` seconds."""
+    files = [clouds_yaml] if clouds_yaml else None
+    config = loader.OpenStackConfig(config_files=files).get_one(cloud=cloud, api_timeout=api_timeout)
+    return openstack.connection.Connection(config=config)
 
 
 def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
@@ -58,24 +60,33 @@ def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
     if key not in _controllers:
         from kubespawner.clients import shared_client
 
+        settings = GPUScaling(config=spawner.config)
         connections: dict[str, MagnumGroups] = {}
 
         def backend(cluster: str) -> MagnumGroups:
             if cluster not in connections:
-                connections[cluster] = MagnumGroups(
-                    connect(spawner.openstack_cloud, spawner.openstack_clouds_yaml), cluster
+                connection = connect(
+                    spawner.openstack_cloud, spawner.openstack_clouds_yaml, settings.call_timeout
                 )
+                connections[cluster] = MagnumGroups(connection, cluster)
             return connections[cluster]
 
         store = spawner.catalog_store
-        view = ClusterView(shared_client("CoreV1Api"), spawner.namespace, log)
+        api = shared_client("CoreV1Api")
         _controllers[key] = ScalingController(
             lambda: scaled_groups(store.current()),
-            view,
+            ClusterView(api, log),
             backend,
             log,
+            kube=api,
+            namespace=spawner.namespace,
             interval=spawner.scaling_interval,
+            idle_refresh=settings.idle_refresh,
             grace=spawner.scaling_grace_period,
+            call_timeout=settings.call_timeout,
+            retry_timeout=settings.retry_timeout,
+            join_deadline=settings.join_deadline,
+            memory=Memory(settings.memory_path or None, log),
         )
         _controllers[key].start()
     return _controllers[key]

@@ -1,7 +1,9 @@
-"""One shared watch of the cluster's Nodes and of the user namespace's Pods, for capacity.
+"""One shared watch of the cluster's Nodes and of every namespace's Pods, for capacity.
 
-KubeSpawner's reflectors key objects by namespace and cannot hold Nodes, which have none; this
-is the same list-then-watch loop, for both kinds, keeping plain dicts.
+Every namespace: a GPU taken by another namespace's pod is not free. KubeSpawner's reflectors key
+objects by namespace and cannot hold Nodes, which have none; this is the same list-then-watch
+loop, for both kinds, keeping plain dicts (never deserialized into typed objects: ~20x cheaper).
+`changed` is set on every event, so the scaling controller's rounds follow the cluster.
 """
 
 from __future__ import annotations
@@ -14,15 +16,27 @@ from kubernetes_asyncio import client, watch
 from ..waiting import Backoff
 
 
+class RawWatch(watch.Watch):
+    """Events as the API server sent them: plain dicts, no model classes."""
+
+    def get_return_type(self, func) -> str:
+        return ""
+
+
+def _key(obj: dict) -> str:
+    metadata = obj["metadata"]
+    return f"{metadata['namespace']}/{metadata['name']}" if metadata.get("namespace") else metadata["name"]
+
+
 class ClusterView:
-    def __init__(self, api: client.CoreV1Api, namespace: str, log: logging.Logger, timeout: float = 60):
+    def __init__(self, api: client.CoreV1Api, log: logging.Logger, timeout: float = 60):
         self.api = api
-        self.namespace = namespace
         self.log = log
         self.timeout = timeout
         self.nodes: dict[str, dict] = {}
         self.pods: dict[str, dict] = {}
         self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
         self._loaded: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
@@ -31,9 +45,7 @@ class ClusterView:
             self._tasks = [
                 asyncio.ensure_future(self._follow("nodes", self.api.list_node, {}, self.nodes)),
                 asyncio.ensure_future(
-                    self._follow(
-                        "pods", self.api.list_namespaced_pod, {"namespace": self.namespace}, self.pods
-                    )
+                    self._follow("pods", self.api.list_pod_for_all_namespaces, {}, self.pods)
                 ),
             ]
 
@@ -49,25 +61,27 @@ class ClusterView:
                 listing = await list_method(**kwargs, _preload_content=False, _request_timeout=self.timeout)
                 body = await listing.json()
                 store.clear()
-                store.update({item["metadata"]["name"]: item for item in body["items"]})
+                store.update({_key(item): item for item in body["items"]})
+                self.changed.set()
                 self._loaded.add(kind)
                 if len(self._loaded) == 2:
                     self.synced.set()
                 backoff.reset()
-                stream = watch.Watch().stream(
+                stream = RawWatch().stream(
                     list_method,
                     **kwargs,
                     resource_version=body["metadata"]["resourceVersion"],
                     timeout_seconds=300,
                 )
-                async for event in stream:
-                    if event["type"] == "ERROR":
-                        break  # usually 410 Gone: our version is too old, list again
+                async for event in stream:  # a 410 Gone (version too old) raises: list again
+                    if event["type"] == "BOOKMARK":
+                        continue
                     obj = event["raw_object"]
                     if event["type"] == "DELETED":
-                        store.pop(obj["metadata"]["name"], None)
+                        store.pop(_key(obj), None)
                     else:
-                        store[obj["metadata"]["name"]] = obj
+                        store[_key(obj)] = obj
+                    self.changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the API server restarting, a dropped connection

@@ -24,8 +24,19 @@ def node(name, group, gpus="4", ready=True):
     }
 
 
-def pod(name, gpus=1, node_name=None, group="gpu-v100", phase="Pending", deleting=False):
-    metadata = {"name": name}
+def pod(
+    name,
+    gpus=1,
+    node_name=None,
+    group="gpu-v100",
+    phase="Pending",
+    deleting=False,
+    namespace="hub",
+    owner=None,
+):
+    metadata = {"name": name, "namespace": namespace}
+    if owner:
+        metadata["ownerReferences"] = [{"kind": owner, "name": "x"}]
     if deleting:
         metadata["deletionTimestamp"] = "2026-11-27T00:00:00Z"
     return {
@@ -63,8 +74,9 @@ def pod(name, gpus=1, node_name=None, group="gpu-v100", phase="Pending", deletin
                 pod("done", node_name="g0", phase="Succeeded"),
                 pod("going", node_name="g0", phase="Running", deleting=True),
             ],
-            dict(used_gpus=0, free_gpus=4),
-            id="finished-and-deleting-pods-free-their-gpus",
+            # As the scheduler counts them: a terminating pod holds its GPU until it is gone.
+            dict(used_gpus=1, free_gpus=3),
+            id="finished-pods-free-their-gpus-deleting-ones-not-yet",
         ),
         pytest.param(
             [node("g0", "gpu-v100", ready=False)],
@@ -90,9 +102,65 @@ def pod(name, gpus=1, node_name=None, group="gpu-v100", phase="Pending", deletin
             dict(nodes=0, pending_gpus=0),
             id="other-groups-do-not-count",
         ),
+        pytest.param(
+            [node("g0", "gpu-v100")],
+            [pod("training", gpus=3, node_name="g0", phase="Running", namespace="ml-batch")],
+            dict(used_gpus=3, free_gpus=1),
+            id="another-namespaces-pod-holds-gpus-too",
+        ),
+        pytest.param(
+            [node("g0", "gpu-v100")],
+            [pod("theirs", namespace="ml-batch")],
+            dict(pending_gpus=0),
+            id="only-the-hubs-pending-pods-are-demand",
+        ),
+        pytest.param(
+            [node("g0", "gpu-v100"), node("g1", "gpu-v100")],
+            [pod(f"p{i}", node_name=f"g{i % 2}", phase="Running") for i in range(6)] + [pod("two", gpus=2)],
+            dict(free_gpus=2, free_per_node=(1, 1), pending_requests=(2,)),
+            id="free-gpus-per-node",
+        ),
     ],
 )
 def test_gpu_group_capacity(nodes, pods, expected):
-    capacity = summarize(nodes, pods, [GPU, CPU], {"gpu-v100": 4})["gpu-v100"]
+    capacity = summarize(nodes, pods, [GPU, CPU], {"gpu-v100": 4}, namespace="hub")["gpu-v100"]
     for field, value in expected.items():
         assert getattr(capacity, field) == value, field
+
+
+@pytest.mark.parametrize(
+    ("pods", "workloads"),
+    [
+        pytest.param([], 0, id="empty"),
+        pytest.param(
+            [pod("agent", gpus=0, node_name="g0", phase="Running", owner="DaemonSet")], 0, id="daemonset"
+        ),
+        pytest.param([pod("nb", gpus=0, node_name="g0", phase="Running")], 1, id="a-notebook"),
+        pytest.param(
+            [pod("job", gpus=0, node_name="g0", phase="Pending", owner="Job")], 1, id="bound-not-started"
+        ),
+        pytest.param([pod("done", gpus=0, node_name="g0", phase="Succeeded")], 0, id="finished"),
+    ],
+)
+def test_a_node_is_busy_with_anything_but_daemonsets(pods, workloads):
+    capacity = summarize([node("g0", "gpu-v100")], pods, [GPU], {"gpu-v100": 4})["gpu-v100"]
+    assert capacity.members[0].workloads == workloads
+
+
+def test_nodes_named_for_removal_are_no_longer_members():
+    capacity = summarize(
+        [node("g0", "gpu-v100"), node("g1", "gpu-v100")],
+        [],
+        [GPU],
+        {"gpu-v100": 4},
+        leaving=frozenset({"g0"}),
+    )["gpu-v100"]
+    assert [n.name for n in capacity.members] == ["g1"]
+    assert capacity.free_gpus == 4
+
+
+def test_a_cordoned_node_offers_no_free_gpu_and_the_server_id_comes_from_provider_id():
+    cordoned = node("g0", "gpu-v100")
+    cordoned["spec"] = {"unschedulable": True, "providerID": "openstack:///5f0c-uuid"}
+    member = summarize([cordoned], [], [GPU], {"gpu-v100": 4})["gpu-v100"].members[0]
+    assert (member.free_gpus, member.server_id) == (0, "5f0c-uuid")

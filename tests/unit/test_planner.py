@@ -9,14 +9,16 @@ from cern_spawner.scaling.planner import GroupView, plan
 pytestmark = pytest.mark.unit
 
 
-def view(**overrides) -> GroupView:
+def view(free_gpus=0, pending_gpus=0, booting_gpus=0, **overrides) -> GroupView:
+    """A view from totals: free GPUs packed 4 per node, each pending pod asking for one GPU."""
     values = dict(
         name="gpu-v100",
         gpus_per_node=4,
         backend_nodes=1,
         joined_nodes=1,
-        free_gpus=0,
-        pending_gpus=0,
+        free_per_node=tuple(min(4, free_gpus - i) for i in range(0, free_gpus, 4)),
+        pending_requests=(1,) * pending_gpus,
+        booting_nodes=booting_gpus // 4,
         baseline=0,
         ceiling=4,
     )
@@ -66,3 +68,29 @@ def test_concurrent_demand_coalesces_into_one_target():
     assert not again.grows
     joined = plan(view(backend_nodes=3, joined_nodes=3, booting_gpus=12, pending_gpus=10))
     assert not joined.grows
+
+
+@pytest.mark.parametrize(
+    ("free_per_node", "requests", "target", "unmet"),
+    [
+        pytest.param((1, 1), (2,), 3, 0, id="two-half-free-nodes-cannot-hold-a-2-gpu-pod"),
+        pytest.param((2,), (2,), 2, 0, id="one-node-with-two-free-holds-it"),
+        pytest.param((1, 1), (1, 1), 2, 0, id="single-gpu-pods-fill-the-gaps"),
+        pytest.param((3,), (2, 2), 3, 0, id="best-fit-then-one-new-node"),
+        pytest.param((), (3, 3), 4, 0, id="two-3-gpu-pods-need-two-nodes"),
+        pytest.param((), (5,), 2, 5, id="larger-than-a-node-is-never-met"),
+    ],
+)
+def test_gpus_are_placed_per_node(free_per_node, requests, target, unmet):
+    decision = plan(
+        GroupView(
+            name="gpu-v100",
+            gpus_per_node=4,
+            backend_nodes=2,
+            joined_nodes=2,
+            free_per_node=free_per_node,
+            pending_requests=requests,
+            ceiling=4,
+        )
+    )
+    assert (decision.target, decision.unmet_gpus) == (target, unmet)
