@@ -79,11 +79,18 @@ def test_restart_while_a_node_boots_asks_nothing_twice_and_the_spawn_completes(
     requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 15}, timeout=10).raise_for_status()
     try:
         mark = log_mark(cloud)
-        start(hub, user)
+        _, events, _ = start(hub, user)
         wait_until(
             lambda: group_state(cloud)["node_count"] == 1, timeout=60, what="the resize to be accepted"
         )
         assert group_state(cloud)["status"] == "UPDATE_IN_PROGRESS"  # the node is still booting
+        # Before the restart the user reads that a node is starting, without the node group's name.
+        wait_until(
+            lambda: any(e.get("message", "").startswith("A new GPU node is starting") for e in events),
+            timeout=30,
+            what="the progress to say a node is starting",
+        )
+        assert not [e for e in events if GROUP in e.get("message", "")], events
         hub.stop()
         assert len(gpu_pods(core, sandbox)) == 1  # the pending pod outlives the hub
 
