@@ -58,6 +58,7 @@ class GroupStatus:
     joined: dict[str, float] = field(default_factory=dict)  # node -> when it joined
     removing: dict[str, float] = field(default_factory=dict)  # node named for removal -> when
     empty_since: dict[str, float] = field(default_factory=dict)  # node -> first seen without workloads
+    unclaimed: set[str] = field(default_factory=set)  # joined while we watched, never ran a workload
     awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
     lost: int = 0  # VMs past their join deadline
 
@@ -190,38 +191,44 @@ class ScalingController:
             status.blocker = None
         return result
 
-    def _failed(self, group: ScaledGroup, status: GroupStatus, error: ScalingError, action: str) -> None:
+    def _failed(
+        self, group: ScaledGroup, status: GroupStatus, error: ScalingError, action: str, since=None
+    ) -> None:
+        """`since`: when the failed call started (a hung call fails only at its deadline)."""
         self.log.warning("Scaling %s (%s): %s", group.name, action, error)
         now = self.clock()
         if isinstance(error, TemporaryError):
             if status.retrying_since is None:
-                status.retrying_since = now
+                status.retrying_since = now if since is None else min(since, now)
             status.retry_delay = min(max(status.retry_delay * 2, 1.0, min(error.delay, 5.0)), 30.0)
             status.retry_at = now + status.retry_delay
             status.say(f"{error.user_message} Retrying in {status.retry_delay:.0f} s.")
+            # Waiting users are told once a retry fails past the window; a user who comes later,
+            # while the cloud is still failing, at the next failed retry.
             if now - status.retrying_since >= self.retry_timeout and action != "shrink":
-                status.blocker = self._unavailable(now - status.retrying_since, error)
+                status.blocker = CloudUnavailable(
+                    "The cloud is not answering; try again later or pick a shared profile.",
+                    f"failing for {now - status.retrying_since:.0f} s: {error}",
+                )
         elif action == "shrink":
-            status.retry_at = now + max(
-                self.grace, 60.0
-            )  # an operator must look; waiting users are not at stake
+            # An operator must look; no waiting user is at stake.
+            status.retry_at = now + max(self.grace, 60.0)
             status.say(f"Could not return nodes: {error.user_message}")
         else:
             status.blocker = error
             status.requested = None
-
-    @staticmethod
-    def _unavailable(seconds: float, error) -> CloudUnavailable:
-        return CloudUnavailable(
-            "The cloud is not answering; try again later or pick a shared profile.",
-            f"failing for {seconds:.0f} s: {error}",
-        )
 
     # -- one group -------------------------------------------------------------------------------
     async def _reconcile_group(self, group: ScaledGroup, retiring: bool = False) -> None:
         status = self.status(group.name)
         now = self.clock()
         backend = self.backend(group.cluster)
+        before = status.capacity.pending_gpus if status.capacity else 0
+        capacity = self._observe(group, status, now)
+        if capacity.pending_gpus == 0 and isinstance(status.blocker, CloudUnavailable):
+            status.blocker = None  # told to those who waited; a newcomer is told after a fresh try
+        if capacity.pending_gpus > before and status.retrying_since is not None:
+            status.retry_at = 0.0  # someone new waits: ask the cloud now rather than at the next retry
         if now >= status.retry_at and (
             self._active(status) or status.cloud_at is None or now - status.cloud_at >= self.idle_refresh
         ):
@@ -229,20 +236,14 @@ class ScalingController:
                 status.cloud = await self._call(status, backend.state, group.name)
                 status.cloud_at = now
             except ScalingError as e:
-                self._failed(group, status, e, "read")
+                self._failed(group, status, e, "read", since=now)
         cloud = status.cloud
-        finished = status.requested is not None and cloud is not None and not cloud.busy
-        if finished and not cloud.failed:
-            status.requested = None
-        capacity = self._observe(group, status, cloud, now)
-        if (
-            status.retrying_since is not None
-            and now - status.retrying_since >= self.retry_timeout
-            and status.blocker is None
-        ):
-            status.blocker = self._unavailable(now - status.retrying_since, "no answer")
         if cloud is None:
             return
+        finished = status.requested is not None and not cloud.busy
+        if finished and not cloud.failed:
+            status.requested = None
+        self._after_read(group, status, cloud, capacity, now)
         metrics.NODES_BASELINE.labels(group.name).set(_baseline(group, cloud))
         if finished and cloud.failed:
             error = PermanentError("The cloud failed to add the node.", cloud.status_reason)
@@ -282,7 +283,7 @@ class ScalingController:
                 await self._call(status, grow, backend, group, cloud, target)
             except ScalingError as e:
                 metrics.BACKEND_REQUESTS.labels(group.name, "grow", type(e).__name__).inc()
-                self._failed(group, status, e, "grow")
+                self._failed(group, status, e, "grow", since=now)
                 return
             metrics.BACKEND_REQUESTS.labels(group.name, "grow", "accepted").inc()
             metrics.NODES_TARGET.labels(group.name).set(target)
@@ -302,27 +303,25 @@ class ScalingController:
                 f"{group.name}: {decision.reason}",
             )
 
-    def _observe(
-        self, group: ScaledGroup, status: GroupStatus, cloud: GroupState | None, now: float
-    ) -> Capacity:
+    def _observe(self, group: ScaledGroup, status: GroupStatus, now: float) -> Capacity:
         """Capacity from the watch, and what changed since the last round: joins, departures,
-        empty nodes, VMs that never join, finished boots."""
+        nodes that emptied."""
         for name in [n for n in status.removing if n not in self.view.nodes]:
             del status.removing[name]
-        leaving = frozenset(status.removing)
         capacity = summarize(
             self.view.nodes.values(),
             self.view.pods.values(),
             [GroupSelector(group.name, group.label, group.gpu_resource)],
             {group.name: group.gpus_per_node},
             namespace=self.namespace,
-            leaving=leaving,
+            leaving=frozenset(status.removing),
         )[group.name]
         members = {n.name for n in capacity.members}
         first = status.capacity is None
         for name in sorted(members - status.members):
             status.joined[name] = now
             if not first:  # not at the first round: those nodes were there before us
+                status.unclaimed.add(name)
                 status.say(f"Node {name} joined {group.name}; waiting for its GPU to become available.")
         for name in status.members - members:
             status.joined.pop(name, None)
@@ -330,15 +329,32 @@ class ScalingController:
         for node in capacity.members:
             if node.workloads:
                 status.empty_since.pop(node.name, None)
+                status.unclaimed.discard(node.name)
             else:
                 status.empty_since.setdefault(node.name, now)
         for name in set(status.empty_since) - members:
             del status.empty_since[name]
+        status.unclaimed &= members
         metrics.GPU_PENDING.labels(group.name).set(capacity.pending_gpus)
         metrics.GPU_FREE.labels(group.name).set(capacity.free_gpus)
-        if cloud is not None:
-            self._track_joins(group, status, cloud, capacity, now)
         return capacity
+
+    def _after_read(self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now) -> None:
+        """What needs the cloud's view too: removals the cloud kept, VMs that never join, boots done."""
+        if not cloud.busy:
+            # A removal the cloud finished (or failed) long ago whose node is still here: the cloud
+            # kept it. Stop treating it as leaving, so it is counted and may be chosen again.
+            for name, named_at in list(status.removing.items()):
+                if now - named_at > self.join_deadline:
+                    del status.removing[name]
+                    status.say(f"Node {name} was named for removal but is still there; counting it again.")
+                    self.log.warning(
+                        "%s: node %s named for removal %d s ago is still there",
+                        group.name,
+                        name,
+                        now - named_at,
+                    )
+        self._track_joins(group, status, cloud, capacity, now)
 
     def _track_joins(self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now) -> None:
         unjoined = max(cloud.node_count - capacity.nodes, 0)
@@ -381,6 +397,7 @@ class ScalingController:
             empty_since=status.empty_since,
             grace=self.grace,
             now=now,
+            unclaimed=frozenset(status.unclaimed),
         )
 
     async def _release_abandoned(self, group, status: GroupStatus, cloud, capacity: Capacity) -> bool:
@@ -409,6 +426,12 @@ class ScalingController:
         if decision is None:
             await self._restore_raised_max(group, status, cloud, retiring)
             return
+        nameless = [n.name for n in capacity.members if n.name in decision.remove and not n.server_id]
+        if nameless:
+            # Heat ignores anything but server ids in nodes_to_remove and then removes the newest
+            # VMs itself, busy or not: without the id, never shrink.
+            self.log.warning("Not shrinking %s: no providerID (server id) on %s", group.name, nameless)
+            return
         if decision.remove and self.kube is not None:
             chosen = await self._cordon_and_recheck(group, status, decision.remove)
             if not chosen:
@@ -427,7 +450,7 @@ class ScalingController:
             status.cloud, status.cloud_at = fresh, now
             return
         target = cloud.node_count - len(chosen) if decision.remove else decision.target
-        ids = {n.name: n.server_id or n.name for n in capacity.members}
+        ids = {n.name: n.server_id for n in capacity.members}
         try:
             await self._call(status, shrink, backend, group, fresh, target, [ids[name] for name in chosen])
         except ScalingError as e:

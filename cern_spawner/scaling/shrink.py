@@ -5,7 +5,8 @@ A notebook is someone's unsaved work, so a shrink:
   node named for removal has left Kubernetes, and Kubernetes lists exactly the VMs the cloud counts;
 - never names a node that runs (or is bound to run) a pod other than a DaemonSet's;
 - waits `grace` seconds per node from when that node became empty, so a user who stops and
-  restarts within the grace period finds their node;
+  restarts within the grace period finds their node; a node that joined and never ran anything
+  (its user cancelled while it booted) needs no such wait and goes after `unclaimed_grace`;
 - never asks for fewer nodes than run workloads, nor fewer than the baseline.
 """
 
@@ -29,6 +30,8 @@ class ShrinkView:
     empty_since: dict[str, float]  # node -> when it was first seen without workloads
     grace: float
     now: float
+    unclaimed: frozenset[str] = frozenset()  # joined while we watched, never ran a workload
+    unclaimed_grace: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def removable(view: ShrinkView) -> list[NodeInfo]:
             for n in view.members
             if n.workloads == 0
             and n.name in view.empty_since
-            and view.now - view.empty_since[n.name] >= view.grace
+            and view.now - view.empty_since[n.name]
+            >= (min(view.grace, view.unclaimed_grace) if n.name in view.unclaimed else view.grace)
         ),
         key=lambda n: n.name,
         reverse=True,

@@ -8,7 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
+
+from sandbox.controlplane import free_port
+from sandbox.hubrunner import start_hub
+from tests.waiting import wait_until
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 GROUP = "gpu-a100"
@@ -27,6 +32,14 @@ profiles:
     gpus: 1
     node_group: {GROUP}
     start_timeout: 300
+  - slug: a100-quick
+    display_name: "Quick A100 try"
+    kind: dedicated
+    cpu: 0.5
+    memory: 1G
+    gpus: 1
+    node_group: {GROUP}
+    start_timeout: 20
 """
 # An autoscaled group (Cluster API style): the hub raises min_node_count, the autoscaler removes idle nodes.
 T4_GROUP = "gpu-t4"
@@ -105,3 +118,38 @@ def start(hub, user, expect=(201, 202), profile="a100-1"):
 def no_nodes_in(core, group: str) -> bool:
     """No Kubernetes node of the group is registered (the cloud's node_count drops before the node leaves)."""
     return not core.list_node(label_selector=f"magnum.openstack.org/nodegroup={group}").items
+
+
+class RestartableHub:
+    """Hubs started one after another on the same database and ports, as a rolling update does:
+    running servers reach the hub at the address they were given."""
+
+    def __init__(self, directory: Path, extra: str, catalog: Path):
+        self.directory, self.extra, self.catalog = directory, extra, catalog
+        self.hubs: list = []
+        self.ports = {
+            name: str(free_port()) for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")
+        }
+
+    def launch(self):
+        try:
+            env = {"CERN_PROFILES": str(self.catalog), **self.ports}
+            self.hubs.append(start_hub(self.directory, self.extra, env=env))
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
+        return self.hubs[-1]
+
+    def close(self) -> None:
+        """Stop the servers the last hub still runs, then the hub."""
+        last = self.hubs[-1] if self.hubs else None
+        if last is None or last.process.poll() is not None:
+            return
+        for user in last.api("GET", "/users").json():
+            if user["servers"]:
+                last.api("DELETE", f"/users/{user['name']}/server")
+        wait_until(
+            lambda: not any(u["servers"] for u in last.api("GET", "/users").json()),
+            timeout=60,
+            what="servers stopped",
+        )
+        last.stop()

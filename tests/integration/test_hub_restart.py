@@ -13,9 +13,7 @@ import time
 import pytest
 import requests
 
-from sandbox.controlplane import free_port
-from sandbox.hubrunner import start_hub
-from tests.integration.growth import GROUP, group_state, log_mark, no_nodes_in, start, writes
+from tests.integration.growth import GROUP, RestartableHub, group_state, log_mark, no_nodes_in, start, writes
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,29 +28,9 @@ EXTRA = (
 
 @pytest.fixture
 def restartable(sandbox, catalog, tmp_path):
-    hubs = []
-    # The same ports each time: running servers reach the hub at the address they were given.
-    ports = {name: str(free_port()) for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")}
-
-    def launch():
-        try:
-            hubs.append(start_hub(tmp_path / "hub", EXTRA, env={"CERN_PROFILES": str(catalog), **ports}))
-        except RuntimeError as e:
-            pytest.fail(str(e), pytrace=False)
-        return hubs[-1]
-
-    yield launch
-    last = hubs[-1] if hubs else None
-    if last and last.process.poll() is None:
-        for user in last.api("GET", "/users").json():
-            if user["servers"]:
-                last.api("DELETE", f"/users/{user['name']}/server")
-        wait_until(
-            lambda: not any(u["servers"] for u in last.api("GET", "/users").json()),
-            timeout=60,
-            what="servers stopped",
-        )
-        last.stop()
+    hubs = RestartableHub(tmp_path / "hub", EXTRA, catalog)
+    yield hubs.launch
+    hubs.close()
 
 
 def gpu_pods(core, sandbox) -> list:

@@ -105,3 +105,16 @@ def test_the_incident_second_decision_on_an_unsettled_view_removes_nothing():
     assert decide(after_first_write) is None
     settled = replace(after_first_write, leaving=0)
     assert decide(settled) is None  # n1 runs notebooks: never below the nodes in use
+
+
+@pytest.mark.parametrize(
+    ("unclaimed", "empty_for", "removed"),
+    [
+        pytest.param(frozenset({"n0"}), 61, True, id="never-used-goes-after-the-short-wait"),
+        pytest.param(frozenset({"n0"}), 30, False, id="never-used-not-before-it"),
+        pytest.param(frozenset(), 61, False, id="a-node-that-served-keeps-its-full-grace"),
+    ],
+)
+def test_unclaimed_nodes(unclaimed, empty_for, removed):
+    decision = decide(view(grace=600, unclaimed=unclaimed, empty_since={"n0": NOW - empty_for}))
+    assert (decision is not None) == removed

@@ -1,0 +1,211 @@
+"""Giving GPU nodes back never costs anyone their work, and a misbehaving cloud is not waited on
+silently — under the simulator's Heat-like timings: a resize down keeps the group UPDATE_IN_PROGRESS
+for a while, the removed VM's Node object leaves Kubernetes later still, the cloud can fail or hang.
+
+The workloads here are plain pods in the hub's namespace, each holding GPUs as a notebook does:
+the controller counts every pod bound to a node, whoever started it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from cern_spawner.scaling.capacity import REMOVAL_ANNOTATION
+from tests.integration.growth import (
+    GROUP,
+    T4_GROUP,
+    RestartableHub,
+    cloud_log,
+    group_state,
+    log_mark,
+    no_nodes_in,
+    start,
+    writes,
+)
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+GRACE = 8  # per node, from when it emptied
+EXTRA = (
+    f"c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = {GRACE}\n"
+    "c.JupyterHub.cleanup_servers = False\n"
+)
+LABEL = "magnum.openstack.org/nodegroup"
+# The resize down stays in progress long enough for a hub restart to land in the middle of it.
+HEAT = {"boot_delay": 3, "gpu_delay": 1, "shrink_delay": 12, "node_removal_lag": 4}
+SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+@pytest.fixture(scope="module")
+def hubs(sandbox, catalog, cloud, tmp_path_factory):
+    requests.post(f"{cloud}/_simulator/settings", json=HEAT, timeout=10).raise_for_status()
+    hubs = RestartableHub(tmp_path_factory.mktemp("shrink-hub"), EXTRA, catalog)
+    hubs.launch()
+    yield hubs
+    hubs.close()
+    requests.post(
+        f"{cloud}/_simulator/settings", json={"shrink_delay": 3, "node_removal_lag": 5}, timeout=10
+    ).raise_for_status()
+
+
+def workload(name: str, group: str) -> dict:
+    """A pod that holds one GPU of `group` until deleted, as a notebook would."""
+    return {
+        "metadata": {"name": name, "labels": {"app": "shrink-test"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 100,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "nodeSelector": {LABEL: group},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "sandbox",
+                    "command": ["sleep", "3600"],
+                    "securityContext": SECURE,
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                }
+            ],
+        },
+    }
+
+
+def running_on(core, namespace, group) -> dict[str, list[str]]:
+    """node -> names of this test's running pods on it."""
+    placed: dict[str, list[str]] = {}
+    for pod in core.list_namespaced_pod(namespace, label_selector="app=shrink-test").items:
+        if pod.status.phase == "Running" and pod.spec.node_name:
+            placed.setdefault(pod.spec.node_name, []).append(pod.metadata.name)
+    return placed
+
+
+def delete_pods(core, namespace, names) -> None:
+    for name in names:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+
+def group_nodes(core, group) -> dict:
+    return {n.metadata.name: n for n in core.list_node(label_selector=f"{LABEL}={group}").items}
+
+
+def fill_two_nodes(core, namespace, cloud, group, per_node) -> dict[str, list[str]]:
+    """Grow `group` from 0 to 2 full nodes through the hub's controller; node -> its pods."""
+    wait_until(
+        lambda: group_state(cloud, group)["node_count"] == 0 and no_nodes_in(core, group),
+        timeout=120,
+        what=f"{group} at 0 nodes",
+    )
+    for i in range(2 * per_node):
+        core.create_namespaced_pod(namespace, workload(f"{group}-work-{i}", group))
+    placed = wait_until(
+        lambda: (p := running_on(core, namespace, group)) and sum(map(len, p.values())) == 2 * per_node and p,
+        timeout=180,
+        what=f"{2 * per_node} GPU pods running on 2 new nodes",
+    )
+    assert sorted(map(len, placed.values())) == [per_node, per_node], placed
+    return placed
+
+
+def test_the_incident_resize_mode_with_a_hub_restart_in_the_middle_of_the_shrink(hubs, cloud, core, sandbox):
+    """2 nodes, 4 GPU pods on each; those on one node stop. Only that node goes, after its own grace,
+    and neither the first hub nor the one restarted during the resize makes a second write."""
+    namespace = sandbox["user_namespace"]
+    placed = fill_two_nodes(core, namespace, cloud, GROUP, per_node=4)
+    victim, survivor = sorted(placed)
+    mark = log_mark(cloud)
+    delete_pods(core, namespace, placed[victim])
+    emptied = time.time()
+
+    shrink = wait_until(lambda: writes(cloud, mark), timeout=90, what="a shrink request")
+    assert [w["path"].endswith("/actions/resize") for w in shrink] == [True], shrink
+    assert shrink[0]["at"] - emptied >= GRACE - 1  # not the moment it emptied: its own grace first
+    node = core.read_node(victim)
+    assert node.spec.unschedulable and REMOVAL_ANNOTATION in node.metadata.annotations  # cordoned first
+    assert group_state(cloud)["status"] == "UPDATE_IN_PROGRESS"
+
+    hubs.hubs[-1].stop()  # a rolling update, while Heat deletes the VM
+    hubs.launch()
+    wait_until(lambda: victim not in group_nodes(core, GROUP), timeout=90, what=f"{victim} to leave")
+    time.sleep(GRACE + 4)  # rounds of the new hub past any grace, on the settled view
+    assert len(writes(cloud, mark)) == 1, writes(cloud, mark)
+    assert group_state(cloud)["node_count"] == 1
+    assert list(group_nodes(core, GROUP)) == [survivor]
+    assert sorted(running_on(core, namespace, GROUP)[survivor]) == sorted(placed[survivor])
+
+    delete_pods(core, namespace, placed[survivor])
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0")
+    wait_until(lambda: no_nodes_in(core, GROUP), timeout=60, what="the last node to leave")
+    assert len(writes(cloud, mark)) == 2
+
+
+def test_the_incident_in_raise_min_mode(hubs, cloud, core, sandbox):
+    """Autoscaled group: the hub lowers min only to the nodes in use; the autoscaler removes the idle
+    node and never the one running pods."""
+    namespace = sandbox["user_namespace"]
+    placed = fill_two_nodes(core, namespace, cloud, T4_GROUP, per_node=2)
+    victim, survivor = sorted(placed)
+    assert group_state(cloud, T4_GROUP)["min_node_count"] == 2
+    mark = log_mark(cloud)
+    delete_pods(core, namespace, placed[victim])
+    wait_until(lambda: victim not in group_nodes(core, T4_GROUP), timeout=120, what=f"{victim} to leave")
+    time.sleep(GRACE + 4)
+    state = group_state(cloud, T4_GROUP)
+    assert (state["min_node_count"], state["node_count"]) == (1, 1)
+    assert [w["method"] for w in writes(cloud, mark) if "nodegroups" in w["path"]] == ["PATCH"]
+    assert sorted(running_on(core, namespace, T4_GROUP)[survivor]) == sorted(placed[survivor])
+
+    delete_pods(core, namespace, placed[survivor])
+    wait_until(lambda: group_state(cloud, T4_GROUP)["node_count"] == 0, timeout=120, what="back at 0")
+    assert group_state(cloud, T4_GROUP)["min_node_count"] == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 500, "count": 10000, "match": "any"}, id="every-call-answers-500"),
+        pytest.param({"hang": True, "count": 10000, "match": "any"}, id="every-call-hangs"),
+    ],
+)
+def test_a_failing_cloud_fails_the_waiting_spawn_with_a_plain_message_and_leaves_nothing(
+    hubs, cloud, core, sandbox, fault
+):
+    hub = hubs.hubs[-1]
+    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group at 0")
+    mark = log_mark(cloud)
+    requests.post(f"{cloud}/_simulator/faults", json=fault, timeout=10).raise_for_status()
+    user = f"cloud-fault-{'hang' if fault.get('hang') else '500'}"
+    try:
+        reader, events, _ = start(hub, user)
+        reader.join(timeout=150)
+        assert events and events[-1].get("failed"), events
+        assert (
+            "The cloud is not answering; try again later or pick a shared profile." in events[-1]["message"]
+        )
+        assert hub.api("GET", f"/users/{user}").json()["servers"] == {}
+        assert not core.list_namespaced_pod(
+            sandbox["user_namespace"], label_selector=f"hub.jupyter.org/username={user}"
+        ).items
+        assert hub.api("GET", "/").status_code == 200  # the hub answered all along
+    finally:
+        cleared = log_mark(cloud)
+        requests.delete(f"{cloud}/_simulator/faults", timeout=10)
+    # The controller retries in the background and finds the cloud again by itself.
+    wait_until(
+        lambda: any(
+            r["method"] == "GET" and r["status"] == 200 and r["path"].endswith(f"/nodegroups/{GROUP}")
+            for r in cloud_log(cloud, cleared)
+        ),
+        timeout=60,
+        what="the controller to read the group again",
+    )
+    assert group_state(cloud)["node_count"] == 0
+    assert writes(cloud, mark) == []  # nothing was grown for the user who was told to go
