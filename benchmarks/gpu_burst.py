@@ -8,7 +8,10 @@ Runs in a sandbox of its own (a cluster named `burst`: one CPU node, a GPU group
   (over-provisioning), seconds until all 50 notebooks are ready, hub CPU seconds per spawn.
 - Plain KubeSpawner in the same run: it cannot grow a group, so an admin sizes it by hand first
   (13 nodes through the same cloud API); then the same 50 spawns with the same pod resources.
-  Its hub CPU per spawn is the reference for ours.
+  Its hub CPU per spawn is the reference for ours. That hub runs no scaling controller: the
+  repository's jupyterhub_config.py grows groups (and starts the controller with the hub) whenever
+  the sandbox has an OpenStack simulator, so the plain hub reads the sandbox through a view of its
+  state directory whose sandbox.json has no `openstack` (issue 16: before, it ran the controller too).
 
     .venv/bin/python benchmarks/gpu_burst.py [--users 50]
 
@@ -18,6 +21,7 @@ Writes benchmarks/results/gpu_burst.json.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -84,9 +88,14 @@ profiles:
 PATIENCE = "c.KubeSpawner.http_timeout = 900\n"
 CERN_CONFIG = PATIENCE + "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 10\n"
 PLAIN_NAMESPACE = "bench-kubespawner"
+# jupyterhub_config.py read a sandbox without a cloud: no openstack_cloud, no start_with_hub.
+NO_CONTROLLER = (
+    'assert "openstack_cloud" not in c.CERNSpawner, "the plain hub must not run the scaling controller"\n'
+)
 # The same pod as the catalog's gpu-burst-1 (resources, node selector, toleration), hand-written.
 PLAIN_CONFIG = (
     PATIENCE
+    + NO_CONTROLLER
     + f"""
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
 c.KubeSpawner.namespace = {PLAIN_NAMESPACE!r}
@@ -137,6 +146,19 @@ class Cloud:
 
     def node_count(self) -> int:
         return self.state()["groups"][GROUP]["node_count"]
+
+
+def state_without_cloud(state: Path, view: Path) -> Path:
+    """The sandbox's state directory as the plain hub sees it: the same files (linked), but a
+    sandbox.json without the OpenStack simulator."""
+    view.mkdir(parents=True)
+    for entry in state.iterdir():
+        if entry.name != "sandbox.json":
+            (view / entry.name).symlink_to(entry)
+    report = json.loads((state / "sandbox.json").read_text())
+    report.pop("openstack", None)
+    (view / "sandbox.json").write_text(json.dumps(report))
+    return view
 
 
 def gpu_nodes_ready(core) -> int:
@@ -192,6 +214,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     args = parser.parse_args()
     needed = math.ceil(args.users / PER_NODE)
+    began, load_start = time.time(), [round(x, 2) for x in os.getloadavg()]
     scratch = Path(tempfile.mkdtemp(prefix="gpu-burst-"))  # kept when the run fails, for its logs
     os.environ["CERN_SANDBOX_STATE"] = str(scratch / "state")
     (scratch / "topology.yaml").write_text(TOPOLOGY)
@@ -212,6 +235,12 @@ def main() -> None:
     finally:
         subprocess.run([sys.executable, "-m", "sandbox", "down"], cwd=ROOT, capture_output=True)
     shutil.rmtree(scratch, ignore_errors=True)
+    results["date"] = datetime.datetime.fromtimestamp(began, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    results["duration_s"] = round(time.time() - began, 1)
+    results["machine"]["loadavg_1_5_15"] = {
+        "start": load_start,
+        "end": [round(x, 2) for x in os.getloadavg()],
+    }
     out = ROOT / "benchmarks" / "results" / "gpu_burst.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
@@ -230,7 +259,8 @@ def run(report: dict, users_count: int, needed: int, scratch: Path) -> dict:
     magnum = MagnumGroups(connect("sandbox", report["openstack"]["clouds_yaml"]), "burst")
     magnum.resize(GROUP, needed)
     wait(lambda: gpu_nodes_ready(core) == needed, 300, "hand-sized GPU nodes")
-    plain = start_hub(scratch / "plain", PLAIN_CONFIG)
+    plain_state = state_without_cloud(Path(report["state_dir"]), scratch / "plain-state")
+    plain = start_hub(scratch / "plain", PLAIN_CONFIG, env={"CERN_SANDBOX_STATE": str(plain_state)})
     try:
         plain_result = burst(plain, users, {})
         stop_all(plain, users, core, PLAIN_NAMESPACE)
@@ -257,7 +287,9 @@ def run(report: dict, users_count: int, needed: int, scratch: Path) -> dict:
             over_provisioned_nodes=most[0] - needed,
         )
         stop_all(cern, users, core, report["user_namespace"])
-        wait(lambda: cloud.node_count() == 0, 300, "the hub to shrink the group back")
+        cern_result["shrink_back_s"] = round(
+            wait(lambda: cloud.node_count() == 0, 300, "the hub to shrink the group back"), 1
+        )
         cern_result["writes_including_shrink"] = cloud.writes(mark)
     finally:
         cern.stop()
@@ -267,6 +299,9 @@ def run(report: dict, users_count: int, needed: int, scratch: Path) -> dict:
         "gpus_per_node": PER_NODE,
         "ceiling": CEILING,
         "simulated_boot_s": 5,
+        "simulator_settings": cloud.state()["settings"],
+        "cern_hub": "scaling_interval 1 s, scaling_grace_period 10 s",
+        "plain_hub": "no scaling controller (jupyterhub_config.py read a sandbox without a cloud)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "CERNSpawner_from_0_nodes": cern_result,
         "KubeSpawner_hand_sized": plain_result,
