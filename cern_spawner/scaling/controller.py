@@ -79,7 +79,7 @@ class ScalingController:
         kube=None,
         namespace: str | None = None,
         interval: float = 2.0,
-        idle_refresh: float = 10.0,
+        idle_refresh: float = 30.0,
         grace: float = 300.0,
         call_timeout: float = 20.0,
         retry_timeout: float = 30.0,

@@ -23,6 +23,31 @@ class RawWatch(watch.Watch):
         return ""
 
 
+def relevant(obj: dict) -> tuple:
+    """What capacity and shrink decisions read of a Node or Pod. A kubelet's heartbeat or a pod's
+    new condition timestamp changes nothing here, so it does not wake the controller."""
+    metadata, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    if "containers" not in spec:  # a Node
+        ready = next(
+            (c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
+        )
+        return (
+            repr(metadata.get("labels")),
+            repr(metadata.get("annotations")),
+            spec.get("unschedulable"),
+            spec.get("providerID"),
+            repr(status.get("allocatable")),
+            ready,
+        )
+    return (
+        spec.get("nodeName"),
+        status.get("phase"),
+        metadata.get("deletionTimestamp") is not None,
+        repr(spec.get("nodeSelector")),
+        repr([c.get("resources") for c in spec.get("containers") or []]),
+    )
+
+
 def _key(obj: dict) -> str:
     metadata = obj["metadata"]
     return f"{metadata['namespace']}/{metadata['name']}" if metadata.get("namespace") else metadata["name"]
@@ -76,12 +101,15 @@ class ClusterView:
                 async for event in stream:  # a 410 Gone (version too old) raises: list again
                     if event["type"] == "BOOKMARK":
                         continue
-                    obj = event["raw_object"]
+                    obj, key = event["raw_object"], _key(event["raw_object"])
                     if event["type"] == "DELETED":
-                        store.pop(_key(obj), None)
-                    else:
-                        store[_key(obj)] = obj
-                    self.changed.set()
+                        store.pop(key, None)
+                        self.changed.set()
+                        continue
+                    before = store.get(key)
+                    store[key] = obj
+                    if before is None or relevant(before) != relevant(obj):
+                        self.changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the API server restarting, a dropped connection
