@@ -17,55 +17,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 from .. import metrics
 from . import nodes as node_ops
 from .capacity import Capacity, GroupSelector, summarize
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
-from .magnum import GroupState, MagnumGroups
+from .magnum import GroupState, MagnumGroups, baseline, grow, shrink
 from .memory import Memory
 from .planner import GroupView, plan
 from .shrink import ShrinkView, decide, unsettled
-
-
-@dataclass(frozen=True)
-class ScaledGroup:
-    name: str
-    label: str
-    gpu_resource: str
-    gpus_per_node: int
-    cluster: str
-    mode: str  # "resize" | "raise-min"
-    min_nodes: int
-    max_nodes: int
-
-
-@dataclass
-class GroupStatus:
-    capacity: Capacity | None = None
-    cloud: GroupState | None = None
-    cloud_at: float | None = None  # when `cloud` was read
-    requested: tuple[int, int] | None = None  # (from, to) of the growth under way
-    requested_at: float | None = None
-    requested_for: int = 0  # the node count asked for, to time how long it takes to be ready
-    blocker: ScalingError | None = None  # why waiting users cannot be served
-    retrying_since: float | None = None  # the cloud has failed transiently since then
-    retry_at: float = 0.0
-    retry_delay: float = 0.0
-    events: list[str] = field(default_factory=list)  # operators' history, oldest first
-    members: set[str] = field(default_factory=set)  # the group's nodes at the last round
-    joined: dict[str, float] = field(default_factory=dict)  # node -> when it joined
-    removing: dict[str, float] = field(default_factory=dict)  # node named for removal -> when
-    empty_since: dict[str, float] = field(default_factory=dict)  # node -> first seen without workloads
-    unclaimed: set[str] = field(default_factory=set)  # joined while we watched, never ran a workload
-    awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
-    lost: int = 0  # VMs past their join deadline
-
-    def say(self, message: str) -> None:
-        if not self.events or self.events[-1] != message:
-            self.events.append(message)
-            del self.events[:-50]
+from .state import GroupStatus, ScaledGroup
 
 
 class ScalingController:
@@ -244,7 +206,7 @@ class ScalingController:
         if finished and not cloud.failed:
             status.requested = None
         self._after_read(group, status, cloud, capacity, now)
-        metrics.NODES_BASELINE.labels(group.name).set(_baseline(group, cloud))
+        metrics.NODES_BASELINE.labels(group.name).set(baseline(group, cloud))
         if finished and cloud.failed:
             error = PermanentError("The cloud failed to add the node.", cloud.status_reason)
             self._failed(group, status, error, "grow")
@@ -267,7 +229,7 @@ class ScalingController:
                 free_per_node=capacity.free_per_node,
                 pending_requests=capacity.pending_requests,
                 booting_nodes=sum(1 for n in capacity.members if n.booting),
-                baseline=_baseline(group, cloud),
+                baseline=baseline(group, cloud),
                 ceiling=group.max_nodes - status.lost,
             )
         )
@@ -393,7 +355,7 @@ class ScalingController:
             cloud_min=cloud.min_nodes,
             cloud_busy=cloud.busy,
             lost=status.lost,
-            baseline=_baseline(group, cloud),
+            baseline=baseline(group, cloud),
             empty_since=status.empty_since,
             grace=self.grace,
             now=now,
@@ -517,39 +479,8 @@ class ScalingController:
                 status.cloud_at = None
                 return
         raised = cloud.min_nodes if group.mode == "raise-min" else cloud.node_count
-        if group.name not in self.memory.raised_max and raised <= _baseline(group, cloud):
+        if group.name not in self.memory.raised_max and raised <= baseline(group, cloud):
             if retiring:
                 self.log.info("%s is back at its baseline and no longer scaled: forgetting it", group.name)
                 self.statuses.pop(group.name, None)
             self.memory.forget_group(group.name)
-
-
-def _baseline(group: ScaledGroup, cloud: GroupState) -> int:
-    """Never below the catalog's baseline; in resize mode not below the cloud's own min either
-    (Magnum refuses it). In raise-min mode the cloud's min is ours to lower."""
-    return group.min_nodes if group.mode == "raise-min" else max(group.min_nodes, cloud.min_nodes)
-
-
-def grow(backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int) -> None:
-    """Ask Magnum for `target` nodes. Order matters: Magnum refuses min > node_count and max < node_count."""
-    if target > group.max_nodes:
-        raise CeilingReached(f"{group.name} may not grow beyond {group.max_nodes} node(s).")
-    if cloud.max_nodes is not None and target > cloud.max_nodes:
-        backend.patch(group.name, cloud, max_node_count=target)
-    if cloud.node_count < target:
-        backend.resize(group.name, target)
-    if group.mode == "raise-min" and cloud.min_nodes < target:
-        # Autoscaled clusters keep only what min pins; raised after node_count so min <= node_count.
-        backend.patch(
-            group.name, GroupState(**{**cloud.__dict__, "node_count": target}), min_node_count=target
-        )
-
-
-def shrink(
-    backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int, remove: list[str]
-) -> None:
-    if group.mode == "raise-min":
-        if cloud.min_nodes > target:
-            backend.patch(group.name, cloud, min_node_count=target)
-        return  # the autoscaler removes the idle nodes
-    backend.resize(group.name, target, nodes_to_remove=remove)

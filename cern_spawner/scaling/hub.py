@@ -9,9 +9,10 @@ from openstack.config import loader
 
 from ..catalog import Catalog
 from .config import GPUScaling
-from .controller import ScaledGroup, ScalingController
+from .controller import ScalingController
 from .magnum import MagnumGroups
 from .memory import Memory
+from .state import ScaledGroup
 from .watch import ClusterView
 
 _controllers: dict[tuple, ScalingController] = {}

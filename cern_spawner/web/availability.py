@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 from ..catalog.access import allowed_profiles
 from ..catalog.model import Catalog, Profile
-from ..scaling.controller import GroupStatus, ScaledGroup
 from ..scaling.errors import CeilingReached, QuotaExceeded
+from ..scaling.state import GroupStatus, ScaledGroup
 from .progress_words import minutes
 
 

@@ -20,7 +20,7 @@ from tests.integration.growth import (
 )
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
 EXTRA = "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
 
 

@@ -12,10 +12,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cern_spawner.scaling.capacity import REMOVAL_ANNOTATION
-from cern_spawner.scaling.controller import ScaledGroup, ScalingController
+from cern_spawner.scaling.controller import ScalingController
 from cern_spawner.scaling.errors import CeilingReached, CloudUnavailable, QuotaExceeded, TemporaryError
 from cern_spawner.scaling.magnum import GroupState
 from cern_spawner.scaling.memory import Memory
+from cern_spawner.scaling.state import ScaledGroup
 
 pytestmark = pytest.mark.unit
 LABEL = "magnum.openstack.org/nodegroup"

@@ -10,9 +10,9 @@ import pytest
 from cern_spawner.catalog import load_catalog
 from cern_spawner.scaling import capacity as capacity_module
 from cern_spawner.scaling.capacity import Capacity
-from cern_spawner.scaling.controller import GroupStatus, ScaledGroup
 from cern_spawner.scaling.errors import CeilingReached, PermanentError, QuotaExceeded
 from cern_spawner.scaling.magnum import GroupState
+from cern_spawner.scaling.state import GroupStatus, ScaledGroup
 from cern_spawner.web.availability import availability, report
 
 pytestmark = pytest.mark.unit

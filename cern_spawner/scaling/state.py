@@ -1,0 +1,49 @@
+"""What the scaling controller knows of each group: its settings and its status, read by spawns
+(progress, blockers) and the picker (availability)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .capacity import Capacity
+from .errors import ScalingError
+from .magnum import GroupState
+
+
+@dataclass(frozen=True)
+class ScaledGroup:
+    name: str
+    label: str
+    gpu_resource: str
+    gpus_per_node: int
+    cluster: str
+    mode: str  # "resize" | "raise-min"
+    min_nodes: int
+    max_nodes: int
+
+
+@dataclass
+class GroupStatus:
+    capacity: Capacity | None = None
+    cloud: GroupState | None = None
+    cloud_at: float | None = None  # when `cloud` was read
+    requested: tuple[int, int] | None = None  # (from, to) of the growth under way
+    requested_at: float | None = None
+    requested_for: int = 0  # the node count asked for, to time how long it takes to be ready
+    blocker: ScalingError | None = None  # why waiting users cannot be served
+    retrying_since: float | None = None  # the cloud has failed transiently since then
+    retry_at: float = 0.0
+    retry_delay: float = 0.0
+    events: list[str] = field(default_factory=list)  # operators' history, oldest first
+    members: set[str] = field(default_factory=set)  # the group's nodes at the last round
+    joined: dict[str, float] = field(default_factory=dict)  # node -> when it joined
+    removing: dict[str, float] = field(default_factory=dict)  # node named for removal -> when
+    empty_since: dict[str, float] = field(default_factory=dict)  # node -> first seen without workloads
+    unclaimed: set[str] = field(default_factory=set)  # joined while we watched, never ran a workload
+    awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
+    lost: int = 0  # VMs past their join deadline
+
+    def say(self, message: str) -> None:
+        if not self.events or self.events[-1] != message:
+            self.events.append(message)
+            del self.events[:-50]
