@@ -59,8 +59,11 @@ tools: deps
 	$(PY) -m sandbox.registry > /dev/null
 
 # The integration tests start the sandbox themselves (or reuse a running one) and fail if it cannot start.
+# Two workers share it; modules that share a part of it never run at once (tests/conftest.py).
+# Serially: `$(PY) -m pytest`.
+TEST_WORKERS ?= 2
 test: lint tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 down:
 	$(PY) -m sandbox down

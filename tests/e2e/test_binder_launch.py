@@ -21,6 +21,8 @@ from sandbox.builder import oci
 from tests.e2e.conftest import SECONDS, catalog_with, hub_with, screenshot, sso_login, stop_server
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.shares("user-bob", "binder-builds")
+
 # The texts of the progress page's log items as they appear, handed to Python: the page reloads
 # into the server once it is ready, and its log goes with it.
 RECORD_PROGRESS = """

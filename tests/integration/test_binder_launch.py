@@ -24,7 +24,7 @@ from sandbox.builder import oci
 from sandbox.hubrunner import start_hub
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("user-bob", "user-alice", "binder-builds")]
 
 BUILD_SELECTOR = "app.kubernetes.io/component=binder-build"
 PROFILE = "shared-1g"

@@ -24,7 +24,7 @@ from tests.integration.test_binder_launch import (
 )
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("binder-builds")]
 EXTRA = "c.JupyterHub.cleanup_servers = False\nc.JupyterHub.slow_spawn_timeout = 0\n"
 
 

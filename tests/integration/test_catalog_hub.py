@@ -11,7 +11,7 @@ import pytest
 from sandbox.hubrunner import start_hub
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("sso-roles")]
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 # carol holds the hub-admins role in the sandbox's single sign-on, which makes her a hub admin.
 ADMIN, PASSWORD = "carol", "cern-demo"

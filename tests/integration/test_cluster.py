@@ -8,7 +8,7 @@ from kubernetes import client
 from sandbox.binaries import KUBERNETES
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-v100")]
 
 GPU_GROUP = "gpu-v100"
 SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}

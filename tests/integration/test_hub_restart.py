@@ -16,7 +16,7 @@ import requests
 from tests.integration.growth import GROUP, RestartableHub, group_state, log_mark, no_nodes_in, start, writes
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
 GRACE = 5
 # Servers survive the hub, as in production. The 5 s http_timeout is shorter than the node's boot:
 # a server resumed after the restart must not depend on JupyterHub's own start-up check waiting.

@@ -10,7 +10,7 @@ from kubernetes import client
 from cern_spawner.catalog import load_catalog
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-v100")]
 PROFILES = load_catalog([Path(__file__).resolve().parents[2] / "profiles"]).profiles
 
 

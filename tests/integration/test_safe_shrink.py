@@ -27,7 +27,7 @@ from tests.integration.growth import (
 )
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
 GRACE = 8  # per node, from when it emptied
 EXTRA = (
     f"c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = {GRACE}\n"

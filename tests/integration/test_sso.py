@@ -19,7 +19,7 @@ from sandbox.hubrunner import start_hub
 from sandbox.keycloak.admin import admin_token
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares("sso-roles", "gpu-v100", "user-bob", "user-alice")]
 
 PASSWORD = keycloak.DEMO_PASSWORD
 GPU_PROFILE = "Dedicated 1 GPU"
