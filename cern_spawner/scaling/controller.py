@@ -29,6 +29,8 @@ from .planner import GroupView, plan
 from .shrink import ShrinkView, decide, unsettled
 from .state import GroupStatus, ScaledGroup
 
+UNCLAIMED_GRACE = 60.0  # seconds an empty node that never ran a workload is kept
+
 
 class ScalingController:
     def __init__(
@@ -97,16 +99,15 @@ class ScalingController:
         await self.view.synced.wait()
         while True:
             self.view.changed.clear()
-            active = False
+            wait = self.idle_refresh
             try:
                 for group, retiring in self._all_groups():
                     task = self._group_tasks.get(group.name)
                     if task is None or task.done():
                         self._group_tasks[group.name] = asyncio.ensure_future(self._guarded(group, retiring))
-                    active = active or self._active(self.status(group.name))
+                    wait = min(wait, self._due_in(self.status(group.name)))
             except Exception:
                 self.log.exception("Scaling round failed")
-            wait = self.interval if active else self.idle_refresh
             try:
                 await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
             except TimeoutError:
@@ -120,6 +121,19 @@ class ScalingController:
             raise
         except Exception:
             self.log.exception("Scaling round of %s failed", group.name)
+
+    def _due_in(self, status: GroupStatus) -> float:
+        """Seconds until this group needs a round even if the cluster does not change: at once
+        while something waits or changes, else when a retry or an empty node's grace is due."""
+        if self._active(status):
+            return self.interval
+        now = self.clock()
+        due = [status.retry_at] if status.retry_at > now else []
+        for name, since in status.empty_since.items():
+            grace = min(self.grace, UNCLAIMED_GRACE) if name in status.unclaimed else self.grace
+            due.append(since + grace)
+        later = [moment - now for moment in due if moment > now]
+        return max(min(later, default=self.idle_refresh), self.interval)
 
     def _active(self, status: GroupStatus) -> bool:
         """Something is waiting or changing: read the cloud every `interval`, not every `idle_refresh`."""
@@ -360,6 +374,7 @@ class ScalingController:
             grace=self.grace,
             now=now,
             unclaimed=frozenset(status.unclaimed),
+            unclaimed_grace=UNCLAIMED_GRACE,
         )
 
     async def _release_abandoned(self, group, status: GroupStatus, cloud, capacity: Capacity) -> bool:

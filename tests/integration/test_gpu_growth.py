@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,7 +22,14 @@ from tests.integration.growth import (
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
-EXTRA = "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+HUB_START_TIMEOUT = 60
+# JupyterHub's default hub-wide start timeout (the chart's too); the GPU profiles set their own.
+EXTRA = (
+    "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+    f"c.KubeSpawner.start_timeout = {HUB_START_TIMEOUT}\n"
+)
+# A GPU node that boots for minutes, as on CERN's cloud: longer than the hub-wide start timeout.
+PRODUCTION_BOOT = {"boot_delay": 90, "gpu_delay": 10}
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +42,32 @@ def growth_hub(sandbox, tmp_path_factory, cloud, catalog):
     hub.stop()
 
 
-def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, cloud, core, sandbox):
+def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
+    growth_hub, cloud, core, sandbox
+):
+    """The node boots for longer than the hub-wide start timeout: the profile's own (300 s) is the
+    deadline JupyterHub enforces. A profile with a short one (20 s) fails at that time, saying so."""
     assert group_state(cloud)["node_count"] == 0
+    requests.post(f"{cloud}/_simulator/settings", json=PRODUCTION_BOOT, timeout=10).raise_for_status()
     mark = log_mark(cloud)
-    user = "needs-an-a100"
+    user, hasty = "needs-an-a100", "tries-quickly"
     reader, events, _ = start(growth_hub, user)
+    hasty_reader, hasty_events, _ = start(growth_hub, hasty, profile="a100-quick")
+    started = time.monotonic()
     try:
 
         def ready():
             return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
 
-        wait_until(ready, timeout=180, what="the notebook on a new GPU node")
+        hasty_reader.join(timeout=60)
+        assert hasty_events and hasty_events[-1].get("failed"), hasty_events
+        assert (
+            "No GPU became free within the profile's start timeout (20 s); try again later or pick a "
+            "shared profile." in hasty_events[-1]["message"]
+        ), hasty_events[-1]
+        assert growth_hub.api("GET", f"/users/{hasty}").json()["servers"] == {}
+        wait_until(ready, timeout=300, what="the notebook on a new GPU node")
+        assert time.monotonic() - started > HUB_START_TIMEOUT  # the boot did outlast the hub-wide timeout
         reader.join(timeout=30)
         messages = [e.get("message", "") for e in events]
         # The phases in plain words, in order; the profile is named, never the node group.
@@ -78,6 +101,7 @@ def test_a_gpu_spawn_grows_the_empty_group_then_it_shrinks_back(growth_hub, clou
         assert f'cern_spawner_node_ready_seconds_count{{node_group="{GROUP}"}} 1.0' in metrics
     finally:
         growth_hub.api("DELETE", f"/users/{user}/server")
+        requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 2, "gpu_delay": 1}, timeout=10)
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
     wait_until(
         lambda: no_nodes_in(core, GROUP),

@@ -558,3 +558,17 @@ def test_a_node_nobody_used_goes_soon_after_its_user_cancelled_one_that_served_k
     assert cloud.writes == [("resize", 1, ())]
     rounds(scaler, clock, step=2)
     assert cloud.writes == [("resize", 1, ()), ("resize", 0, ("uuid-n0",))]
+
+
+def test_an_idle_controller_wakes_when_an_empty_nodes_grace_ends_not_only_at_the_slow_refresh():
+    clock = Clock()
+    view = View([gpu_node("n0")], [gpu_pod("alice", node="n0")])
+    scaler = controller(cloud := Cloud(cloud_state(1)), view, clock=clock, idle_refresh=30, interval=1)
+    rounds(scaler, clock)
+    assert scaler._due_in(scaler.status("gpu-v100")) == 30  # nothing due: the slow refresh
+    view.remove("alice")
+    rounds(scaler, clock, step=1)
+    assert scaler._due_in(scaler.status("gpu-v100")) == 60  # her node's grace
+    clock.now += 55
+    assert scaler._due_in(scaler.status("gpu-v100")) == 5
+    assert cloud.writes == []
