@@ -39,19 +39,29 @@ def node_to_remove(
 
 
 async def run(cloud, busy_nodes: Callable[[], set[str]], clock: Callable[[], float] = time.time) -> None:
-    """Every `autoscaler_interval` seconds, remove at most one idle node per autoscaled group."""
+    """Every `autoscaler_interval` seconds (the group's own, when set for it), remove at most one
+    idle node per autoscaled group."""
     empty_since: dict[str, dict[str, float]] = {}
+    waited: dict[str, float] = {}  # group -> seconds since its last look
     while True:
-        await asyncio.sleep(cloud.settings["autoscaler_interval"])
         names = cloud.autoscaled_groups()
-        if not names:
+        intervals = {name: cloud.setting("autoscaler_interval", name) for name in names}
+        tick = min(intervals.values(), default=cloud.setting("autoscaler_interval"))
+        await asyncio.sleep(tick)
+        due = []
+        for name in names:
+            waited[name] = waited.get(name, 0.0) + tick
+            if waited[name] >= intervals[name] - 1e-6:
+                due.append(name)
+        if not due:
             continue
         try:
             busy = await asyncio.to_thread(busy_nodes)
         except Exception as e:  # the cluster may be restarting; try again next round
             log.warning("autoscaler: cannot list pods: %s", e)
             continue
-        for name in names:
+        for name in due:
+            waited[name] = 0.0
             try:
                 node = node_to_remove(
                     cloud.groups[name],
@@ -59,7 +69,7 @@ async def run(cloud, busy_nodes: Callable[[], set[str]], clock: Callable[[], flo
                     busy,
                     empty_since.setdefault(name, {}),
                     clock(),
-                    cloud.settings["scale_down_unneeded"],
+                    cloud.setting("scale_down_unneeded", name),
                 )
                 if node:
                     log.info("autoscaler: removing idle node %s from %s", node, name)

@@ -39,6 +39,10 @@ DEFAULT_SETTINGS = {
     "scale_down_unneeded": 10.0,
 }
 HANG_LIMIT = 3600.0
+# Node index i owns the pod addresses 10.244.(i+1).0/24 of the /16 pod network
+# (nodeagent/network.py, PodNetwork.node_pool; 10.244.0.0/24 is the gateway's): indices 0-254,
+# so at most 255 VMs (live, or deleted but still in nodes.json) at once.
+MAX_NODES = 255
 
 
 class Hung(Exception):
@@ -53,12 +57,14 @@ class Cloud:
     def __init__(self, state: Path, topology: Topology, credentials: dict, base_url: str):
         self.state, self.topology, self.credentials, self.base_url = state, topology, credentials, base_url
         self.settings = dict(DEFAULT_SETTINGS)
+        self.group_settings: dict[str, dict[str, float]] = {}  # node group -> its overrides
         self.tokens: dict[str, float] = {}
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.stacks: dict[str, asyncio.Task] = {}  # node group -> its running Heat stack update
         self.stack_status: dict[str, str] = {}  # node group -> its stack's last status
-        self.release_hangs = asyncio.Event()
+        # Requests held by `hang` faults wait on the event of the fault's group (None: group-less).
+        self.releases: dict[str | None, asyncio.Event] = {}
         self.cluster = {
             "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, topology.cluster)),
             "name": topology.cluster,
@@ -128,10 +134,54 @@ class Cloud:
     def token_valid(self, token: str | None) -> bool:
         return bool(token) and self.tokens.get(token, 0) > time.time()
 
+    # -- settings ----------------------------------------------------------------------------------
+    def setting(self, name: str, group: str | None = None) -> float:
+        """A setting for an action on `group`: the group's override if any, else the global value."""
+        return self.group_settings.get(group or "", {}).get(name, self.settings[name])
+
+    def group_name(self, ref: str | None) -> str | None:
+        """The name of the node group `ref` (a name or uuid) names; unknown references as given."""
+        if ref is None:
+            return None
+        for group in self.groups.values():
+            if ref in (group["name"], group["uuid"]):
+                return group["name"]
+        return ref
+
+    def _known_group(self, group) -> str:
+        if not isinstance(group, str) or group not in self.groups:
+            raise Refused(404, f"Nodegroup {group} could not be found.")
+        return group
+
+    def update_settings(self, body: dict) -> dict:
+        """POST /_simulator/settings: global values, or with `group` that group's overrides.
+        Answers the values in force (for the group when one is given); unknown names are ignored."""
+        values = {k: float(v) for k, v in body.items() if k in self.settings}
+        group = body.get("group")
+        if group is None:
+            self.settings.update(values)
+            return self.settings
+        self.group_settings.setdefault(self._known_group(group), {}).update(values)
+        return {**self.settings, **self.group_settings[group]}
+
+    def clear_group_settings(self, group: str | None = None) -> None:
+        """DELETE /_simulator/settings: drop one group's overrides, or every group's (globals stay)."""
+        if group is None:
+            self.group_settings.clear()
+        else:
+            self.group_settings.pop(self._known_group(group), None)
+
     # -- faults and the request log -------------------------------------------------------------
-    async def injected_fault(self, action: str, body) -> None:
+    def _release(self, group: str | None) -> asyncio.Event:
+        return self.releases.setdefault(group, asyncio.Event())
+
+    async def injected_fault(self, action: str, body, group: str | None = None) -> None:
+        """Apply the first matching fault. A fault with a `group` matches only requests about that
+        group (`group`: the node group of the path or of the resize body; None for the others)."""
         for fault in list(self.faults):
             if fault.get("never_join") or fault["match"] not in ("any", action):
+                continue
+            if fault.get("group") is not None and fault["group"] != group:
                 continue
             if fault.get("quota") and not (action == "resize" and self._grows(body)):
                 continue
@@ -139,7 +189,7 @@ class Cloud:
             if fault["count"] <= 0:
                 self.faults.remove(fault)
             if fault.get("hang"):
-                release = self.release_hangs
+                release = self._release(fault.get("group"))
                 try:
                     await asyncio.wait_for(release.wait(), HANG_LIMIT)
                 except TimeoutError:
@@ -155,17 +205,28 @@ class Cloud:
                 raise Refused(int(fault["status"]), f"Injected fault: HTTP {fault['status']}")
 
     def add_fault(self, body: dict) -> None:
-        self.faults.append({"status": 500, "count": 1, "match": "any", "delay": 0, "quota": False, **body})
+        if body.get("group") is not None:
+            self._known_group(body["group"])
+        fault = {"status": 500, "count": 1, "match": "any", "delay": 0, "quota": False, "group": None}
+        self.faults.append({**fault, **body})
 
-    def clear_faults(self) -> None:
-        self.faults.clear()
-        self.release_hangs.set()  # held requests end without an answer
-        self.release_hangs = asyncio.Event()
+    def clear_faults(self, group: str | None = None) -> None:
+        """Without `group`: every fault goes and every held request ends. With it: only the faults of
+        that group, and only the requests held by that group's `hang` faults."""
+        if group is None:
+            self.faults.clear()
+            released, self.releases = self.releases, {}
+        else:
+            self._known_group(group)
+            self.faults[:] = [f for f in self.faults if f.get("group") != group]
+            released = {group: self.releases.pop(group)} if group in self.releases else {}
+        for event in released.values():
+            event.set()  # held requests end without an answer
 
-    def _never_joins(self) -> bool:
-        """Whether the next new VM is one that never registers (a `never_join` fault)."""
+    def _never_joins(self, group: str) -> bool:
+        """Whether the next new VM of `group` is one that never registers (a `never_join` fault)."""
         for fault in self.faults:
-            if fault.get("never_join"):
+            if fault.get("never_join") and fault.get("group") in (None, group):
                 fault["count"] -= 1
                 if fault["count"] <= 0:
                     self.faults.remove(fault)
@@ -176,10 +237,17 @@ class Cloud:
         group = self.groups.get((body or {}).get("nodegroup", ""))
         return bool(group) and (body or {}).get("node_count", 0) > group["node_count"]
 
-    def log(self, method: str, path: str, status: int, **extra) -> None:
+    def log(self, method: str, path: str, status: int, group: str | None = None, **extra) -> None:
         # `seq` keeps counting when old entries are dropped, so readers can ask for what came after.
         self._seq = getattr(self, "_seq", 0) + 1
-        entry = {"seq": self._seq, "method": method, "path": path, "status": status, "at": time.time()}
+        entry = {
+            "seq": self._seq,
+            "method": method,
+            "path": path,
+            "status": status,
+            "at": time.time(),
+            "group": group,  # the node group the request was about (its path or resize body)
+        }
         self.requests.append({**entry, **extra})
         del self.requests[:-1000]
 
@@ -189,6 +257,7 @@ class Cloud:
             "groups": self.groups,
             "requests": self.requests,
             "settings": self.settings,
+            "group_settings": self.group_settings,
             "faults": self.faults,
         }
 
@@ -257,7 +326,7 @@ class Cloud:
         group["status"], group["status_reason"] = "UPDATE_IN_PROGRESS", None
         self._save()
         asyncio.get_running_loop().call_later(
-            self.settings["status_sync_interval"], self._sync, group["name"]
+            self.setting("status_sync_interval", group["name"]), self._sync, group["name"]
         )
         return 202, answer
 
@@ -270,6 +339,12 @@ class Cloud:
             group["status"] = self.stack_status.get(name, "CREATE_COMPLETE")
             group["status_reason"] = f"Stack {group['status'].split('_')[0]} completed successfully"
             self._save()
+
+    def resize_group(self, body) -> str | None:
+        """The node group a resize body is for (Magnum's default group when it names none)."""
+        if not isinstance(body, dict):
+            return None
+        return self.group_name(str(body.get("nodegroup") or self.topology.node_groups[0].name))
 
     def resize(self, cluster, body):
         """magnum/api/controllers/v1/cluster_actions.py: ActionsController._resize checks the bounds
@@ -292,7 +367,7 @@ class Cloud:
             log.warning("conductor: %s", refusal)
             return
         running = self.stacks.get(name)
-        if running and not self.settings["heat_convergence"]:
+        if running and not self.setting("heat_convergence", name):
             # Heat's legacy engine refuses an update while one runs (heat exception ActionInProgress);
             # the conductor restores node_count and marks the group and the cluster UPDATE_FAILED.
             group["status"] = "UPDATE_FAILED"
@@ -341,29 +416,34 @@ class Cloud:
         if ignored:
             log.warning("heat: nodes_to_remove entries %s name no member of %s: ignored", ignored, name)
         creates = target - (len(members) - len(doomed))
-        await asyncio.sleep(self.settings["boot_delay"] if creates > 0 else self.settings["shrink_delay"])
+        await asyncio.sleep(self.setting("boot_delay" if creates > 0 else "shrink_delay", name))
         now = time.time()
         nodes = self._pruned(load_specs(self.state) or [], now)
         for node in nodes:
             if node["name"] in doomed and node.get("gone_at") is None:
-                node["gone_at"], node["delete_at"] = now, now + self.settings["node_removal_lag"]
+                node["gone_at"], node["delete_at"] = now, now + self.setting("node_removal_lag", name)
         used = {n["name"] for n in nodes}
-        index = max((n["index"] for n in nodes), default=-1) + 1
-        position = 0
+        indices = {n["index"] for n in nodes}  # each index owns a /24 of the pod network (a /16)
+        index, position = 0, 0
         for _ in range(max(creates, 0)):
             while f"{self.topology.cluster}-{name}-node-{position}" in used:
                 position += 1
+            while index in indices:  # the lowest free one, so indices stay below MAX_NODES
+                index += 1
+            if index >= MAX_NODES:
+                log.warning("heat: no pod-address range left for a new VM of %s", name)
+                break
             new = node_spec(self.topology, spec, position, index, server_id=str(uuid.uuid4()))
             if spec.gpus_per_node:
-                new["gpu_ready_at"] = now + self.settings["gpu_delay"]
-            if self._never_joins():
+                new["gpu_ready_at"] = now + self.setting("gpu_delay", name)
+            if self._never_joins(name):
                 new["never_join"] = True
             nodes.append(new)
             used.add(new["name"])
-            index += 1
+            indices.add(index)
         save_specs(self.state, nodes)
         if doomed:
-            lag = self.settings["node_removal_lag"]
+            lag = self.setting("node_removal_lag", name)
             asyncio.get_running_loop().call_later(lag + 0.05, self._prune)
         group["node_addresses"] = [n["name"] for n in self._members(nodes, name)]
         group.update(status="UPDATE_COMPLETE", status_reason="Stack UPDATE completed successfully")

@@ -157,9 +157,12 @@ class Magnum(Base):
                 },
             )
 
-    async def handle(self, action: str, call, *args, api: str | None = None) -> None:
+    async def handle(
+        self, action: str, call, *args, api: str | None = None, group: str | None = None
+    ) -> None:
         """`api` names a node-group call (it needs microversion 1.10); every v1 call has its version
-        checked and the version headers set (magnum/api/controllers/v1/__init__.py, Controller._route)."""
+        checked and the version headers set (magnum/api/controllers/v1/__init__.py, Controller._route).
+        `group` is the node group the call is about (faults and the log are per group)."""
         header = self.request.headers.get("OpenStack-API-Version")
         try:
             version = requested_version(header)
@@ -178,10 +181,10 @@ class Magnum(Base):
                 check_microversion(header, api)
             else:
                 requested_version(header)
-            await self.cloud.injected_fault(action, self.body() if self.request.body else None)
+            await self.cloud.injected_fault(action, self.body() if self.request.body else None, group)
             status, body = call(*args)
         except Hung:
-            self.cloud.log(self.request.method, self.request.path, 599, hung=True)
+            self.cloud.log(self.request.method, self.request.path, 599, group=group, hung=True)
             self.request.connection.close()
             self._finished = True  # nothing more is written to this request
             return
@@ -199,7 +202,7 @@ class Magnum(Base):
                     "links": [],
                 }
             body = {"errors": [error]}
-        self.cloud.log(self.request.method, self.request.path, status)
+        self.cloud.log(self.request.method, self.request.path, status, group=group)
         self.reply(status, body)
 
     @staticmethod
@@ -230,15 +233,25 @@ class NodegroupList(Magnum):
 
 class NodegroupHandler(Magnum):
     async def get(self, cluster, group):
-        await self.handle("get", self.cloud.get_group, cluster, group, api="get_one")
+        name = self.cloud.group_name(group)
+        await self.handle("get", self.cloud.get_group, cluster, group, api="get_one", group=name)
 
     async def patch(self, cluster, group):
-        await self.handle("patch", lambda: self.cloud.patch_group(cluster, group, self.body()), api="patch")
+        name = self.cloud.group_name(group)
+        await self.handle(
+            "patch", lambda: self.cloud.patch_group(cluster, group, self.body()), api="patch", group=name
+        )
 
 
 class Resize(Magnum):
     async def post(self, cluster):
-        await self.handle("resize", lambda: self.cloud.resize(cluster, self.body() or {}), api="resize")
+        try:
+            group = self.cloud.resize_group(self.body())
+        except Refused:
+            group = None  # not JSON: handle() answers 400
+        await self.handle(
+            "resize", lambda: self.cloud.resize(cluster, self.body() or {}), api="resize", group=group
+        )
 
 
 class Admin(Base):
@@ -252,22 +265,32 @@ class Admin(Base):
             raise web.HTTPError(404)
 
     def post(self, what):
-        body = self.body() or {}
-        if what == "settings":
-            self.cloud.settings.update({k: float(v) for k, v in body.items() if k in self.cloud.settings})
-            self.reply(200, self.cloud.settings)
-        elif what == "faults":
-            self.cloud.add_fault(body)
-            self.reply(201, {"faults": self.cloud.faults})
-        else:
-            raise web.HTTPError(404)
+        try:
+            body = self.body() or {}
+            if what == "settings":
+                self.reply(200, self.cloud.update_settings(body))
+            elif what == "faults":
+                self.cloud.add_fault(body)
+                self.reply(201, {"faults": self.cloud.faults})
+            else:
+                raise web.HTTPError(404)
+        except Refused as e:  # an unknown group
+            self.reply(e.status, {"error": e.detail})
 
     def delete(self, what):
-        if what == "faults":
-            self.cloud.clear_faults()
-            self.reply(204)
-        else:
-            raise web.HTTPError(404)
+        """`?group=<name>`: only that group's faults (and held requests), or settings overrides."""
+        group = self.get_query_argument("group", None)
+        try:
+            if what == "faults":
+                self.cloud.clear_faults(group)
+            elif what == "settings":
+                self.cloud.clear_group_settings(group)
+            else:
+                raise web.HTTPError(404)
+        except Refused as e:
+            self.reply(e.status, {"error": e.detail})
+            return
+        self.reply(204)
 
 
 def make_app(cloud: Cloud) -> web.Application:
