@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import requests
 
 from sandbox.hubrunner import start_hub
+from tests.integration.growth import GROUP, reset_timings, set_timings
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "e2e-artifacts"
@@ -98,16 +98,13 @@ def screenshot(page, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def cloud(sandbox):
-    """The OpenStack simulator, booting nodes fast; a GPU comes up a few seconds after its node
-    joins, so that the progress page shows "joined" well before the server is ready."""
+    """The OpenStack simulator, booting the A100 group's nodes fast; a GPU comes up a few seconds
+    after its node joins, so that the progress page shows "joined" well before the server is ready.
+    Only that group's timings: modules running beside this one keep theirs."""
     url = sandbox["openstack"]["url"]
-    before = requests.get(f"{url}/_simulator/state", timeout=10).json()["settings"]
-    fast = {"boot_delay": 2, "gpu_delay": 4}
-    requests.post(f"{url}/_simulator/settings", json=fast, timeout=10).raise_for_status()
+    set_timings(url, GROUP, boot_delay=2, gpu_delay=4)
     yield url
-    # Later tests of the same session (integration) find the simulator as it was.
-    restore = {key: before[key] for key in fast}
-    requests.post(f"{url}/_simulator/settings", json=restore, timeout=10).raise_for_status()
+    reset_timings(url, GROUP)
 
 
 def catalog_with(directory: Path, extra: dict[str, str]) -> Path:

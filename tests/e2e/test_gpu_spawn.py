@@ -12,7 +12,7 @@ from tests.e2e.conftest import SECONDS, catalog_with, hub_with, screenshot, sso_
 from tests.integration.growth import A100, GROUP, group_state
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.shares("gpu-a100", "cloud", "user-bob")
+pytestmark = pytest.mark.shares("gpu-a100", "user-bob")
 
 # Every item the progress page appends to its log, recorded as it appears: the page reloads into
 # the server when it is ready, and its log goes with it.

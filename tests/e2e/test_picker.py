@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import SECONDS, catalog_with, hub_with, screenshot, sso_login, stop_server
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.shares("gpu-a100", "gpu-v100", "cloud", "user-alice")
+pytestmark = pytest.mark.shares("gpu-a100", "gpu-v100", "user-alice")
 
 # A GPU profile anyone may use, on a group the hub may not grow (max 0 nodes) and that has none.
 CLOSED = """

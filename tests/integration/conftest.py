@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-import requests
 
-from tests.integration.growth import A100, PROFILES, T4
+from tests.integration.growth import A100, FAST, GROUP, T4, T4_GROUP, clear_faults, reset_timings, set_timings
+
+
+def _module_catalog(module) -> dict[str, str]:
+    """The module's `CATALOG` (file name -> YAML): only its own scaled groups, so that hubs of modules
+    running at the same time never manage each other's groups. Default: the A100 and T4 groups."""
+    return getattr(module, "CATALOG", {"a100.yaml": A100, "t4.yaml": T4})
+
+
+def _module_groups(module) -> list[str]:
+    return getattr(module, "GROUPS", [GROUP, T4_GROUP])
 
 
 @pytest.fixture(scope="module")
-def cloud(sandbox):
+def cloud(sandbox, request):
     url = sandbox["openstack"]["url"]
-    requests.post(
-        f"{url}/_simulator/settings",
-        json={"boot_delay": 2, "gpu_delay": 1, "autoscaler_interval": 1, "scale_down_unneeded": 3},
-        timeout=10,
-    ).raise_for_status()
+    for group in _module_groups(request.module):
+        set_timings(url, group, **FAST)
     yield url
-    requests.delete(f"{url}/_simulator/faults", timeout=10)
+    for group in _module_groups(request.module):
+        clear_faults(url, group)
+        reset_timings(url, group)
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
+def catalog(tmp_path_factory, request):
     directory = tmp_path_factory.mktemp("profiles")
-    shutil.copy(PROFILES / "default.yaml", directory / "default.yaml")
-    (directory / "a100.yaml").write_text(A100)
-    (directory / "t4.yaml").write_text(T4)
+    for name, text in _module_catalog(request.module).items():
+        (directory / name).write_text(text)
     return directory

@@ -61,6 +61,33 @@ profiles:
 """
 
 
+def dedicated_catalog(group: str, per_node: int, product: str, mode: str, max_nodes: int, slug: str) -> str:
+    """A catalog of one scaled GPU group and one dedicated 1-GPU profile on it."""
+    return f"""
+node_groups:
+  {group}:
+    gpu: {{resource: nvidia.com/gpu, per_node: {per_node}, product: {product}}}
+    taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{backend: magnum, cluster: sandbox, mode: {mode}, min_nodes: 0, max_nodes: {max_nodes}}}
+profiles:
+  - slug: {slug}
+    display_name: "Dedicated 1 {product} GPU"
+    kind: dedicated
+    cpu: 0.5
+    memory: 1G
+    gpus: 1
+    node_group: {group}
+    start_timeout: 300
+"""
+
+
+# Groups of their own for the modules that run beside test_gpu_growth (see sandbox/topology.yaml).
+H100_GROUP, L4_GROUP, A40_GROUP = "gpu-h100", "gpu-l4", "gpu-a40"
+H100 = dedicated_catalog(H100_GROUP, 4, "NVIDIA-H100-80GB-HBM3", "resize", 4, "h100-1")
+L4 = dedicated_catalog(L4_GROUP, 2, "NVIDIA-L4", "raise-min", 3, "l4-1")
+A40 = dedicated_catalog(A40_GROUP, 4, "NVIDIA-A40", "resize", 4, "a40-1")
+
+
 def group_state(cloud, group=GROUP) -> dict:
     return requests.get(f"{cloud}/_simulator/state", timeout=10).json()["groups"][group]
 
@@ -71,13 +98,41 @@ def log_mark(cloud) -> int:
     return log[-1]["seq"] if log else 0
 
 
-def cloud_log(cloud, since: int = 0) -> list[dict]:
+def cloud_log(cloud, since: int = 0, group: str | None = None) -> list[dict]:
+    """Requests after `since`; with `group`, only those about that node group (modules run in
+    parallel on one simulator, each on groups of its own)."""
     log = requests.get(f"{cloud}/_simulator/state", timeout=10).json()["requests"]
-    return [r for r in log if r["seq"] > since]
+    return [r for r in log if r["seq"] > since and (group is None or r.get("group") == group)]
 
 
-def writes(cloud, since: int = 0) -> list[dict]:
-    return [r for r in cloud_log(cloud, since) if r["method"] in ("POST", "PATCH") and r["status"] < 300]
+def writes(cloud, since: int = 0, group: str | None = None) -> list[dict]:
+    return [
+        r for r in cloud_log(cloud, since, group) if r["method"] in ("POST", "PATCH") and r["status"] < 300
+    ]
+
+
+# Fast timings for the tests of behaviour; a test of production timings sets its own.
+FAST = {"boot_delay": 2, "gpu_delay": 1, "autoscaler_interval": 1, "scale_down_unneeded": 3}
+
+
+def set_timings(cloud, group: str, **values) -> None:
+    """The simulator's timings for one node group only (boot_delay, shrink_delay, ...)."""
+    body = {"group": group, **values}
+    requests.post(f"{cloud}/_simulator/settings", json=body, timeout=10).raise_for_status()
+
+
+def inject(cloud, group: str, **fault) -> None:
+    """A fault on one node group's calls only."""
+    requests.post(f"{cloud}/_simulator/faults", json={"group": group, **fault}, timeout=10).raise_for_status()
+
+
+def reset_timings(cloud, group: str) -> None:
+    """Back to the simulator's global timings for that group."""
+    requests.delete(f"{cloud}/_simulator/settings", params={"group": group}, timeout=10).raise_for_status()
+
+
+def clear_faults(cloud, group: str) -> None:
+    requests.delete(f"{cloud}/_simulator/faults", params={"group": group}, timeout=10).raise_for_status()
 
 
 def follow_progress(hub, user) -> tuple[threading.Thread, list[dict]]:

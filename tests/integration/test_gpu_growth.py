@@ -6,22 +6,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from sandbox.hubrunner import start_hub
 from tests.integration.growth import (
+    FAST,
     GROUP,
     T4_GROUP,
+    clear_faults,
     cloud_log,
     group_state,
+    inject,
     log_mark,
     no_nodes_in,
+    set_timings,
     start,
     writes,
 )
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4")]
 HUB_START_TIMEOUT = 60
 # JupyterHub's default hub-wide start timeout (the chart's too); the GPU profiles set their own.
 EXTRA = (
@@ -48,7 +51,7 @@ def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
     """The node boots for longer than the hub-wide start timeout: the profile's own (300 s) is the
     deadline JupyterHub enforces. A profile with a short one (20 s) fails at that time, saying so."""
     assert group_state(cloud)["node_count"] == 0
-    requests.post(f"{cloud}/_simulator/settings", json=PRODUCTION_BOOT, timeout=10).raise_for_status()
+    set_timings(cloud, GROUP, **PRODUCTION_BOOT)
     mark = log_mark(cloud)
     user, hasty = "needs-an-a100", "tries-quickly"
     reader, events, _ = start(growth_hub, user)
@@ -88,7 +91,7 @@ def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
         assert progress == sorted(progress), progress
         assert events[-1].get("ready") is True
         assert group_state(cloud)["node_count"] == 1
-        assert len(writes(cloud, mark)) == 1  # one resize, nothing else
+        assert len(writes(cloud, mark, GROUP)) == 1  # one resize, nothing else
         pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
         assert core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == GROUP
 
@@ -101,7 +104,7 @@ def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
         assert f'cern_spawner_node_ready_seconds_count{{node_group="{GROUP}"}} 1.0' in metrics
     finally:
         growth_hub.api("DELETE", f"/users/{user}/server")
-        requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 2, "gpu_delay": 1}, timeout=10)
+        set_timings(cloud, GROUP, **FAST)
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group back at 0 nodes")
     wait_until(
         lambda: no_nodes_in(core, GROUP),
@@ -111,9 +114,7 @@ def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
 
 
 def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth_hub, cloud, core, sandbox):
-    requests.post(
-        f"{cloud}/_simulator/faults", json={"quota": True, "count": 100, "match": "resize"}, timeout=10
-    )
+    inject(cloud, GROUP, quota=True, count=100, match="resize")
     user = "no-quota-left"
     try:
         # Fast: the controller's first round meets the quota error; nothing waits for the 300 s timeout.
@@ -136,7 +137,7 @@ def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth
         )
         assert group_state(cloud)["node_count"] == 0
     finally:
-        requests.delete(f"{cloud}/_simulator/faults", timeout=10)
+        clear_faults(cloud, GROUP)
 
 
 def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
@@ -164,7 +165,7 @@ def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
         wait_until(all_ready, timeout=300, what="ten notebooks running")
         # 10 GPUs at 4 per node: exactly 3 nodes, asked for in at most 3 cloud writes.
         assert group_state(cloud)["node_count"] == 3
-        assert len(writes(cloud, mark)) <= 3
+        assert len(writes(cloud, mark, GROUP)) <= 3
         nodes = {
             core.read_namespaced_pod(f"jupyter-{u}", sandbox["user_namespace"]).spec.node_name for u in users
         }
@@ -187,9 +188,7 @@ def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, clou
         what="the group's nodes to leave the cluster",
     )
     mark = log_mark(cloud)
-    requests.post(
-        f"{cloud}/_simulator/faults", json={"status": 500, "count": 2, "match": "resize"}, timeout=10
-    )
+    inject(cloud, GROUP, status=500, count=2, match="resize")
     user = "cloud-hiccup"
     try:
         reader, events, _ = start(growth_hub, user)
@@ -198,7 +197,7 @@ def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, clou
             return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
 
         wait_until(ready, timeout=180, what="the notebook after the cloud recovered")
-        log = cloud_log(cloud, mark)
+        log = cloud_log(cloud, mark, GROUP)
         resizes = [r["status"] for r in log if r["path"].endswith("/actions/resize")]
         assert resizes == [500, 500, 202], resizes
         reader.join(timeout=30)
@@ -206,7 +205,7 @@ def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, clou
             events
         )
     finally:
-        requests.delete(f"{cloud}/_simulator/faults", timeout=10)
+        clear_faults(cloud, GROUP)
         growth_hub.api("DELETE", f"/users/{user}/server")
     wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0 nodes")
 
@@ -228,7 +227,7 @@ def test_an_autoscaled_group_grows_by_raising_min_and_shrinks_by_lowering_it(
         state = group_state(cloud, T4_GROUP)
         # min pins the new node: the autoscaler would otherwise remove it while it waits idle for its GPU.
         assert (state["node_count"], state["min_node_count"]) == (1, 1)
-        log = cloud_log(cloud, mark)
+        log = cloud_log(cloud, mark, T4_GROUP)
         changes = [
             "resize" if r["path"].endswith("/actions/resize") else r["method"]
             for r in log

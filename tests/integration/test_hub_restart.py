@@ -11,13 +11,27 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
-from tests.integration.growth import GROUP, RestartableHub, group_state, log_mark, no_nodes_in, start, writes
+from tests.integration.growth import (
+    A40,
+    A40_GROUP,
+    FAST,
+    RestartableHub,
+    group_state,
+    log_mark,
+    no_nodes_in,
+    set_timings,
+    start,
+    writes,
+)
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", "cloud")]
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a40")]
 GRACE = 5
+# A group of its own, so that this module runs beside the other GPU modules.
+GROUP = A40_GROUP
+GROUPS = [GROUP]
+CATALOG = {"a40.yaml": A40}
 # Servers survive the hub, as in production. The 5 s http_timeout is shorter than the node's boot:
 # a server resumed after the restart must not depend on JupyterHub's own start-up check waiting.
 EXTRA = (
@@ -51,17 +65,19 @@ def test_restart_while_a_node_boots_asks_nothing_twice_and_the_spawn_completes(
 ):
     hub = restartable()  # its controller returns whatever an earlier test left grown
     wait_until(
-        lambda: group_state(cloud)["node_count"] == 0 and no_group_nodes(core), timeout=90, what="0 nodes"
+        lambda: group_state(cloud, GROUP)["node_count"] == 0 and no_group_nodes(core),
+        timeout=90,
+        what="0 nodes",
     )
     user = "restart-while-booting"
-    requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 15}, timeout=10).raise_for_status()
+    set_timings(cloud, GROUP, boot_delay=15)
     try:
         mark = log_mark(cloud)
-        _, events, _ = start(hub, user)
+        _, events, _ = start(hub, user, profile="a40-1")
         wait_until(
-            lambda: group_state(cloud)["node_count"] == 1, timeout=60, what="the resize to be accepted"
+            lambda: group_state(cloud, GROUP)["node_count"] == 1, timeout=60, what="the resize to be accepted"
         )
-        assert group_state(cloud)["status"] == "UPDATE_IN_PROGRESS"  # the node is still booting
+        assert group_state(cloud, GROUP)["status"] == "UPDATE_IN_PROGRESS"  # the node is still booting
         # Before the restart the user reads that a node is starting, without the node group's name.
         wait_until(
             lambda: any(e.get("message", "").startswith("A new GPU node is starting") for e in events),
@@ -82,24 +98,28 @@ def test_restart_while_a_node_boots_asks_nothing_twice_and_the_spawn_completes(
         )
         status = hub.session.get(f"{hub.url}/user/{user}/api/status", timeout=10)
         assert status.status_code == 200, status.text[:300]
-        changes = writes(cloud, mark)
+        changes = writes(cloud, mark, GROUP)
         assert [r["path"].endswith("/actions/resize") for r in changes] == [True], changes
 
         hub.api("DELETE", f"/users/{user}/server")
-        wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0")
-        assert len(writes(cloud, mark)) == 2  # the grow, then one shrink
+        wait_until(
+            lambda: group_state(cloud, GROUP)["node_count"] == 0, timeout=90, what="the group back at 0"
+        )
+        assert len(writes(cloud, mark, GROUP)) == 2  # the grow, then one shrink
         wait_until(lambda: no_group_nodes(core), timeout=60, what="the node to leave the cluster")
     finally:
-        requests.post(f"{cloud}/_simulator/settings", json={"boot_delay": 2}, timeout=10)
+        set_timings(cloud, GROUP, **FAST)
 
 
 def test_restart_keeps_a_running_server_and_its_grown_node(restartable, cloud, core, sandbox):
     hub = restartable()  # its controller returns whatever an earlier test left grown
     wait_until(
-        lambda: group_state(cloud)["node_count"] == 0 and no_group_nodes(core), timeout=90, what="0 nodes"
+        lambda: group_state(cloud, GROUP)["node_count"] == 0 and no_group_nodes(core),
+        timeout=90,
+        what="0 nodes",
     )
     user = "runs-across-a-restart"
-    start(hub, user)
+    start(hub, user, profile="a40-1")
 
     def ready(hub):
         return hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
@@ -112,11 +132,11 @@ def test_restart_keeps_a_running_server_and_its_grown_node(restartable, cloud, c
     wait_until(lambda: ready(hub), timeout=60, what="the server known to the restarted hub")
     # Several controller rounds past the grace period: a node running a notebook is never returned.
     time.sleep(GRACE + 5)
-    assert group_state(cloud)["node_count"] == 1
-    assert writes(cloud, mark) == []
+    assert group_state(cloud, GROUP)["node_count"] == 1
+    assert writes(cloud, mark, GROUP) == []
     status = hub.session.get(f"{hub.url}/user/{user}/api/status", timeout=10)
     assert status.status_code == 200, status.text[:300]
 
     hub.api("DELETE", f"/users/{user}/server")
-    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group back at 0")
-    assert len(writes(cloud, mark)) == 1
+    wait_until(lambda: group_state(cloud, GROUP)["node_count"] == 0, timeout=90, what="the group back at 0")
+    assert len(writes(cloud, mark, GROUP)) == 1
