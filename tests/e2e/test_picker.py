@@ -57,12 +57,14 @@ def test_a_gpu_card_that_cannot_start_is_disabled_with_its_reason_and_a_shared_p
     expect(card).to_have_class(re.compile(r"\bis-disabled\b"))
     line = availability(page, "a100-closed")
     expect(line).to_contain_text("Unavailable: GPU limit reached")
-    expect(line.locator(".cern-availability-reason")).to_contain_text("maximum of 0 node(s)")
+    expect(line.locator(".cern-availability-reason")).to_contain_text("no more GPU nodes may be added")
     expect(line).to_be_visible()
     # The reason is read with the radio: it describes it.
     described_by = radio.get_attribute("aria-describedby").split()
     assert "profile-availability-a100-closed" in described_by
-    expect(radio).to_have_accessible_description(re.compile("Unavailable: GPU limit reached.*maximum of 0"))
+    expect(radio).to_have_accessible_description(
+        re.compile("Unavailable: GPU limit reached.*no more GPU nodes may be added")
+    )
     # alice has no gpu-users role: the V100 profile is not offered to her at all.
     expect(page.locator("#profile-item-gpu-1")).to_have_count(0)
     screenshot(page, "picker-alice.png")

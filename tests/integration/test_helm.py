@@ -526,7 +526,9 @@ def test_hub_starts_with_binder_launches(helm, sandbox, core, kubectl):
         ("list", "nodes", None, True),
         ("watch", "nodes", None, True),
         ("delete", "nodes", None, False),
-        ("patch", "nodes", None, False),
+        ("patch", "nodes", None, True),  # to cordon a node it is about to give back, and undo it
+        ("list", "pods", "all", True),  # a GPU held by any namespace's pod is not free
+        ("delete", "pods", "all", False),
         ("get", "secrets", "kube-system", False),
         ("create", "pods", "kube-system", False),
         ("create", "clusterroles", None, False),
