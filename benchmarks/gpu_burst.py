@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from cern_spawner.scaling.hub import connect  # noqa: E402
 from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
-from sandbox.hubrunner import start_hub  # noqa: E402
+from sandbox.hubrunner import start_hub, state_without_cloud  # noqa: E402
 
 GROUP, PER_NODE, CEILING = "gpu-burst", 4, 16
 LABEL = "magnum.openstack.org/nodegroup"
@@ -146,19 +146,6 @@ class Cloud:
 
     def node_count(self) -> int:
         return self.state()["groups"][GROUP]["node_count"]
-
-
-def state_without_cloud(state: Path, view: Path) -> Path:
-    """The sandbox's state directory as the plain hub sees it: the same files (linked), but a
-    sandbox.json without the OpenStack simulator."""
-    view.mkdir(parents=True)
-    for entry in state.iterdir():
-        if entry.name != "sandbox.json":
-            (view / entry.name).symlink_to(entry)
-    report = json.loads((state / "sandbox.json").read_text())
-    report.pop("openstack", None)
-    (view / "sandbox.json").write_text(json.dumps(report))
-    return view
 
 
 def gpu_nodes_ready(core) -> int:

@@ -53,7 +53,7 @@ from kubernetes import client, config, watch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sandbox.hubrunner import start_hub  # noqa: E402
+from sandbox.hubrunner import start_hub, state_without_cloud  # noqa: E402
 
 GROUPS = ("gpu-v100", "gpu-a100", "gpu-t4")
 # The sandbox's GPU groups (sandbox/topology.yaml), all three scaled by the hub.
@@ -211,19 +211,6 @@ class Cloud:
 
     def since(self, mark: int) -> list[dict]:
         return [r for r in self.log() if r["seq"] > mark]
-
-
-def state_without_cloud(state: Path, view: Path) -> Path:
-    """The sandbox's state directory as seen by the plain hub: the same files, but a sandbox.json
-    without the OpenStack simulator."""
-    view.mkdir(parents=True)
-    for entry in state.iterdir():
-        if entry.name != "sandbox.json":
-            (view / entry.name).symlink_to(entry)
-    report = json.loads((state / "sandbox.json").read_text())
-    report.pop("openstack", None)
-    (view / "sandbox.json").write_text(json.dumps(report))
-    return view
 
 
 def where_it_goes(name: str, raw: str, rate: int, top: int = 30) -> list[str]:

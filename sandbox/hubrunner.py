@@ -6,6 +6,7 @@ extra lines, and an API token for a service allowed to manage users and servers.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -123,3 +124,16 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
         hub.stop()
         raise RuntimeError(str(e)) from e
     return hub
+
+
+def state_without_cloud(state: Path, view: Path) -> Path:
+    """The sandbox's state directory as a hub without GPU growth sees it (the benchmarks' plain
+    KubeSpawner hubs): the same files (linked), but a sandbox.json without the OpenStack simulator."""
+    view.mkdir(parents=True)
+    for entry in state.iterdir():
+        if entry.name != "sandbox.json":
+            (view / entry.name).symlink_to(entry)
+    report = json.loads((state / "sandbox.json").read_text())
+    report.pop("openstack", None)
+    (view / "sandbox.json").write_text(json.dumps(report))
+    return view
