@@ -432,7 +432,10 @@ class ScalingController:
             await self._call(status, shrink, backend, group, fresh, target, [ids[name] for name in chosen])
         except ScalingError as e:
             metrics.BACKEND_REQUESTS.labels(group.name, "shrink", type(e).__name__).inc()
-            await self._uncordon(chosen)
+            if not isinstance(e, TemporaryError):
+                await self._uncordon(chosen)  # refused: nothing will be removed
+            # A timeout or a 5xx may still have been carried out: the nodes stay cordoned, and are
+            # made schedulable again only once the view has settled without their removal.
             self._failed(group, status, e, "shrink")
             return
         for name in chosen:

@@ -572,3 +572,32 @@ def test_an_idle_controller_wakes_when_an_empty_nodes_grace_ends_not_only_at_the
     clock.now += 55
     assert scaler._due_in(scaler.status("gpu-v100")) == 5
     assert cloud.writes == []
+
+
+@pytest.mark.parametrize(
+    ("error", "kept_cordoned"),
+    [
+        pytest.param(TemporaryError("The cloud is not answering."), True, id="timeout-may-have-landed"),
+        pytest.param(CeilingReached("refused"), False, id="refused-nothing-removed"),
+    ],
+)
+def test_a_failed_shrink_write_keeps_the_node_cordoned_unless_it_surely_did_nothing(error, kept_cordoned):
+    clock = Clock()
+    view = View([gpu_node("n0")])
+    cloud = Cloud(cloud_state(1))
+    scaler = controller(cloud, view, clock=clock)
+    rounds(scaler, clock)
+    original = cloud.resize
+
+    def failing_resize(*args, **kwargs):
+        raise error
+
+    cloud.resize = failing_resize
+    rounds(scaler, clock, step=61)
+    assert view.nodes["n0"]["spec"].get("unschedulable") is (True if kept_cordoned else None)
+    if kept_cordoned:
+        # The write did not land (the cloud still counts the node): the settled view releases it.
+        cloud.resize = original
+        rounds(scaler, clock, step=6)
+        assert view.nodes["n0"]["spec"].get("unschedulable") is None
+        assert cloud.writes == []
