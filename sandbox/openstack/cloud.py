@@ -401,6 +401,18 @@ class Cloud:
         spec = next(n for n in self._members(load_specs(self.state) or [], name) if n["name"] == node)
         self._conduct(name, self.groups[name]["node_count"] - 1, [spec["server_id"]])
 
+    def _next_free_index(self, indices: set[int]) -> int | None:
+        """Indices go round (below MAX_NODES) rather than reusing the lowest free one: a removed
+        node's pods keep their network namespaces until their objects are garbage-collected, and a
+        new node given the same address range at once would collide with them."""
+        start = getattr(self, "_index_cursor", max(indices, default=-1) + 1)
+        for step in range(MAX_NODES):
+            index = (start + step) % MAX_NODES
+            if index not in indices:
+                self._index_cursor = index + 1
+                return index
+        return None
+
     async def _converge(self, name: str, target: int, remove: list[str]) -> None:
         try:
             await self._update_stack(name, target, remove)
@@ -424,13 +436,12 @@ class Cloud:
                 node["gone_at"], node["delete_at"] = now, now + self.setting("node_removal_lag", name)
         used = {n["name"] for n in nodes}
         indices = {n["index"] for n in nodes}  # each index owns a /24 of the pod network (a /16)
-        index, position = 0, 0
+        position = 0
         for _ in range(max(creates, 0)):
             while f"{self.topology.cluster}-{name}-node-{position}" in used:
                 position += 1
-            while index in indices:  # the lowest free one, so indices stay below MAX_NODES
-                index += 1
-            if index >= MAX_NODES:
+            index = self._next_free_index(indices)
+            if index is None:
                 log.warning("heat: no pod-address range left for a new VM of %s", name)
                 break
             new = node_spec(self.topology, spec, position, index, server_id=str(uuid.uuid4()))
