@@ -17,7 +17,9 @@ from .images import image_name
 # The repo2docker release the default builder runs: quay.io publishes one tag per release.
 REPO2DOCKER_IMAGE = "quay.io/jupyterhub/repo2docker:2025.12.0"
 PLACEHOLDERS = ("repo_url", "ref", "commit", "image")
-_HOST_PATTERN = re.compile(r"(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+_HOST_PATTERN = re.compile(
+    r"(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[1-9][0-9]{0,4})?"
+)
 # Pod Security Admission "restricted" for a container (what build pods get without an engine socket).
 RESTRICTED_CONTEXT = {
     "runAsNonRoot": True,
@@ -75,8 +77,10 @@ class BinderConfig(LoggingConfigurable):
         default_value=["github.com", "gitlab.cern.ch"],
         config=True,
         help="""
-        Git hosts repositories may come from, over https; "*.example.org" allows any subdomain of
-        example.org (not example.org itself). Default: github.com and gitlab.cern.ch.
+        Git hosts repositories may come from, over https on port 443; "*.example.org" allows any
+        subdomain of example.org (not example.org itself); "host:port" allows that host on that
+        port only (other ports are refused, so a link cannot aim the hub at an internal service).
+        Default: github.com and gitlab.cern.ch.
         """,
     )
     insecure_origins = List(
@@ -272,10 +276,10 @@ class BinderConfig(LoggingConfigurable):
     @validate("allowed_hosts")
     def _valid_hosts(self, proposal):
         for host in proposal.value:
-            if not _HOST_PATTERN.fullmatch(host):
+            if not _HOST_PATTERN.fullmatch(host) or int(host.partition(":")[2] or 1) > 65535:
                 raise TraitError(
                     f"BinderConfig.allowed_hosts entries must be lowercase host names, optionally "
-                    f"'*.' + a domain, got {host!r} in {proposal.value!r}"
+                    f"'*.' + a domain, optionally ':port', got {host!r} in {proposal.value!r}"
                 )
         return proposal.value
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SLUG_MAX = 40
+# Git hosts whose repository paths are case-insensitive (github.com/Org/Repo is github.com/org/repo).
+CASE_INSENSITIVE_HOSTS = frozenset({"github.com"})
 # The OCI distribution spec's repository-name component and tag grammars.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -33,15 +35,27 @@ class ImageRef:
 
 
 def normalize_repo_url(repo_url: str) -> str:
-    """The identity of a repository: scheme and host lowercased, no trailing '/' or '.git'.
+    """The identity of a repository: scheme and host lowercased, the host's trailing '.' and a
+    default port dropped, no trailing '/' or '.git'.
 
-    The path keeps its case: git servers other than GitHub's may tell `Repo` from `repo`.
+    The path keeps its case (git servers other than GitHub's may tell `Repo` from `repo`), except on
+    hosts known to ignore it (`CASE_INSENSITIVE_HOSTS`), so one repository makes one image.
     """
     parts = urlsplit(repo_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
+        host = f"{host}:{port}"
     path = parts.path.rstrip("/")
     if path.endswith(".git"):
         path = path[: -len(".git")]
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
+    if host in CASE_INSENSITIVE_HOSTS:
+        path = path.lower()
+    return f"{scheme}://{host}{path}"
 
 
 def repo_hash(repo_url: str) -> str:

@@ -9,6 +9,7 @@ first would split.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -21,6 +22,12 @@ _CONTROL = re.compile(r"[\x00-\x20\x7f]")  # space included: no git URL or ref n
 _GH_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.+-]*")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# A DNS name as URLs carry it (internationalized names in their xn-- form).
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+# Controls (C0, C1), format characters (bidi overrides and isolates, zero-width ones, BOM, soft
+# hyphen), separators, surrogates, private-use and unassigned code points: none belongs in a ref,
+# and several make a ref read differently from what git sees.
+_INVISIBLE_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")
 _MAX_REF = 255
 
 
@@ -86,7 +93,12 @@ def parse_spec(
 
 
 def check_repo_url(url: str, allowed_hosts: Iterable[str], insecure_origins: Iterable[str] = ()) -> str:
-    """The URL normalized (scheme and host lowercased, no trailing slash), or BinderRefused."""
+    """The URL normalized (scheme and host lowercased, the host's trailing '.' and a default port
+    dropped, no trailing slash), or BinderRefused.
+
+    https on a port other than 443 only for an `allowed_hosts` entry naming that port
+    (`host:port`); plain http only for an exact `insecure_origins` entry.
+    """
     _no_control(url, "the repository URL")
     if "\\" in url:
         raise BinderRefused(400, f"The repository URL {url!r} holds a backslash: use forward slashes.")
@@ -112,21 +124,31 @@ def check_repo_url(url: str, allowed_hosts: Iterable[str], insecure_origins: Ite
             "The repository URL holds credentials (user@ or user:password@): remove them; "
             "only public repositories can be launched from a link.",
         )
-    host = (parts.hostname or "").lower()
+    raw_host = (parts.hostname or "").lower()
+    # "github.com." is github.com: one repository, one image, whichever way it was written.
+    host = raw_host[:-1] if raw_host.endswith(".") and not raw_host.endswith("..") else raw_host
     if not host:
         raise BinderRefused(400, f"The repository URL {url!r} names no host: give https://<host>/<path>.")
-    origin = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+    origin = f"{scheme}://{raw_host}" + (f":{port}" if port is not None else "")
     if scheme == "http" and origin in {o.lower().rstrip("/") for o in insecure_origins}:
         pass  # an explicitly allowed local server, e.g. the sandbox's
     elif scheme == "http":
         raise BinderRefused(
             403, f"Only https:// repository URLs are allowed, not http://: use the https address of {host}."
         )
-    elif not host_allowed(host, allowed_hosts):
+    elif not _HOST.fullmatch(host):
+        raise BinderRefused(
+            400,
+            f"{raw_host!r} is not a host name: give the host as letters, digits, '-' and '.' "
+            "(an internationalized name in its xn-- form).",
+        )
+    elif not host_allowed(host, allowed_hosts, None if port == 443 else port):
+        where = host if port in (None, 443) else f"{host}:{port}"
         raise BinderRefused(
             403,
-            f"Repositories on {host} are not allowed on this hub. Ask the hub's administrators to add "
-            f"{host} to the allowed git hosts, or use a repository on an allowed host.",
+            f"Repositories on {where} are not allowed on this hub. Ask the hub's administrators to add "
+            f"{where} to the allowed git hosts, or use a repository on an allowed host"
+            + (" and the standard https port." if port not in (None, 443) else "."),
         )
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise BinderRefused(400, f"The repository URL {url!r} has a query or fragment: remove the ?/# part.")
@@ -143,10 +165,15 @@ def check_repo_url(url: str, allowed_hosts: Iterable[str], insecure_origins: Ite
     return f"{scheme}://{netloc}{path}"
 
 
-def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
+def host_allowed(host: str, allowed_hosts: Iterable[str], port: int | None = None) -> bool:
+    """Whether `host` (on `port`; None: the scheme's default) matches an entry: `host`, `*.domain`
+    (any subdomain), either with `:port` to allow exactly that non-default port."""
     host = host.lower().rstrip(".")
-    for pattern in allowed_hosts:
-        pattern = pattern.lower().rstrip(".")
+    for entry in allowed_hosts:
+        pattern, _, entry_port = entry.lower().partition(":")
+        if (int(entry_port) if entry_port.isdigit() else None) != port:
+            continue
+        pattern = pattern.rstrip(".")
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and host != pattern[2:]:
                 return True
@@ -182,6 +209,12 @@ def _ref_problem(ref: str) -> str | None:
         return f"it is longer than {_MAX_REF} characters"
     if _CONTROL.search(ref):
         return "it holds a space or a control character"
+    hidden = next((c for c in ref if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
+    if hidden is not None:
+        return (
+            f"it holds the invisible or text-direction character U+{ord(hidden):04X} "
+            f"({unicodedata.name(hidden, 'unnamed')}), which makes it read differently from what git sees"
+        )
     bad = set(ref) & set("~^:?*[\\")
     if bad:
         return f"it holds {''.join(sorted(bad))!r}"
@@ -244,5 +277,9 @@ def _repo_segment_ok(segment: str) -> bool:
 
 
 def _no_control(value: str, what: str) -> None:
-    if _CONTROL.search(value):
-        raise BinderRefused(400, f"{what.capitalize()} holds a space or a control character: remove it.")
+    if _CONTROL.search(value) or any(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in value):
+        raise BinderRefused(
+            400,
+            f"{what.capitalize()} holds a space, a control character or an invisible or text-direction "
+            "character: remove it.",
+        )

@@ -52,8 +52,22 @@ def test_slugs(url, slug):
         ("https://github.com/o/r", "https://GitHub.com/o/r/"),
         ("https://github.com/o/r", "https://github.com/o/r.git"),
         ("HTTPS://github.com/o/r", "https://github.com/o/r.git/"),
+        ("https://github.com/o/r", "https://github.com./o/r"),
+        ("https://github.com/o/r", "https://GITHUB.COM.:443/o/r"),
+        ("https://github.com/Org/Repo", "https://github.com/org/repo"),
+        ("https://git.example.org/o/R", "https://Git.Example.Org./o/R.git"),
+        ("http://127.0.0.1:8080/r", "HTTP://127.0.0.1:8080/r/"),
     ],
-    ids=["host-case-trailing-slash", "dot-git", "scheme-case"],
+    ids=[
+        "host-case-trailing-slash",
+        "dot-git",
+        "scheme-case",
+        "trailing-dot-host",
+        "upper-case-dot-default-port",
+        "github-path-case",
+        "other-host-case-and-dot",
+        "http-with-port",
+    ],
 )
 def test_same_repository_same_name(a, b):
     assert normalize_repo_url(a) == normalize_repo_url(b)
@@ -65,9 +79,10 @@ def test_same_repository_same_name(a, b):
     [
         ("https://github.com/o/r", "https://gitlab.com/o/r"),
         ("https://github.com/o-r/x", "https://github.com/o/r-x"),
-        ("https://github.com/o/R", "https://github.com/o/r"),
+        ("https://gitlab.cern.ch/o/R", "https://gitlab.cern.ch/o/r"),
+        ("https://git.example.org:8443/o/r", "https://git.example.org/o/r"),
     ],
-    ids=["other-host", "same-slug-other-path", "path-case"],
+    ids=["other-host", "same-slug-other-path", "path-case-off-github", "other-port"],
 )
 def test_same_slug_different_repositories_do_not_collide(a, b):
     assert slug_for(a) == slug_for(b)

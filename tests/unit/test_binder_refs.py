@@ -9,7 +9,7 @@ from cern_spawner.binder.refs import RepoRef, check_ref, check_repo_url, launch_
 
 pytestmark = pytest.mark.unit
 
-HOSTS = ("github.com", "gitlab.com", "gitlab.cern.ch", "*.example.org")
+HOSTS = ("github.com", "gitlab.com", "gitlab.cern.ch", "*.example.org", "git.example.net:8443")
 SANDBOX = ("http://127.0.0.1:9418",)
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -39,6 +39,19 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
             RepoRef("git", "http://127.0.0.1:9418/repo.git", "main"),
         ),
         ("/gh/org/repo/main/", RepoRef("gh", "https://github.com/org/repo", "main")),
+        (
+            "git/https%3A%2F%2Fgithub.com.%2Fo%2Fr/main",
+            RepoRef("git", "https://github.com/o/r", "main"),
+        ),
+        (
+            "git/https%3A%2F%2FGITHUB.COM.%3A443%2Fo%2Fr/main",
+            RepoRef("git", "https://github.com/o/r", "main"),
+        ),
+        (
+            "git/https%3A%2F%2Fgit.example.net%3A8443%2Fo%2Fr/main",
+            RepoRef("git", "https://git.example.net:8443/o/r", "main"),
+        ),
+        ("gh/org/repo/caf%C3%A9", RepoRef("gh", "https://github.com/org/repo", "café")),
     ],
     ids=[
         "gh-head",
@@ -51,6 +64,10 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
         "git-normalized-host-port-slash",
         "git-sandbox-http",
         "surrounding-slashes",
+        "trailing-dot-host",
+        "upper-case-trailing-dot-default-port",
+        "allowed-host-with-its-port",
+        "non-ascii-letter-ref",
     ],
 )
 def test_accepted_specs(spec, expected):
@@ -87,6 +104,17 @@ def test_accepted_specs(spec, expected):
         ("git/https%3A%2F%2Fgithub.com%3A99999%2Fo/main", 400, "cannot be parsed"),
         ("gh/org/repo/main%0a", 400, "control character"),
         ("gh/org/repo/--upload-pack=x", 400, "starts with '-'"),
+        ("git/https%3A%2F%2Fgithub.com%3A8443%2Fo%2Fr/main", 403, "github.com:8443 are not allowed"),
+        ("git/https%3A%2F%2Fgit.example.net%2Fo%2Fr/main", 403, "git.example.net are not allowed"),
+        ("git/https%3A%2F%2Fgit.example.net%3A9000%2Fo%2Fr/main", 403, "standard https port"),
+        ("git/https%3A%2F%2Fa.example.org%3A22%2Fo%2Fr/main", 403, "a.example.org:22 are not allowed"),
+        ("git/https%3A%2F%2Fgithub.com..%2Fo%2Fr/main", 400, "is not a host name"),
+        ("git/https%3A%2F%2Fx%E2%80%AE.example.org%2Fo%2Fr/main", 400, "invisible or text-direction"),
+        ("git/https%3A%2F%2F169.254.169.254%2Flatest/main", 403, "169.254.169.254 are not allowed"),
+        ("gh/org/repo/main%E2%80%AEcod.exe", 400, "U+202E"),
+        ("gh/org/repo/ma%E2%80%8Bin", 400, "U+200B"),
+        ("gh/org/repo/main%C2%85", 400, "U+0085"),
+        ("gh/org/repo/%2D%2Dupload-pack", 400, "starts with '-'"),
     ],
     ids=[
         "unknown-provider",
@@ -116,6 +144,17 @@ def test_accepted_specs(spec, expected):
         "bad-port",
         "newline-in-ref",
         "option-as-ref",
+        "https-on-another-port",
+        "host-allowed-only-on-its-port",
+        "allowed-host-other-port",
+        "wildcard-host-other-port",
+        "host-with-two-trailing-dots",
+        "bidi-in-host",
+        "metadata-ip",
+        "bidi-override-in-ref",
+        "zero-width-in-ref",
+        "c1-control-in-ref",
+        "encoded-option-as-ref",
     ],
 )
 def test_refused_specs(spec, status, words):
@@ -174,6 +213,15 @@ def test_valid_refs(ref):
         ("a/.b", "starts with '.'"),
         ("a.lock", "'.lock'"),
         ("a.lock/b", "'.lock'"),
+        ("main\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("\u2066main\u2069", "U+2066"),
+        ("ma\u200din", "U+200D"),
+        ("main\ufeff", "U+FEFF"),
+        ("ma\u00adin", "U+00AD"),
+        ("main\x9b", "U+009B"),
+        ("main\u00a0x", "U+00A0"),
+        ("main\ue000", "U+E000"),
+        ("--orphan", "starts with '-'"),
     ],
     ids=[
         "empty",
@@ -199,6 +247,15 @@ def test_valid_refs(ref):
         "component-dot",
         "lock",
         "lock-component",
+        "bidi-override",
+        "bidi-isolate",
+        "zero-width-joiner",
+        "bom",
+        "soft-hyphen",
+        "c1-csi",
+        "no-break-space",
+        "private-use",
+        "double-dash-option",
     ],
 )
 def test_invalid_refs(ref, words):
