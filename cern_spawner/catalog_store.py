@@ -4,7 +4,11 @@ Both edit styles reach us as changed content: an editor rewriting a file, and a 
 ConfigMap volume update, where the kubelet swaps the `..data` symlink atomically. So a check reads
 the files (a few kilobytes) and compares a digest, rather than trusting mtimes through symlinks.
 A catalog that fails to load is never applied: the last good one stays, and the error is kept
-for admins until a good edit replaces it.
+for admins until a good edit replaces it. Nor is one whose files changed while it was loaded: a
+file cut in the middle of a write may still parse (a profile without its `allowed_roles` would be
+open to everyone), so the digest must be the same before and after loading; the next check
+retries. An editor that stops for long in the middle of a write is not caught by this: write
+files by renaming a complete temporary file, as the kubelet's ConfigMap swap does.
 """
 
 from __future__ import annotations
@@ -99,11 +103,15 @@ class CatalogStore:
         try:
             catalog = load_catalog(self.paths)
         except CatalogError as e:
+            if digest_of(self.paths) != digest:
+                return self._still_being_written()
             self.refusal = Refusal(e, digest, self.wall_clock())
             self.log.error(
                 "Profile catalog edit refused, still serving version %s:\n%s", self.catalog.version[:12], e
             )
             return False
+        if digest_of(self.paths) != digest:
+            return self._still_being_written()
         self.catalog, self._digest, self.refusal = catalog, digest, None
         self.loaded_at = self.wall_clock()
         self.log.info(
@@ -113,6 +121,11 @@ class CatalogStore:
             len(catalog.node_groups),
         )
         return True
+
+    def _still_being_written(self) -> bool:
+        # Neither applied nor refused: what was read may be half of a write.
+        self.log.info("Profile files changed while being read; checking again at the next request")
+        return False
 
     def status(self) -> dict:
         return {

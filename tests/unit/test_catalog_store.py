@@ -127,3 +127,50 @@ def test_a_broken_catalog_at_start_is_fatal_with_the_problems(tmp_path):
     with pytest.raises(CatalogError) as error:
         store_for(tmp_path, Clock())
     assert "default-workr" in str(error.value)
+
+
+GPU_PROFILE = """
+profiles:
+  - slug: gpu-2
+    display_name: "Dedicated 2 GPUs"
+    kind: dedicated
+    cpu: 2
+    memory: 4G
+    gpus: 2
+    node_group: gpu-v100
+    allowed_roles: [gpu-users]
+"""
+
+
+@pytest.mark.parametrize(
+    "half",
+    [
+        # Cut before allowed_roles: it parses and would open a GPU profile to everyone.
+        pytest.param(GPU_PROFILE.split("    allowed_roles")[0], id="cut-that-parses"),
+        pytest.param(GPU_PROFILE[: GPU_PROFILE.index("kind:") + 3], id="cut-that-breaks"),
+    ],
+)
+def test_files_that_change_while_being_loaded_are_neither_applied_nor_refused(plain_dir, monkeypatch, half):
+    import cern_spawner.catalog_store as catalog_store
+
+    clock = Clock()
+    store = store_for(plain_dir, clock)
+    good = store.current()
+    extra = plain_dir / "gpu.yaml"
+    extra.write_text(half)
+    real_load = catalog_store.load_catalog
+
+    def load_then_finish_write(paths):
+        try:
+            return real_load(paths)  # reads the half-written file (or raises on it)...
+        finally:
+            extra.write_text(GPU_PROFILE)  # ...and the writer finishes meanwhile
+
+    monkeypatch.setattr(catalog_store, "load_catalog", load_then_finish_write)
+    clock.now += 1.0
+    assert store.current() is good
+    assert store.refusal is None
+    monkeypatch.setattr(catalog_store, "load_catalog", real_load)
+    clock.now += 1.0
+    applied = {p.slug: p for p in store.current().profiles}
+    assert applied["gpu-2"].allowed_roles == ("gpu-users",)
