@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from .binder.options import BINDER_KEYS
 from .catalog import Catalog
+from .logsafe import shown
 
 UNLISTED_SUFFIX = "--unlisted-choice"
 
@@ -50,14 +51,14 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
             raise OptionsRefused(403, "No profile is available to you. Ask the service admins for access.")
         unknown = sorted(set(user_options) - {"profile", *BINDER_KEYS})
         if unknown:
-            raise OptionsRefused(400, f"Unknown server option '{unknown[0]}': choose a profile first.")
+            raise OptionsRefused(400, f"Unknown server option {shown(unknown[0])}: choose a profile first.")
         return None
     if slug not in by_slug:
         profile = catalog.profile(slug)
         if profile is None:
             raise OptionsRefused(
                 400,
-                f"There is no profile '{slug}'.{_did_you_mean(slug, by_slug)} "
+                f"There is no profile {shown(slug)}.{_did_you_mean(slug, by_slug)} "
                 f"Available: {', '.join(by_slug) or 'none'}.",
             )
         roles = ", ".join(profile.allowed_roles)
@@ -69,7 +70,7 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
         name = key.removesuffix(UNLISTED_SUFFIX)
         if name not in options:
             raise OptionsRefused(
-                400, f"Profile '{slug}' has no option '{name}'.{_did_you_mean(name, options)}"
+                400, f"Profile '{slug}' has no option {shown(name)}.{_did_you_mean(name, options)}"
             )
         if not isinstance(value, str):
             raise OptionsRefused(400, f"Option '{name}' of profile '{slug}' takes a string.")
@@ -90,11 +91,11 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
             # The whole value must match (re.fullmatch), not just its beginning (KubeSpawner's re.match).
             if pattern and not re.fullmatch(pattern, value):
                 hint = unlisted.get("validation_message") or f"it must match {pattern}"
-                raise OptionsRefused(400, f"'{value}' is not a valid value for '{name}': {hint}.")
+                raise OptionsRefused(400, f"{shown(value)} is not a valid value for '{name}': {hint}.")
         elif value not in (choices := option.get("choices") or {}):
             raise OptionsRefused(
                 400,
-                f"'{value}' is not a choice of option '{name}'.{_did_you_mean(value, choices)} "
+                f"{shown(value)} is not a choice of option '{name}'.{_did_you_mean(value, choices)} "
                 f"Choices: {', '.join(choices)}.",
             )
     return slug

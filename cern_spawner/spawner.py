@@ -14,9 +14,11 @@ from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
 from .auth import token_secret
+from .binder.errors import BinderRefused
 from .binder.spawning import BinderSpawnerMixin, SpawnRefused
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
+from .logsafe import install_refusal_filter
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
 from .waiting import until
@@ -29,6 +31,10 @@ from .web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
 NB_UID = 1000
 NB_GID = 100
+
+
+# Exceptions that mean "the user may not do this": logged as one warning line, never a traceback.
+REFUSALS = (SpawnRefused, OptionsRefused, BinderRefused)
 
 
 class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
@@ -115,6 +121,8 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
+        install_refusal_filter(self.log, REFUSALS)
         if self.openstack_cloud:
             # Started with the hub's first spawner, so the shrink reconciler also runs after a restart.
             shared_controller(self, self.log)
