@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import requests
 
 from cern_spawner.binder.errors import RegistryError, ResolveError
 from cern_spawner.binder.images import image_name, split_image
+from cern_spawner.binder.refs import check_repo_url
 from cern_spawner.binder.registry import RegistryClient
 from cern_spawner.binder.resolve import resolve_ref
 from sandbox.errors import SandboxError
@@ -92,10 +94,66 @@ async def test_resolve_failures_against_git_http_backend(git_server, path, ref, 
     assert time.monotonic() - started < 10  # failed at once: no prompt waited for input
 
 
-async def test_git_itself_refuses_non_http_transports(git_server, tmp_path_factory):
+async def test_a_file_url_never_reaches_git(git_server, tmp_path_factory):
     bare = next(p for p in tmp_path_factory.getbasetemp().rglob("demo.git") if p.is_dir())
-    with pytest.raises(ResolveError, match="transport 'file' not allowed"):
+    with pytest.raises(ResolveError, match="Could not read the repository file://"):
         await resolve_ref(f"file://{bare}", "main", time_limit=20)
+
+
+def http_server(answer) -> tuple[ThreadingHTTPServer, list[str]]:
+    """A loopback HTTP server calling `answer(handler)` for every GET; returns it and the paths seen."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            answer(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+async def test_a_redirect_to_an_internal_service_is_not_followed(git_server, caplog):
+    """An allowed (insecure) origin answering 302 to a "metadata service" on another loopback port:
+    git must not go there, and the user's message must not name it."""
+    base, _ = git_server
+
+    def metadata(handler):  # answers what git wants, so a followed redirect would even succeed
+        upstream = requests.get(f"{base}/demo.git/info/refs?service=git-upload-pack", timeout=10)
+        handler.send_response(upstream.status_code)
+        handler.send_header("Content-Type", upstream.headers["Content-Type"])
+        handler.send_header("Content-Length", str(len(upstream.content)))
+        handler.end_headers()
+        handler.wfile.write(upstream.content)
+
+    internal, internal_seen = http_server(metadata)
+    internal_address = f"127.0.0.1:{internal.server_port}"
+
+    def redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", f"http://{internal_address}/latest/meta-data{handler.path}")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    hostile, hostile_seen = http_server(redirect)
+    origin = f"http://127.0.0.1:{hostile.server_port}"
+    try:
+        repo_url = check_repo_url(f"{origin}/o/r.git", [], [origin])
+        with pytest.raises(ResolveError) as failed:
+            await resolve_ref(repo_url, "main", time_limit=20)
+    finally:
+        hostile.shutdown()
+        internal.shutdown()
+    assert hostile_seen, "git did not even ask the allowed origin"
+    assert internal_seen == []
+    message = str(failed.value)
+    assert message.startswith(f"Could not read the repository {origin}/o/r.git:")
+    assert internal_address not in message and "meta-data" not in message
+    assert repr(repo_url) in caplog.text  # the details are in the log
 
 
 def free_port() -> int:

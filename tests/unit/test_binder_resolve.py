@@ -88,6 +88,54 @@ async def test_runs_hardened_git_and_picks_the_commit(tmp_path, monkeypatch):
     assert "GIT_DIR" not in env
 
 
+@pytest.mark.parametrize(
+    "url, allowed, refused",
+    [
+        ("https://git.example.org/o/r", "https", "http"),
+        ("http://127.0.0.1:9418/r.git", "http", "https"),
+    ],
+    ids=["https-only", "insecure-origin-http-only"],
+)
+async def test_git_follows_no_redirect_and_only_the_urls_transport(
+    tmp_path, monkeypatch, url, allowed, refused
+):
+    monkeypatch.setenv("SSH_ASKPASS", "/usr/bin/ssh-askpass")
+    monkeypatch.setenv("GIT_SSL_NO_VERIFY", "1")
+    git, record = fake_git(tmp_path, f"print({LISTING!r})")
+    await resolve_ref(url, "main", git=git)
+    call = json.loads(record.read_text())
+    argv, env = call["argv"], call["env"]
+    settings = [argv[i + 1] for i, arg in enumerate(argv[: argv.index("ls-remote")]) if arg == "-c"]
+    assert "http.followRedirects=false" in settings
+    assert f"protocol.{allowed}.allow=always" in settings
+    assert f"protocol.{refused}.allow=always" not in settings
+    assert env["GIT_ALLOW_PROTOCOL"] == allowed and env["GIT_ASKPASS"] == ""
+    assert "SSH_ASKPASS" not in env and "GIT_SSL_NO_VERIFY" not in env
+    assert argv[argv.index("ls-remote") + 1 : argv.index("ls-remote") + 3] == ["--", url]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///srv/repo.git",
+        "ext::sh -c id",
+        "/srv/repo.git",
+        "--upload-pack=touch /tmp/x",
+        "https://token@github.com/o/r",
+        "ssh://github.com/o/r",
+        "https:///o/r",
+    ],
+    ids=["file-url", "ext-transport", "local-path", "option", "credentials", "ssh", "no-host"],
+)
+async def test_urls_git_is_never_given(tmp_path, url, caplog):
+    git, record = fake_git(tmp_path, f"print({LISTING!r})")
+    with pytest.raises(ResolveError) as refused:
+        await resolve_ref(url, "main", git=git)
+    assert str(refused.value).startswith(f"Could not read the repository {url}:")
+    assert not record.exists()  # git never ran
+    assert repr(url) in caplog.text
+
+
 async def test_full_sha_is_returned_without_asking(tmp_path):
     git, record = fake_git(tmp_path, "sys.exit(1)")
     assert await resolve_ref("https://git.example.org/o/r", "AB" * 20, git=git) == "ab" * 20
@@ -100,7 +148,7 @@ async def test_full_sha_is_returned_without_asking(tmp_path):
         ("print('')", "has no branch or tag named 'v1'"),
         (
             "sys.stderr.write('remote: Repository not found.\\nfatal: not found\\n'); sys.exit(128)",
-            "fatal: not found",
+            "Could not read the repository https://git.example.org/o/r: it does not exist",
         ),
         ("time.sleep(30)", "did not answer within 0.5 s"),
     ],
@@ -112,6 +160,18 @@ async def test_failures_are_clear(tmp_path, body, words):
         await resolve_ref("https://git.example.org/o/r", "v1", time_limit=0.5, git=git)
 
 
+async def test_gits_own_words_go_to_the_log_not_to_the_user(tmp_path, caplog):
+    body = (
+        "sys.stderr.write(\"fatal: unable to access 'http://169.254.169.254/latest/meta-data/': "
+        'The requested URL returned error: 302\\n"); sys.exit(128)'
+    )
+    git, _ = fake_git(tmp_path, body)
+    with pytest.raises(ResolveError) as failed:
+        await resolve_ref("https://git.example.org/o/r", "v1", git=git)
+    assert "169.254" not in str(failed.value) and "302" not in str(failed.value)
+    assert "169.254.169.254/latest/meta-data" in caplog.text
+
+
 async def test_missing_git_is_a_resolve_error(tmp_path):
-    with pytest.raises(ResolveError, match="Could not run git"):
+    with pytest.raises(ResolveError, match="could not run git"):
         await resolve_ref("https://git.example.org/o/r", "main", git=str(tmp_path / "no-git"))
