@@ -17,18 +17,22 @@ from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Any
 
-from .errors import AuthError, GrantRejected, ProviderUnavailable, TokenInvalid
+from .errors import AuthError, GrantRejected, ProviderUnavailable, TokenInvalid, WrongAudience
 from .exchange import exchange_all
 from .handlers import CERNLoginHandler, CERNLogoutHandler, end_session_url
 from .provider import ProviderMetadata, discover, fetch_json
 from .refresh import Decision, keep_after_failure, refresh_decision
 from .roles import is_admin, is_allowed, roles_from_claims
 from .token_secret import update_running_servers
-from .tokens import JWKSCache, verify_token
+from .tokens import Expected, JWKSCache, verify_token
 from .traits import CERNAuthenticatorTraits
 
-SSO_DOWN = "CERN single sign-on cannot be reached right now. Please try again in a few minutes."
+SSO_DOWN = "CERN SSO is unavailable right now. Please try again in a minute."
 LOGIN_REFUSED = "CERN single sign-on did not confirm your login. Please log in again."
+NOT_FOR_THIS_HUB = (
+    "CERN single sign-on answered with a token that was not issued for this hub, so the login was "
+    "refused. Please log in again; if this persists, tell the hub's administrators."
+)
 
 
 def crypt_key_problem(*, enable_auth_state: bool, environ: dict, configured_keys: bool) -> str | None:
@@ -106,6 +110,9 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
                 self.http_client, found.jwks_uri, request_timeout=self.http_timeout, **self._request_kwargs()
             ),
             min_refetch_interval=self.jwks_min_refetch_interval,
+            max_age=self.jwks_max_age,
+            # Through self.clock at each call, so that tests replacing the clock control the cache too.
+            clock=lambda: self.clock(),
         )
         return found
 
@@ -182,12 +189,17 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
     async def verified_claims(self, token_info: dict) -> dict:
         """Claims of the access token, completed by the id token's; both verified. Typed errors."""
         provider = await self.provider()
-        check = dict(issuer=provider.issuer, client_id=self.client_id, leeway=self.token_leeway)
-        access = await verify_token(token_info["access_token"], self._jwks, **check)
+        common = dict(issuer=provider.issuer, client_id=self.client_id, leeway=self.token_leeway)
+        access = await verify_token(
+            token_info["access_token"],
+            self._jwks,
+            Expected(**common, require_audience=self.access_token_audience_required),
+        )
         id_token = token_info.get("id_token")
         if not id_token:
             return access
-        identity = await verify_token(id_token, self._jwks, **check)
+        # An id token's aud always names the client (OIDC Core 3.1.3.7), whatever the realm adds.
+        identity = await verify_token(id_token, self._jwks, Expected(**common, kind="id"))
         if identity.get("sub") != access.get("sub"):
             raise TokenInvalid("the id token and the access token name different subjects")
         # The access token carries the authorization (roles): its claims win.
@@ -197,6 +209,9 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
         """Replaces OAuthenticator's userinfo call / unverified id-token decode with verified claims."""
         try:
             return await self.verified_claims(token_info)
+        except WrongAudience as e:
+            self.log.warning("Refusing a token from CERN SSO meant for another audience: %s", e)
+            raise web.HTTPError(403, NOT_FOR_THIS_HUB) from e
         except TokenInvalid as e:
             self.log.warning("Refusing a token from CERN SSO: %s", e)
             raise web.HTTPError(403, LOGIN_REFUSED) from e

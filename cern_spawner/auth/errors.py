@@ -11,6 +11,10 @@ class TokenInvalid(AuthError):
     """A token failed verification (signature, algorithm, key, issuer, audience, expiry): refuse it."""
 
 
+class WrongAudience(TokenInvalid):
+    """A valid token meant for another client or service (its `aud`/`azp`): refuse it."""
+
+
 class ProviderUnavailable(AuthError):
     """The identity provider could not be reached or answered 5xx / garbage: transient, retry later."""
 

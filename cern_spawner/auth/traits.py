@@ -57,6 +57,26 @@ class CERNAuthenticatorTraits(LoggingConfigurable):
         flooding the provider. Default 60.
         """,
     )
+    jwks_max_age = Float(
+        600.0,
+        config=True,
+        help="""
+        Seconds the fetched signing keys are trusted before they are fetched again at their next use
+        (default 600), so a key the issuer removed (rotated out, compromised) stops verifying tokens
+        within this time. When that fetch fails, the keys held are kept.
+        """,
+    )
+    access_token_audience_required = Bool(
+        True,
+        config=True,
+        help="""
+        The access token's `aud` must contain client_id. CERN's realm adds the hub's client to its
+        access tokens' audience (an audience mapper), so by default (True) a token issued for another
+        audience is refused, e.g. the user's token exchanged for eos-service, whose `azp` is still
+        this hub. Set False only for a realm without that mapper: an access token whose `azp` is this
+        client is then accepted whatever its `aud` (the id token's `aud` is always checked).
+        """,
+    )
     token_leeway = Float(
         10.0,
         config=True,
@@ -152,7 +172,7 @@ class CERNAuthenticatorTraits(LoggingConfigurable):
     def _valid_urls(self, proposal):
         return _check_url(proposal.trait.name, proposal.value, allow_empty=True)
 
-    @validate("http_timeout", "jwks_min_refetch_interval", "token_leeway", "refresh_margin")
+    @validate("http_timeout", "jwks_min_refetch_interval", "jwks_max_age", "token_leeway", "refresh_margin")
     def _non_negative(self, proposal):
         name, value = proposal.trait.name, proposal.value
         if value < 0 or (name == "http_timeout" and value == 0):

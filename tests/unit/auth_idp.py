@@ -40,8 +40,10 @@ def user_claims(issuer: str, *, lifetime: float = 300, **overrides) -> dict:
     claims = {
         "iss": issuer,
         "sub": "f2c5e0e4-0000-4000-8000-000000000001",
-        "aud": "account",
+        # As in CERN's realm (and the sandbox's): an audience mapper adds the hub's client.
+        "aud": [CLIENT_ID, "account"],
         "azp": CLIENT_ID,
+        "typ": "Bearer",
         "iat": now,
         "exp": now + int(lifetime),
         "cern_upn": "alice",
@@ -61,12 +63,14 @@ class FakeIdP:
         self.key = KeyPair("key-1")
         self.published = [self.key]  # keys in the JWKS
         self.jwks_fetches = 0
+        self.jwks_error: int | None = None  # HTTP status the JWKS endpoint answers instead of keys
         self.token_requests: list[dict] = []
         self.discovery_overrides: dict = {}
         self.access_claims: dict = {}  # overrides of user_claims() for issued access tokens
         self.lifetime = 300
         self.token_error: tuple[int, dict] | None = None  # answer of the token endpoint instead of tokens
         self.exchange_error_for: set[str] = set()
+        self.token_overrides: dict = {}  # fields of the token response replaced (e.g. a swapped token)
         self.issued = 0
         self._server: HTTPServer | None = None
 
@@ -119,7 +123,13 @@ class FakeIdP:
             "token_type": "Bearer",
             "expires_in": self.lifetime,
             "scope": "openid profile email offline_access",
+            **self.token_overrides,
         }
+
+    def exchanged(self, audience: str) -> str:
+        """The user's token as Keycloak exchanges it for `audience`: this hub stays its azp."""
+        claims = user_claims(self.issuer, lifetime=self.lifetime, aud=audience)
+        return self.key.sign(claims)
 
 
 class _Base(web.RequestHandler):
@@ -138,6 +148,10 @@ class _Discovery(_Base):
 class _JWKS(_Base):
     def get(self):
         self.idp.jwks_fetches += 1
+        if self.idp.jwks_error:
+            self.set_status(self.idp.jwks_error)
+            self.write({"error": "unavailable"})
+            return
         self.write({"keys": [k.public_jwk() for k in self.idp.published]})
 
 

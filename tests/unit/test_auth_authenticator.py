@@ -9,8 +9,8 @@ from oauthenticator.oauth2 import _serialize_state
 from tornado import web
 
 from cern_spawner.auth import CERNAuthenticator
-from cern_spawner.auth.authenticator import crypt_key_problem
-from tests.unit.auth_idp import CLIENT_ID, FakeIdP
+from cern_spawner.auth.authenticator import NOT_FOR_THIS_HUB, SSO_DOWN, crypt_key_problem
+from tests.unit.auth_idp import CLIENT_ID, FakeIdP, KeyPair
 
 pytestmark = pytest.mark.unit
 CALLBACK = "https://hub.example/hub/oauth_callback"
@@ -190,6 +190,63 @@ async def test_login_with_bad_token_is_refused(idp, make, claims):
     assert "evil" not in str(raised.value.log_message)
 
 
+SWAPPED = {
+    "exchanged-as-access-token": "access_token",
+    "exchanged-as-id-token": "id_token",
+}
+
+
+@pytest.mark.parametrize("field", SWAPPED.values(), ids=SWAPPED.keys())
+async def test_token_for_another_audience_is_refused(idp, make, field, caplog):
+    # The user's own token, signed by the issuer, but exchanged for eos-service (azp: this hub).
+    idp.token_overrides = {field: idp.exchanged("eos-service")}
+    with pytest.raises(web.HTTPError) as raised:
+        await login(make())
+    assert (raised.value.status_code, raised.value.log_message) == (403, NOT_FOR_THIS_HUB)
+    assert "'eos-service' does not include 'jupyterhub'" in caplog.text
+
+
+async def test_access_token_as_id_token_is_refused(idp, make):
+    idp.token_overrides = {"id_token": idp.tokens()["access_token"]}
+    with pytest.raises(web.HTTPError) as raised:
+        await login(make())
+    assert raised.value.status_code == 403
+
+
+REALM_WITHOUT_AUDIENCE = {
+    "audience-required-by-default": ({}, False),
+    "audience-not-required": ({"access_token_audience_required": False}, True),
+}
+
+
+@pytest.mark.parametrize(
+    "config, accepted", REALM_WITHOUT_AUDIENCE.values(), ids=REALM_WITHOUT_AUDIENCE.keys()
+)
+async def test_realm_without_audience_mapper(idp, make, config, accepted):
+    idp.access_claims = {"aud": "account"}  # azp is still this hub
+    if accepted:
+        assert (await login(make(**config)))["name"] == "alice"
+    else:
+        with pytest.raises(web.HTTPError) as raised:
+            await login(make(**config))
+        assert raised.value.status_code == 403
+
+
+async def test_jwks_outage_is_a_503_until_the_keys_can_be_fetched(idp, make):
+    auth = make()
+    clock = [1000.0]
+    auth.clock = lambda: clock[0]
+    idp.jwks_error = 503
+    for _ in range(2):  # the second within the refetch interval: still "unavailable", not "invalid"
+        with pytest.raises(web.HTTPError) as raised:
+            await login(auth)
+        assert (raised.value.status_code, raised.value.log_message) == (503, SSO_DOWN)
+    assert idp.jwks_fetches == 1
+    idp.jwks_error = None
+    clock[0] += auth.jwks_min_refetch_interval
+    assert (await login(auth))["name"] == "alice"
+
+
 async def test_refused_code_is_a_short_403(idp, make):
     idp.token_error = (400, {"error": "invalid_grant", "error_description": "Code not valid"})
     with pytest.raises(web.HTTPError) as raised:
@@ -267,6 +324,19 @@ async def test_provider_down_keeps_the_user_until_expiry(idp, make, offset, kept
     await idp.stop()
     clock[0] = expires_at + offset
     assert await auth.refresh_user(user) is kept
+
+
+async def test_jwks_outage_keeps_sessions_until_their_tokens_expire(idp, make):
+    auth, user, clock, expires_at = await logged_in(idp, make)
+    # The issuer rotates its key and its JWKS cannot be fetched; the token endpoint still answers.
+    idp.key = KeyPair("key-2")
+    idp.published = [idp.key]
+    idp.jwks_error = 503
+    for offset in (-50, -40):  # the second refresh falls within the JWKS refetch interval
+        clock[0] = expires_at + offset
+        assert await auth.refresh_user(user) is True
+    clock[0] = expires_at + 1
+    assert await auth.refresh_user(user) is False
 
 
 async def test_logout_ends_the_sso_session(idp, make):
