@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import unicodedata
+from collections import deque
 
 # Zero-width and bidirectional formatting characters: printable as far as str.isprintable() is
 # concerned for some, invisible on screen, and able to make a log line read differently.
@@ -50,21 +51,29 @@ class RefusalLogFilter(logging.Filter):
 
     JupyterHub logs a refusal inside its `except` block, either with `exc_info` (the form and
     query paths) or as "Error starting …: <exception>" (the spawn path): the exception is found
-    in the record or, while the handler runs, in `sys.exc_info()`.
+    in the record or, while the handler runs, in `sys.exc_info()`. The spawn page then logs the
+    failed spawn's exception once more, outside any `except`: that line is known by ending with
+    the text of a refusal seen just before.
     """
 
     def __init__(self, refusal_types: tuple[type[BaseException], ...]):
         super().__init__()
         self.refusal_types = refusal_types
+        self._recent: deque[str] = deque(maxlen=64)  # texts of the last refusals logged
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR:
             return True
         error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-        if not isinstance(error, self.refusal_types):
-            return True
         message = record.getMessage()
-        reason = str(error)
+        if isinstance(error, self.refusal_types):
+            reason = str(error)
+            if reason not in self._recent:
+                self._recent.append(reason)
+        elif error is None and any(message.endswith(text) for text in self._recent):
+            reason = ""
+        else:
+            return True
         if reason not in message:
             message = f"{message}: {reason}"
         # Refusal messages quote user input with `shown`; this guards messages built elsewhere.

@@ -84,6 +84,30 @@ def test_bad_options_are_a_clean_4xx_and_create_nothing(hub, core, sandbox, opti
     assert not user_pods(core, sandbox["user_namespace"], user)
 
 
+def test_a_forged_option_is_logged_as_one_escaped_warning(hub, core, sandbox):
+    """Refused input reaches the log quoted, on one line, without a traceback (REST and form paths)."""
+    forged = "nope\nERROR forged-by-the-user"
+    user = "log-forger"
+    hub.api("POST", f"/users/{user}")
+    start = len(hub.log.read_text())
+    refused = hub.api("POST", f"/users/{user}/server", json={"profile": forged})
+    assert refused.status_code == 400, refused.text
+    admin = hub.login(ADMIN, PASSWORD)
+    form = admin.post(
+        f"{hub.url}/hub/spawn/{ADMIN}",
+        data={"profile": forged, "_xsrf": admin.cookies.get("_xsrf")},
+        timeout=30,
+    )
+    assert "There is no profile" in form.text  # the form drawn again with the reason
+    assert not user_pods(core, sandbox["user_namespace"], user)
+    log = hub.log.read_text()[start:]
+    assert "Traceback" not in log
+    assert not any(line.startswith("ERROR forged") for line in log.splitlines())
+    quoted = [line for line in log.splitlines() if "'nope\\x0aERROR forged-by-the-user'" in line]
+    assert len(quoted) >= 2, log[-3000:]  # at least one line per path
+    assert not any(line.startswith("[E") for line in quoted), quoted
+
+
 def test_an_admin_starting_a_server_for_a_user_is_held_to_the_users_roles(hub, core, sandbox):
     admin = hub.login(ADMIN, PASSWORD)
     user = "admin-starts-for-me"

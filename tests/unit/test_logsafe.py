@@ -115,3 +115,17 @@ def test_other_errors_keep_their_level_and_traceback(hub_log, error):
     text = stream.getvalue()
     assert text.startswith("ERROR ")
     assert ("Traceback" in text) is (error is not None)
+
+
+def test_the_spawn_pages_second_line_about_a_refusal_is_a_warning_too(hub_log):
+    logger, stream = hub_log
+    refusal = SpawnRefused(400, "There is no profile 'x'.")
+    try:
+        raise refusal
+    except web.HTTPError as e:
+        logger.error(f"Error starting bob's server: {e}")
+    # JupyterHub's spawn page, outside any except block, with the finished spawn's exception.
+    logger.error(f"Error starting server bob: {refusal}")
+    logger.error("Error starting server bob: the pod was evicted")
+    levels = [line.split(" ", 1)[0] for line in stream.getvalue().splitlines()]
+    assert levels == ["WARNING", "WARNING", "ERROR"]
