@@ -369,6 +369,11 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
 
     async def get_pod_manifest(self):
         pod = await super().get_pod_manifest()
+        if not self.binder_tokens_allowed():
+            # A repository's code the user may not have read: no token volume, and the Secret is
+            # neither written nor referenced (BinderConfig.token_launches, or the user's tick).
+            self.log.info("%s: repository launch without the user's tokens (not asked for)", self._log_name)
+            return pod
         # Written here: the options are accepted by now and the pod is created right after.
         try:
             name = await self._write_token_secret(await self.user.get_auth_state())
@@ -388,7 +393,9 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
     async def update_token_secret(self, auth_state) -> None:
         """After an auth refresh, renew the Secret of a running server (called by the authenticator)."""
         async with self._token_lock:
-            if self.ready:  # not while starting (the spawn writes it) nor stopping (stop deletes it)
+            # Not while starting (the spawn writes it) nor stopping (stop deletes it), nor for a
+            # server started without the tokens (its user_options are kept across hub restarts).
+            if self.ready and self.binder_tokens_allowed():
                 await self._write_token_secret(auth_state)
 
     async def stop(self, now=False):

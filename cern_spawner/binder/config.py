@@ -13,6 +13,7 @@ from traitlets import Dict, Float, Int, List, TraitError, Unicode, default, vali
 from traitlets.config import LoggingConfigurable
 
 from .images import image_name
+from .options import token_pattern_problem
 
 # The repo2docker release the default builder runs: quay.io publishes one tag per release.
 REPO2DOCKER_IMAGE = "quay.io/jupyterhub/repo2docker:2025.12.0"
@@ -112,6 +113,29 @@ class BinderConfig(LoggingConfigurable):
         config=True,
         help="Seconds to wait for a git server to resolve a ref to a commit (default 30).",
     )
+    token_launches = List(
+        Unicode(),
+        config=True,
+        help="""
+        Repositories whose launches get the user's exchanged CERN tokens (mounted at
+        CERNSpawner.token_mount_path) without the user ticking "Give this server my CERN tokens":
+        "host[:port]/path" for one repository, "host[:port]/prefix/*" for every repository below a
+        group or organisation (e.g. "github.com/cern/*"), "host/*" for a whole host (e.g.
+        "gitlab.cern.ch/*"); matched without regard to case. Default: none, so a repository launch
+        gets the tokens only when its user ticks the box. Plain (non-repository) spawns always get them.
+        """,
+    )
+
+    @validate("token_launches")
+    def _valid_token_launches(self, proposal):
+        for pattern in proposal.value:
+            problem = token_pattern_problem(pattern)
+            if problem:
+                raise TraitError(
+                    f"BinderConfig.token_launches entries must be host/path or host/prefix/* ({problem}), "
+                    f"got {pattern!r} in {proposal.value!r}"
+                )
+        return proposal.value
 
     # --- build pods -----------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Launch links: `/hub/binder/v2/<spec>` checks a mybinder-style link and hands over to the hub.
+"""Launch links: `/hub/binder/v2/<spec>` checks a mybinder-style link and asks the user to confirm.
 
-The handler creates nothing. It checks the link (host allowlist, ref, urlpath/labpath) and then
-redirects to JupyterHub's own `/hub/spawn/<user>?opt-…&next=…`, whose spawn runs every
+The handler creates nothing. It checks the link (host allowlist, ref, urlpath/labpath) and shows a
+confirmation page naming the repository, ref and profile: a link is a GET anyone can make a browser
+send, and the launch runs the repository's code as the user. The page's form POSTs (with
+JupyterHub's XSRF token) to JupyterHub's own `/hub/spawn/<user>?next=…`, whose spawn runs every
 server-side check again (profile and role, `check_binder_options`) and builds the image. What to
 answer is decided by `plan_launch`, a pure function; the handler only gathers its inputs.
 """
@@ -20,10 +22,12 @@ from tornado import web
 from .config import BinderConfig
 from .errors import BinderRefused
 from .images import normalize_repo_url
-from .options import DEFAULT_REF, NOT_ENABLED
+from .options import DEFAULT_REF, NOT_ENABLED, TOKENS_KEY, token_launch_allowed
 from .refs import launch_path, parse_spec
+from .spawning import SpawnRefused
 
 ROUTE = "/binder/v2/"
+TEMPLATE = "binder_confirm.html"  # in cern_spawner.web.HUB_TEMPLATE_DIR (JupyterHub.template_paths)
 # Characters kept as they are in the launch path put into `next`: the path's own structure and
 # %-escapes (urlpath may carry a query); anything else (spaces are refused earlier, non-ASCII,
 # '#', quotes) is percent-encoded so the Location header stays plain ASCII.
@@ -54,6 +58,18 @@ class Redirect:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """A stopped server: the confirmation page, whose form POSTs the launch to `action`."""
+
+    repo_url: str
+    ref: str
+    profile: str  # the link's or the configured default; "" = the user's default profile
+    path: str  # what opens in the server, relative to its URL ("" = its default)
+    action: str  # JupyterHub's /hub/spawn/<user>?next=<server URL + path>
+    tokens_allowlisted: bool  # BinderConfig.token_launches covers the repository
+
+
+@dataclass(frozen=True)
 class Refusal:
     """An answer with a readable message; `title` is short ASCII (it is the HTTP reason phrase)."""
 
@@ -65,7 +81,7 @@ class Refusal:
 
 def plan_launch(
     spec: str, query: Mapping[str, str | None], config, server: ServerState, urls: HubUrls
-) -> Redirect | Refusal:
+) -> Confirm | Redirect | Refusal:
     """What to answer a launch link. `spec` is the raw (still %-encoded) path after /binder/v2/;
     `query` the decoded `urlpath`, `labpath`, `profile` arguments; `config` a BinderConfig."""
     if not config.enabled:
@@ -83,11 +99,16 @@ def plan_launch(
     target = urls.server + quote(path, safe=_PATH_SAFE)
 
     if server.state == "stopped":
-        params = {"opt-profile": profile} if profile else {}
-        # opt- prefixed: JupyterHub passes these (prefix removed) to spawner.options_from_query and
-        # keeps them apart from its own arguments such as `next`.
-        params.update({"opt-binder_repo": repo.repo_url, "opt-binder_ref": repo.ref, "next": target})
-        return Redirect(f"{urls.spawn}?{urlencode(params)}")
+        # Never a redirect that spawns: the user confirms with a POST (the spawner refuses
+        # repository launches from a /hub/spawn query).
+        return Confirm(
+            repo.repo_url,
+            repo.ref,
+            profile,
+            path,
+            f"{urls.spawn}?{urlencode({'next': target})}",
+            token_launch_allowed(repo.repo_url, config.token_launches),
+        )
     home = (urls.home, "Go to the home page")
     if server.state == "stopping":
         return Refusal(
@@ -141,7 +162,7 @@ class BinderLaunchHandler(BaseHandler):
     """GET /hub/binder/v2/<provider>/<repository>/<ref>[?urlpath=…|labpath=…][&profile=…]."""
 
     @web.authenticated  # anonymous: JupyterHub's login, with this URL as `next`
-    def get(self, _decoded_spec: str):
+    async def get(self, _decoded_spec: str):
         user = self.current_user
         # The routed argument is %-decoded, which would split gl/ and git/ repositories (one
         # encoded segment) at their slashes: the raw request path keeps them whole.
@@ -157,6 +178,12 @@ class BinderLaunchHandler(BaseHandler):
         )
         config = BinderConfig(config=self.settings["config"])
         answer = plan_launch(spec, query, config, server_state(user), urls)
+        if isinstance(answer, Confirm):
+            try:
+                await self._confirm(user, answer, urls)
+                return
+            except SpawnRefused as e:  # a profile the user may not start: said before the POST
+                answer = Refusal(e.status_code, e.jupyterhub_message)
         if isinstance(answer, Redirect):
             self.log.info("Launch link %s for %s: redirecting to %s", spec, user.name, answer.url)
             self.redirect(answer.url)
@@ -170,6 +197,30 @@ class BinderLaunchHandler(BaseHandler):
         # JupyterHub's error page shows the exception's message (tornado's log_message), escaped,
         # under a heading of the reason phrase.
         raise web.HTTPError(answer.status, answer.message, reason=answer.title)
+
+    async def _confirm(self, user, launch: Confirm, urls: HubUrls) -> None:
+        # The default server's Spawner (JupyterHub makes one for any visit to the home page): it
+        # knows the user's profiles. Nothing is started.
+        spawner = user.spawner
+        describe = getattr(spawner, "describe_launch_profile", None)
+        if describe is None:  # not a CERNSpawner: the slug as given
+            slug, name = launch.profile, launch.profile or "the default profile"
+        else:
+            slug, name = await describe(launch.profile)
+        self.log.info(
+            "Launch link of %r at %r for %s: asking for confirmation", launch.repo_url, launch.ref, user.name
+        )
+        page = await self.render_template(
+            TEMPLATE,
+            launch=launch,
+            profile_slug=slug,
+            profile_name=name,
+            tokens_field=TOKENS_KEY,
+            token_path=getattr(spawner, "token_mount_path", ""),
+            home_url=urls.home,
+        )
+        self.set_header("Cache-Control", "no-store")  # it holds the XSRF token
+        self.finish(page)
 
 
 def binder_handlers() -> list[tuple[str, type]]:

@@ -11,13 +11,17 @@ only; `binder_progress` streams what it reported into the spawn page.
 from __future__ import annotations
 
 import asyncio
+from html import escape
+from urllib.parse import quote, urlencode
 
+from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ..options import OptionsRefused, check_user_options
 from .config import BinderConfig
 from .errors import BinderError, BinderRefused, BuildFailed, RegistryError, ResolveError
 from .launch import Launch, prepare_image, registry_client
-from .options import check_binder_options, split_form
+from .options import BINDER_KEYS, check_binder_options, split_form, wants_tokens
 from .refs import check_repo_url
 
 
@@ -46,6 +50,18 @@ class SpawnRefused(web.HTTPError):
         return self.log_message
 
 
+class LaunchNotConfirmed(SpawnRefused):
+    """A repository launch asked for in a `/hub/spawn?…` query: a GET any page can make the
+    browser send. JupyterHub draws the spawn form with the HTML message (a link to the launch's
+    confirmation page) and this status; nothing is started."""
+
+    def __init__(self, message: str, html_message: str):
+        super().__init__(403, message)
+        # JupyterHub's spawn.html shows the plain message when set, else the HTML one.
+        self.jupyterhub_message = None
+        self.jupyterhub_html_message = html_message
+
+
 class BinderSpawnerMixin:
     """Mixed into CERNSpawner before KubeSpawner; configured as `c.BinderConfig.*`."""
 
@@ -70,6 +86,75 @@ class BinderSpawnerMixin:
                 self.__dict__["_binder_typed"] = binder
                 raise
         return options
+
+    def options_from_query(self, query_data):
+        """A `/hub/spawn/<user>?opt-…` GET: never a repository launch (those need a POST with
+        JupyterHub's XSRF token, from the confirmation page or the picker)."""
+        if any(key in query_data for key in BINDER_KEYS):
+            self.log.warning(
+                "Refused a repository launch from a spawn query for %s (not confirmed): %r",
+                self._log_name,
+                query_data,
+            )
+            raise self._not_confirmed(query_data)
+        return super().options_from_query(query_data)
+
+    def _not_confirmed(self, query_data) -> LaunchNotConfirmed:
+        message = (
+            "A repository launch must be confirmed: it runs the repository's code as you. "
+            "Nothing was started."
+        )
+        rest, binder = split_form(query_data)
+        try:
+            checked = self._check_binder_quietly(binder)
+        except BinderRefused:
+            checked = None  # not launchable anyway: no link, and the query is not echoed
+        if checked is None:
+            return LaunchNotConfirmed(message, escape(message) + " Use the form below to start a server.")
+        repo_url, ref = checked
+        link = url_path_join(
+            self.hub.base_url, "binder/v2/git", quote(repo_url, safe=""), quote(ref, safe="")
+        )
+        profile = (rest.get("profile") or [""])[0]
+        if profile:
+            link += "?" + urlencode({"profile": profile})
+        return LaunchNotConfirmed(
+            message,
+            f'{escape(message)} <a href="{escape(link)}">Review the launch on its confirmation page</a>.',
+        )
+
+    def _check_binder_quietly(self, binder) -> tuple[str, str] | None:
+        config = self.binder_config
+        return check_binder_options(
+            binder,
+            enabled=config.enabled,
+            allowed_hosts=config.allowed_hosts,
+            insecure_origins=config.insecure_origins,
+        )
+
+    async def describe_launch_profile(self, slug: str) -> tuple[str, str]:
+        """(slug, display name) of the profile a launch link starts: `slug`, else the user's default.
+
+        For the confirmation page, so that it names what the POST will start; SpawnRefused (400/403,
+        the catalog's own words) when the user may not start it. The spawn checks it again.
+        """
+        offered = await self._offered()
+        try:
+            check_user_options({"profile": slug} if slug else {}, self.catalog_store.current(), offered)
+            entry = self._get_profile(slug, self._get_initialized_profile_list(offered))
+        except OptionsRefused as e:
+            raise SpawnRefused(e.status, e.message) from None
+        except (ValueError, StopIteration):
+            raise SpawnRefused(
+                403, "No profile is available to you. Ask the service admins for access."
+            ) from None
+        return entry["slug"], entry.get("display_name") or entry["slug"]
+
+    def binder_tokens_allowed(self, user_options=None) -> bool:
+        """Whether this server gets the user's exchanged tokens: always for a plain launch; for a
+        repository launch only when ticked or allow-listed (BinderConfig.token_launches)."""
+        options = self.user_options if user_options is None else user_options
+        return wants_tokens(options or {}, self.binder_config.token_launches)
 
     def check_binder(self, user_options) -> tuple[str, str] | None:
         """(repo_url, ref) of a repository launch, None for a plain one; 4xx on anything wrong."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -16,6 +17,7 @@ from traitlets.config import Config
 
 from cern_spawner.binder import handlers
 from cern_spawner.binder.handlers import (
+    Confirm,
     HubUrls,
     Redirect,
     Refusal,
@@ -24,6 +26,7 @@ from cern_spawner.binder.handlers import (
     plan_launch,
 )
 from cern_spawner.binder.options import NOT_ENABLED
+from cern_spawner.web import HUB_TEMPLATE_DIR
 from tests.unit.inprocess_hub import NoProxy
 
 pytestmark = pytest.mark.unit
@@ -36,6 +39,7 @@ CONFIG = SimpleNamespace(
     github_host="github.com",
     gitlab_host="gitlab.cern.ch",
     default_profile="",
+    token_launches=[],
 )
 URLS = HubUrls(
     spawn="/hub/spawn/alice", pending="/hub/spawn-pending/alice", server="/user/alice/", home="/hub/home"
@@ -44,92 +48,110 @@ REPO = "https://github.com/org/repo"
 STOPPED = ServerState("stopped")
 
 
-def spawn_query(answer) -> dict[str, str]:
-    """The query of a redirect to /hub/spawn/alice, one value per name."""
-    assert isinstance(answer, Redirect), answer
-    parts = urlsplit(answer.url)
+def confirm(spec, query, config=CONFIG):
+    answer = plan_launch(spec, query, config, STOPPED, URLS)
+    assert isinstance(answer, Confirm), answer
+    return answer
+
+
+def next_of(answer: Confirm) -> str:
+    """The `next` of the form's action, which must be JupyterHub's spawn page and nothing else."""
+    parts = urlsplit(answer.action)
     assert parts.path == URLS.spawn
     query = parse_qs(parts.query, strict_parsing=True)
-    assert all(len(values) == 1 for values in query.values())
-    return {name: values[0] for name, values in query.items()}
+    assert list(query) == ["next"] and len(query["next"]) == 1, query
+    return query["next"][0]
 
 
 @pytest.mark.parametrize(
     ("spec", "query", "expected"),
     [
-        pytest.param(
-            "gh/org/repo/main",
-            {},
-            {"opt-binder_repo": REPO, "opt-binder_ref": "main", "next": "/user/alice/"},
-            id="gh-no-path",
-        ),
+        pytest.param("gh/org/repo/main", {}, (REPO, "main", "", "", "/user/alice/"), id="gh-no-path"),
         pytest.param(
             "gh/org/repo/feature/x",
             {"labpath": "/notebooks/intro.ipynb"},
-            {
-                "opt-binder_repo": REPO,
-                "opt-binder_ref": "feature/x",
-                "next": "/user/alice/lab/tree/notebooks/intro.ipynb",
-            },
+            (
+                REPO,
+                "feature/x",
+                "",
+                "lab/tree/notebooks/intro.ipynb",
+                "/user/alice/lab/tree/notebooks/intro.ipynb",
+            ),
             id="ref-with-slash-and-labpath",
         ),
         pytest.param(
             "gl/swan%2Fdemo/v1.0",
             {"urlpath": "git-pull?repo=https://github.com/a/b&branch=main"},
-            {
-                "opt-binder_repo": "https://gitlab.cern.ch/swan/demo",
-                "opt-binder_ref": "v1.0",
-                "next": "/user/alice/git-pull?repo=https://github.com/a/b&branch=main",
-            },
+            (
+                "https://gitlab.cern.ch/swan/demo",
+                "v1.0",
+                "",
+                "git-pull?repo=https://github.com/a/b&branch=main",
+                "/user/alice/git-pull?repo=https://github.com/a/b&branch=main",
+            ),
             id="gl-urlpath-with-query",
         ),
         pytest.param(
             "git/http%3A%2F%2F127.0.0.1%3A9418%2Frepo.git/HEAD",
             {"profile": "gpu-1"},
-            {
-                "opt-profile": "gpu-1",
-                "opt-binder_repo": "http://127.0.0.1:9418/repo.git",
-                "opt-binder_ref": "HEAD",
-                "next": "/user/alice/",
-            },
+            ("http://127.0.0.1:9418/repo.git", "HEAD", "gpu-1", "", "/user/alice/"),
             id="git-sandbox-with-profile",
         ),
         pytest.param(
             "gh/org/repo/main",
             {"labpath": "résumé_#1.ipynb"},
-            {
-                "opt-binder_repo": REPO,
-                "opt-binder_ref": "main",
-                "next": "/user/alice/lab/tree/r%C3%A9sum%C3%A9_%231.ipynb",
-            },
+            (
+                REPO,
+                "main",
+                "",
+                "lab/tree/résumé_#1.ipynb",
+                "/user/alice/lab/tree/r%C3%A9sum%C3%A9_%231.ipynb",
+            ),
             id="next-percent-encoded",
         ),
         pytest.param(
             "gh/org/repo/main",
             {"profile": "  "},
-            {"opt-binder_repo": REPO, "opt-binder_ref": "main", "next": "/user/alice/"},
+            (REPO, "main", "", "", "/user/alice/"),
             id="blank-profile-is-none",
         ),
     ],
 )
-def test_stopped_server_goes_to_the_spawn_page(spec, query, expected):
-    assert spawn_query(plan_launch(spec, query, CONFIG, STOPPED, URLS)) == expected
+def test_a_stopped_server_gets_the_confirmation_page_never_a_spawn(spec, query, expected):
+    answer = confirm(spec, query)
+    assert (answer.repo_url, answer.ref, answer.profile, answer.path, next_of(answer)) == expected
+    # The repository travels in the form's fields, never in a URL that would start it.
+    assert "binder" not in answer.action
+
+
+@pytest.mark.parametrize(
+    ("patterns", "spec", "allowlisted"),
+    [
+        pytest.param([], "gh/cern/repo/main", False, id="default-none"),
+        pytest.param(["github.com/cern/*"], "gh/cern/repo/main", True, id="organisation"),
+        pytest.param(["github.com/cern/*"], "gh/CERN/repo/main", True, id="organisation-any-case"),
+        pytest.param(["github.com/cern/*"], "gh/cernx/repo/main", False, id="not-a-prefix-of-a-name"),
+        pytest.param(["github.com/cern/repo"], "gh/cern/repo2/main", False, id="one-repository"),
+        pytest.param(["gitlab.cern.ch/*"], "gl/swan%2Fdemo/main", True, id="whole-host"),
+        pytest.param(["gitlab.cern.ch/*"], "gh/cern/repo/main", False, id="other-host"),
+    ],
+)
+def test_an_allowlisted_repository_is_said_on_the_confirmation_page(patterns, spec, allowlisted):
+    config = SimpleNamespace(**{**vars(CONFIG), "token_launches": patterns})
+    assert confirm(spec, {}, config).tokens_allowlisted is allowlisted
 
 
 @pytest.mark.parametrize(
     ("default", "query", "profile"),
     [
-        pytest.param("", {}, None, id="no-default-lets-the-spawner-pick"),
+        pytest.param("", {}, "", id="no-default-lets-the-spawner-pick"),
         pytest.param("shared-2g", {}, "shared-2g", id="configured-default"),
         pytest.param("shared-2g", {"profile": "gpu-1"}, "gpu-1", id="link-wins-over-default"),
     ],
 )
 def test_the_profile_comes_from_the_link_else_the_default(default, query, profile):
     config = SimpleNamespace(**{**vars(CONFIG), "default_profile": default})
-    assert (
-        spawn_query(plan_launch("gh/org/repo/main", query, config, STOPPED, URLS)).get("opt-profile")
-        == profile
-    )
+    assert confirm("gh/org/repo/main", query, config).profile == profile
 
 
 @pytest.mark.parametrize(
@@ -291,10 +313,15 @@ class RecordingSpawner(Spawner):
     """Records what JupyterHub's spawn page hands to options_from_query, then starts nothing."""
 
     queries: list = []
+    forms: list = []
 
     def options_from_query(self, query_data):
         RecordingSpawner.queries.append(query_data)
         return {key: values[0] for key, values in query_data.items()}
+
+    def options_from_form(self, form_data):
+        RecordingSpawner.forms.append(form_data)
+        return {key: values[0] for key, values in form_data.items()}
 
     async def start(self):
         raise web.HTTPError(503, "The test spawner starts no servers.")
@@ -312,6 +339,7 @@ async def hub():
     c.JupyterHub.proxy_class = NoProxy
     c.JupyterHub.spawner_class = RecordingSpawner
     c.JupyterHub.extra_handlers = binder_handlers()
+    c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]  # as both hub configurations set it
     c.BinderConfig.registry = "registry.example.org"
     c.BinderConfig.allowed_hosts = ["github.com", "gitlab.cern.ch"]
     MockHub.clear_instance()
@@ -354,36 +382,121 @@ async def test_anonymous_goes_to_login_and_comes_back(hub):
     ]
 
 
+class ConfirmationPage(HTMLParser):
+    """The confirmation page's form: its action, fields (name -> attributes) and texts by id."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.form: dict = {}
+        self.fields: dict[str, dict] = {}
+        self.by_id: dict[str, str] = {}
+        self._open: list[tuple[str, str | None]] = []  # (tag, id) of the elements around the text
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == "cern-confirm-form":
+            self.form = attrs
+        if tag == "input":
+            if attrs.get("name"):
+                self.fields[attrs["name"]] = attrs
+            return  # a void element
+        if tag in ("br", "img", "meta", "link", "hr"):
+            return
+        self._open.append((tag, attrs.get("id")))
+        if attrs.get("id"):
+            self.by_id[attrs["id"]] = ""
+
+    def handle_endtag(self, tag):
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
+
+    def handle_data(self, data):
+        for _, element in self._open:
+            if element:
+                self.by_id[element] += data
+
+
+def origin(app) -> str:
+    return urlsplit(app.hub.url).scheme + "://" + urlsplit(app.hub.url).netloc
+
+
 @in_module_loop
-async def test_an_encoded_repository_reaches_the_spawn_page_whole(hub):
+async def test_a_link_shows_the_confirmation_page_and_starts_nothing(hub):
     session = await login(hub, "alice")
+    RecordingSpawner.queries.clear()
     spec = "git/" + quote("https://gitlab.cern.ch/swan/demo.git", safe="") + "/feature%2Fx"
-    response = await session.get(link(hub, spec, labpath="ab.ipynb"), allow_redirects=False)
-    assert response.status_code == 302
-    location = urlsplit(response.headers["Location"])
-    assert location.path == hub.hub.base_url + "spawn/alice"
-    assert parse_qs(location.query) == {
-        "opt-binder_repo": ["https://gitlab.cern.ch/swan/demo.git"],
-        "opt-binder_ref": ["feature/x"],
-        "next": [hub.base_url + "user/alice/lab/tree/ab.ipynb"],
+    response = await session.get(
+        link(hub, spec, labpath="ab.ipynb", profile="shared-1g"), allow_redirects=False
+    )
+    assert response.status_code == 200, response.text[:300]
+    page = ConfirmationPage(response.text)
+    # What will run, in words, and the warning.
+    assert page.by_id["cern-confirm-repo"] == "https://gitlab.cern.ch/swan/demo.git"
+    assert page.by_id["cern-confirm-ref"] == "feature/x"
+    assert "shared-1g" in page.by_id["cern-confirm-profile"]
+    assert "The repository's code will run as you." in page.by_id["cern-confirm-warning"]
+    assert "your files" in page.by_id["cern-confirm-warning"]
+    # A POST to JupyterHub's own spawn page, with its XSRF token, the launch in the body.
+    assert page.form["method"] == "post"
+    action = urlsplit(page.form["action"])
+    assert action.path == hub.hub.base_url + "spawn/alice"
+    assert parse_qs(action.query) == {"next": [hub.base_url + "user/alice/lab/tree/ab.ipynb"]}
+    assert page.fields["_xsrf"]["value"] == session.cookies["_xsrf"]
+    assert {name: field.get("value") for name, field in page.fields.items() if name != "_xsrf"} == {
+        "profile": "shared-1g",
+        "binder_repo": "https://gitlab.cern.ch/swan/demo.git",
+        "binder_ref": "feature/x",
+        "binder_tokens": "on",
     }
+    tokens = page.fields["binder_tokens"]
+    assert tokens["type"] == "checkbox" and "checked" not in tokens  # off unless ticked
+    assert "<script" not in response.text.split('id="cern-confirm"')[1].split("</form>")[0]
     # Nothing was started by the link itself.
-    assert not hub.users["alice"].spawners.get("") or not hub.users["alice"].spawners[""].active
+    assert RecordingSpawner.queries == [] and RecordingSpawner.forms == []
+    spawner = hub.users["alice"].spawners.get("")
+    assert spawner is None or not spawner.active
 
 
 @in_module_loop
-async def test_jupyterhubs_spawn_page_hands_the_options_to_the_spawner(hub):
+async def test_an_allowlisted_repository_says_so_instead_of_the_checkbox(hub):
+    session = await login(hub, "alice")
+    hub.config.BinderConfig.token_launches = ["github.com/cern/*"]
+    try:
+        response = await session.get(link(hub, "gh/cern/repo/main"), allow_redirects=False)
+    finally:
+        hub.config.BinderConfig.token_launches = []
+    page = ConfirmationPage(response.text)
+    assert "binder_tokens" not in page.fields
+    assert "administrators trust this repository" in page.by_id["cern-confirm-tokens"]
+
+
+@in_module_loop
+async def test_the_confirmed_post_reaches_the_spawner_with_the_launch(hub):
     session = await login(hub, "carol")
-    RecordingSpawner.queries.clear()
-    first = await session.get(link(hub, "gh/org/repo/main", profile="shared-1g"), allow_redirects=False)
-    spawn_url = (
-        urlsplit(hub.hub.url).scheme + "://" + urlsplit(hub.hub.url).netloc + first.headers["Location"]
-    )
-    response = await session.get(spawn_url, allow_redirects=False)
-    assert RecordingSpawner.queries == [
-        {"profile": ["shared-1g"], "binder_repo": ["https://github.com/org/repo"], "binder_ref": ["main"]}
+    RecordingSpawner.forms.clear()
+    response = await session.get(link(hub, "gh/org/repo/main", profile="shared-1g"), allow_redirects=False)
+    page = ConfirmationPage(response.text)
+    fields = {name: field["value"] for name, field in page.fields.items()}  # the box ticked
+    without_xsrf = {name: value for name, value in fields.items() if name != "_xsrf"}
+
+    # Without JupyterHub's XSRF token (another site's form): refused, nothing reaches the spawner.
+    forged = await session.post(origin(hub) + page.form["action"], data=without_xsrf, allow_redirects=False)
+    assert forged.status_code == 403
+    assert RecordingSpawner.forms == []
+
+    posted = await session.post(origin(hub) + page.form["action"], data=fields, allow_redirects=False)
+    assert RecordingSpawner.forms == [
+        {
+            "_xsrf": [fields["_xsrf"]],
+            "profile": ["shared-1g"],
+            "binder_repo": ["https://github.com/org/repo"],
+            "binder_ref": ["main"],
+            "binder_tokens": ["on"],
+        }
     ]
-    assert response.status_code == 503  # the test spawner's refusal, shown by JupyterHub
+    assert posted.status_code == 503  # the test spawner's refusal, shown by JupyterHub
 
 
 @pytest.mark.parametrize(

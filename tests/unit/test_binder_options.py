@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from traitlets import TraitError
 
 from cern_spawner import options as cern_options
 from cern_spawner.binder import options as binder_options
+from cern_spawner.binder.config import BinderConfig
 from cern_spawner.binder.errors import BinderRefused
 from cern_spawner.binder.options import (
     IMAGE_CHOSEN,
     NOT_ENABLED,
     check_binder_options,
     split_form,
+    token_launch_allowed,
+    token_pattern_problem,
+    wants_tokens,
 )
 
 pytestmark = pytest.mark.unit
@@ -62,6 +67,24 @@ REPO = "https://github.com/binder-examples/requirements"
             id="profile-options-stay-in-the-rest",
         ),
         pytest.param({"binder_repo": []}, {}, {}, id="no-values"),
+        pytest.param(
+            {"binder_repo": [REPO], "binder_tokens": ["on"]},
+            {"binder_repo": REPO, "binder_ref": "HEAD", "binder_tokens": True},
+            {},
+            id="tokens-ticked",
+        ),
+        pytest.param(
+            {"binder_repo": [REPO], "binder_tokens": ["yes please"]},
+            {"binder_repo": REPO, "binder_ref": "HEAD"},
+            {},
+            id="tokens-only-as-a-browser-ticks",
+        ),
+        pytest.param(
+            {"profile": ["shared-1g"], "binder_repo": [""], "binder_tokens": ["on"]},
+            {},
+            {"profile": ["shared-1g"]},
+            id="tokens-without-repository-mean-nothing",
+        ),
     ],
 )
 def test_split_form(formdata, binder, rest):
@@ -144,6 +167,13 @@ def test_accepted(options, expected):
         ),
         pytest.param({"binder_repo": REPO, "binder_ref": "a..b"}, 400, "'..'", id="ref-dots"),
         pytest.param({"binder_repo": REPO, "binder_ref": "main\nx"}, 400, "control", id="ref-newline"),
+        pytest.param(
+            {"binder_repo": REPO, "binder_tokens": "on"},
+            400,
+            "binder_tokens must be true or false",
+            id="tokens-string",
+        ),
+        pytest.param({"binder_tokens": True}, 400, "binder_repo is empty", id="tokens-without-repo"),
     ],
 )
 def test_refused(options, status, words):
@@ -173,3 +203,83 @@ def test_no_binder_keys_pass_when_binder_is_off():
 
 def test_the_unlisted_suffix_is_kubespawners():
     assert binder_options._UNLISTED_SUFFIX == cern_options.UNLISTED_SUFFIX
+
+
+@pytest.mark.parametrize(
+    ("options", "patterns", "expected"),
+    [
+        pytest.param({"profile": "shared-1g"}, [], True, id="plain-launch-keeps-its-tokens"),
+        pytest.param({}, [], True, id="default-launch-keeps-its-tokens"),
+        pytest.param({"binder_repo": REPO, "binder_ref": "main"}, [], False, id="repository-not-ticked"),
+        pytest.param({"binder_repo": REPO, "binder_tokens": True}, [], True, id="repository-ticked"),
+        pytest.param({"binder_repo": REPO, "binder_tokens": "true"}, [], False, id="only-a-real-true"),
+        pytest.param({"binder_repo": REPO}, ["github.com/binder-examples/*"], True, id="allowlisted-org"),
+        pytest.param(
+            {"binder_repo": REPO + ".git/"}, ["github.com/binder-examples/requirements"], True, id="exact"
+        ),
+        pytest.param(
+            {"binder_repo": REPO}, ["github.com/binder-examples/requirements2"], False, id="other-repo"
+        ),
+        pytest.param({"binder_repo": REPO}, ["github.com/binder/*"], False, id="org-prefix-is-whole"),
+        pytest.param({"binder_repo": REPO}, ["gitlab.cern.ch/*"], False, id="other-host"),
+        pytest.param(
+            {"binder_repo": "HTTPS://GitHub.com:443/Binder-Examples/X"},
+            ["github.com/binder-examples/*"],
+            True,
+            id="case-and-default-port",
+        ),
+        pytest.param(
+            {"binder_repo": "https://github.com.evil.example/binder-examples/x"},
+            ["github.com/*"],
+            False,
+            id="host-suffix",
+        ),
+        pytest.param(
+            {"binder_repo": "http://127.0.0.1:9418/repo.git"}, ["127.0.0.1:9418/*"], True, id="port"
+        ),
+        pytest.param(
+            {"binder_repo": "http://127.0.0.1:9419/repo.git"}, ["127.0.0.1:9418/*"], False, id="other-port"
+        ),
+        pytest.param({"binder_repo": 5}, ["github.com/*"], False, id="malformed"),
+    ],
+)
+def test_which_launches_get_the_users_tokens(options, patterns, expected):
+    assert wants_tokens(options, patterns) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        pytest.param("github.com/cern/*", None, id="organisation"),
+        pytest.param("gitlab.cern.ch/*", None, id="host"),
+        pytest.param("gitlab.cern.ch/swan/demo", None, id="one-repository"),
+        pytest.param("127.0.0.1:9418/*", None, id="port"),
+        pytest.param("https://github.com/cern/*", "no scheme", id="scheme"),
+        pytest.param("GitHub.com/cern/*", "lowercase host", id="uppercase"),
+        pytest.param("github.com", "github.com/*", id="bare-host"),
+        pytest.param("github.com/", "github.com/*", id="empty-path"),
+        pytest.param("github.com/*/x", "'*' only last", id="star-in-the-middle"),
+        pytest.param("github.com/c*", "'*' only last", id="star-in-a-name"),
+        pytest.param("*.cern.ch/*", "lowercase host", id="wildcard-host"),
+        pytest.param("github.com/../x", "'*' only last", id="dot-dot"),
+    ],
+)
+def test_token_launch_patterns(pattern, problem):
+    found = token_pattern_problem(pattern)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_an_empty_allowlist_allows_nothing():
+    assert token_launch_allowed(REPO, []) is False
+
+
+def test_the_token_launches_trait_is_validated():
+    assert BinderConfig().token_launches == []
+    assert BinderConfig(token_launches=["github.com/cern/*"]).token_launches == ["github.com/cern/*"]
+    with pytest.raises(TraitError) as refused:
+        BinderConfig(token_launches=["https://github.com/cern/*"])
+    assert "BinderConfig.token_launches" in str(refused.value)
+    assert "'https://github.com/cern/*'" in str(refused.value)

@@ -5,11 +5,12 @@ leaking into the next spawn."""
 from pathlib import Path
 
 import pytest
+from jupyterhub.utils import url_path_join
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
 from cern_spawner.binder.launch import Launch
-from cern_spawner.binder.spawning import SpawnRefused
+from cern_spawner.binder.spawning import LaunchNotConfirmed, SpawnRefused
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio(loop_scope="function")]
 
@@ -149,4 +150,88 @@ async def test_a_repository_on_a_gpu_profile_keeps_its_role_check(roles, status)
     with pytest.raises(SpawnRefused) as raised:
         await spawner._check_user_options(spawner, options)
     assert raised.value.status_code == status
+    assert "gpu-users" in raised.value.jupyterhub_message
+
+
+@pytest.mark.parametrize(
+    ("query", "linked"),
+    [
+        (
+            {"profile": ["shared-1g"], "binder_repo": [REPO], "binder_ref": ["main"]},
+            '/git/https%3A%2F%2Fgitlab.cern.ch%2Fphysics%2Fanalysis/main?profile=shared-1g"',
+        ),
+        ({"binder_repo": [REPO], "binder_ref": ["feature/x"]}, '/feature%2Fx"'),
+        ({"binder_repo": [REPO], "binder_tokens": ["on"]}, '/HEAD"'),
+        ({"binder_repo": ["https://evil.example/<b>x</b>"]}, None),
+        ({"binder_ref": ["main"]}, None),
+    ],
+    ids=[
+        "with-profile",
+        "ref-with-slash",
+        "tokens-asked-in-the-query",
+        "refused-host-not-echoed",
+        "ref-only",
+    ],
+)
+async def test_a_spawn_query_never_launches_a_repository(query, linked):
+    """GET /hub/spawn/<user>?opt-binder_repo=…: any page can make a browser send it."""
+    spawner = make_spawner()
+    with pytest.raises(LaunchNotConfirmed) as raised:
+        spawner.options_from_query(query)
+    refusal = raised.value
+    assert refusal.status_code == 403
+    assert isinstance(refusal, SpawnRefused)
+    # JupyterHub's spawn page shows the HTML message (the plain one must be None for that).
+    assert refusal.jupyterhub_message is None
+    assert "must be confirmed" in refusal.jupyterhub_html_message
+    if linked:
+        confirmation = url_path_join(spawner.hub.base_url, "binder/v2/git/")
+        assert f'<a href="{confirmation}' in refusal.jupyterhub_html_message
+        assert linked in refusal.jupyterhub_html_message
+    else:
+        assert "<a " not in refusal.jupyterhub_html_message
+        assert "evil" not in refusal.jupyterhub_html_message
+
+
+async def test_a_plain_spawn_query_still_works():
+    assert make_spawner().options_from_query({"profile": ["shared-1g"]}) == {"profile": "shared-1g"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            form(profile="shared-1g", binder_repo=REPO, binder_tokens="on"),
+            {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "HEAD", "binder_tokens": True},
+        ),
+        (
+            form(profile="shared-1g", binder_repo=REPO),
+            {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "HEAD"},
+        ),
+    ],
+    ids=["ticked", "not-ticked"],
+)
+async def test_the_tokens_checkbox_of_a_form_post(fields, expected):
+    spawner = make_spawner()
+    options = spawner.options_from_form(fields)
+    assert options == expected
+    await spawner._check_user_options(spawner, options)  # accepted by every server-side check
+
+
+@pytest.mark.parametrize(
+    ("slug", "expected"),
+    [
+        ("", ("shared-2g", "Shared, 2 GB memory, 1 CPU core")),
+        ("shared-4g", ("shared-4g", "Shared, 4 GB memory, 2 CPU cores")),
+    ],
+    ids=["the-catalogs-default", "named"],
+)
+async def test_the_confirmation_page_names_the_profile(slug, expected):
+    assert await make_spawner().describe_launch_profile(slug) == expected
+
+
+async def test_the_confirmation_page_refuses_a_profile_the_user_may_not_start():
+    with pytest.raises(SpawnRefused) as raised:
+        await make_spawner().describe_launch_profile("gpu-1")
+    assert raised.value.status_code == 403
     assert "gpu-users" in raised.value.jupyterhub_message

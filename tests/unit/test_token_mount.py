@@ -93,3 +93,77 @@ async def test_refresh_updates_only_active_servers_and_survives_a_failure(caplog
     await token_secret.update_running_servers(user, AUTH_STATE, logging.getLogger("test"))
     assert calls == [AUTH_STATE]
     assert "API server down" in caplog.text
+
+
+REPO = "https://gitlab.cern.ch/physics/analysis"
+
+
+def binder_spawner(token_launches=()):
+    spawner = make_spawner(auth_state=AUTH_STATE)
+    spawner.binder_config.registry = "registry.cern.ch"
+    spawner.binder_config.allowed_hosts = ["gitlab.cern.ch"]
+    spawner.binder_config.token_launches = list(token_launches)
+    return spawner
+
+
+def token_volumes(pod) -> list:
+    """Every reference to the tokens: the volume, its mount, and the Secret by name anywhere."""
+    found = [v for v in pod["spec"].get("volumes") or [] if v["name"] == token_secret.VOLUME]
+    found += [m for m in notebook(pod).get("volumeMounts") or [] if m["name"] == token_secret.VOLUME]
+    if token_secret.PREFIX in str(pod):
+        found.append("the Secret's name")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("options", "token_launches", "mounted"),
+    [
+        ({"profile": "shared-2g", "binder_repo": REPO, "binder_ref": "main"}, (), False),
+        (
+            {"profile": "shared-2g", "binder_repo": REPO, "binder_ref": "main", "binder_tokens": True},
+            (),
+            True,
+        ),
+        (
+            {"profile": "shared-2g", "binder_repo": REPO, "binder_ref": "main"},
+            ("gitlab.cern.ch/physics/*",),
+            True,
+        ),
+        (
+            {"profile": "shared-2g", "binder_repo": REPO, "binder_ref": "main"},
+            ("gitlab.cern.ch/other/*",),
+            False,
+        ),
+        ({"profile": "shared-2g"}, (), True),
+    ],
+    ids=[
+        "repository-not-ticked",
+        "repository-ticked",
+        "allowlisted",
+        "other-group-allowlisted",
+        "plain-spawn",
+    ],
+)
+async def test_a_repository_launch_gets_the_tokens_only_when_asked_or_allowlisted(
+    written, options, token_launches, mounted
+):
+    spawner = binder_spawner(token_launches)
+    pod = await spawn(spawner, options)
+    if mounted:
+        assert token_volumes(pod), pod["spec"].get("volumes")
+        assert len(written) == 1
+    else:
+        assert token_volumes(pod) == []
+        assert written == []  # not even written for this server
+        assert "EOS-TOKEN" not in str(pod)
+
+
+async def test_a_refresh_leaves_a_server_without_tokens_without_them(written, monkeypatch):
+    spawner = binder_spawner()
+    monkeypatch.setattr(type(spawner), "ready", property(lambda self: True))  # a running server
+    spawner.user_options = {"profile": "shared-2g", "binder_repo": REPO, "binder_ref": "main"}
+    await spawner.update_token_secret(AUTH_STATE)
+    assert written == []
+    spawner.user_options = {"profile": "shared-2g"}
+    await spawner.update_token_secret(AUTH_STATE)
+    assert len(written) == 1

@@ -280,3 +280,26 @@ async def test_saved_repository_options_keep_the_saved_profile_preselected():
     spawner = make_spawner((), saved)
     page = Page(await spawner._render_options_form_dynamically(spawner))
     assert page.checked == ["shared-4g"]
+
+
+@pytest.mark.parametrize(
+    "binder",
+    [
+        pytest.param(BINDER, id="first-visit"),
+        pytest.param({**BINDER, "repo": "https://github.com/org/repo", "ref": "main"}, id="saved-repository"),
+    ],
+)
+async def test_the_tokens_checkbox_is_labelled_and_off(binder):
+    page = await render_with_binder(binder)
+    box = page.by_id["cern-binder-tokens"]
+    assert (box["_tag"], box["type"], box["name"], box["value"]) == (
+        "input",
+        "checkbox",
+        "binder_tokens",
+        "on",
+    )
+    assert "checked" not in box  # off on every visit, whatever was launched before
+    assert box["id"] in page.labels_for
+    assert "Give this server my CERN tokens" in page.html
+    assert all(element in page.by_id for element in box["aria-describedby"].split())
+    assert page.html.index('id="cern-binder"') < page.html.index('id="cern-binder-tokens"')
