@@ -116,6 +116,9 @@ if sandbox.get("registry") and sandbox.get("git"):
     c.BinderConfig.builder_image = "sandbox/builder"
     c.BinderConfig.builder_command = sandbox["builder"]["command"]
     c.BinderConfig.engine_socket = ""
+    # Builds share the notebooks' namespace here (allowed without an engine socket): one namespace
+    # for the sandbox's tests to watch.
+    c.BinderConfig.build_namespace = sandbox["user_namespace"]
     c.JupyterHub.extra_handlers += binder_handlers()
 # The spawn page shows our progress messages with elapsed time, and a way back on failure.
 c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]

@@ -1,7 +1,8 @@
 """Build pods: one per image, shared by everyone who launches the same commit at the same time.
 
-The pod's name is derived from the image, so a second launch of the same commit gets 409 on
-create and joins the running pod instead of starting another. Whoever sees a build finish deletes
+A pod carries its image's key as a label, so a second launch of the same commit finds it and joins
+it instead of starting another; a new build is admitted under the limits and named per user slot
+(`admission`). Whoever sees a build finish deletes
 its pod; a waiter that is cancelled (the user left the spawn) just stops waiting, because others
 may share the pod — it runs to its end (or its activeDeadlineSeconds) and is deleted by the next
 waiter that sees it finish, or by `cleanup_finished_builds` at the next build. The registry, not
@@ -14,17 +15,22 @@ import asyncio
 import datetime
 import hashlib
 import json
+import logging
 import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio.client import ApiException
 
 from ..waiting import until
+from .admission import IMAGE_LABEL, Seen, Slot, admission_lock, choose_slot, image_key, slot_pod_name
+from .buildlogs import clean_line, log_lines
 from .config import BinderConfig
 from .errors import BinderRefused, BuildError, BuildFailed
+
+log = logging.getLogger(__name__)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 COMPONENT = "binder-build"
@@ -32,7 +38,6 @@ USER_LABEL = "cern-spawner.cern.ch/build-user"
 ANNOTATION = "cern-spawner.cern.ch/"
 CONTAINER = "builder"
 PUSH_CONFIG_DIR = "/var/run/cern-spawner/push-config"
-MAX_LINE = 500  # characters of one log line shown to the user
 FINISHED_TTL = 300.0  # seconds a finished build pod may linger before the cleanup removes it
 _TERMINAL = ("Succeeded", "Failed")
 GONE = "The build pod was removed before this launch saw it end; checking the registry for the image…"
@@ -48,18 +53,10 @@ _NEVER_STARTS = (
 _PULL_TROUBLE = ("ErrImagePull", "ImagePullBackOff")
 IMAGE_PULL_PATIENCE = 120.0
 _PLACEHOLDER = re.compile(r"\{(repo_url|ref|commit|image)\}")
-# CSI sequences (colours, cursor moves), then other two-character escapes.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LABEL_SAFE = re.compile(r"[a-z0-9]")
 _LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?")
 
 Report = Callable[[str], object]
-
-
-def build_pod_name(image: str) -> str:
-    """`binder-build-<sha256(image)[:20]>`: DNS-safe, the same for everyone building that image."""
-    return "binder-build-" + hashlib.sha256(image.encode()).hexdigest()[:20]
 
 
 def user_label(user: str) -> str:
@@ -79,9 +76,18 @@ def builder_argv(command: list[str], **values: str) -> list[str]:
 
 
 def build_pod_manifest(
-    config: BinderConfig, *, repo_url: str, ref: str, commit: str, image: str, user: str, namespace: str
+    config: BinderConfig,
+    *,
+    repo_url: str,
+    ref: str,
+    commit: str,
+    image: str,
+    user: str,
+    namespace: str,
+    name: str | None = None,
 ) -> dict:
-    """The build pod for `image`, as a dict the API accepts. Pure."""
+    """The build pod for `image`, as a dict the API accepts (named `name`, by default the user's
+    first slot). Pure."""
     argv = builder_argv(config.builder_command, repo_url=repo_url, ref=ref, commit=commit, image=image)
     env = dict(config.builder_env)
     mounts, volumes = [], []
@@ -117,12 +123,13 @@ def build_pod_manifest(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": build_pod_name(image),
+            "name": name or slot_pod_name(user, 0),
             "namespace": namespace,
             "labels": {
                 COMPONENT_LABEL: COMPONENT,
                 "app.kubernetes.io/managed-by": "cern-spawner",
                 USER_LABEL: user_label(user),
+                IMAGE_LABEL: image_key(image),
             },
             "annotations": {
                 ANNOTATION + "repo-url": repo_url,
@@ -143,37 +150,6 @@ def build_pod_manifest(
             "volumes": volumes,
         },
     }
-
-
-def clean_line(raw: str) -> str:
-    """A log line as shown to users: no ANSI escapes, the last of its \\r-overwritten versions, no
-    control characters, at most MAX_LINE characters."""
-    line = _ANSI.sub("", raw.rstrip("\r\n"))
-    line = line.rstrip("\r").rsplit("\r", 1)[-1]
-    line = _CONTROL.sub("", line)
-    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
-
-
-async def log_lines(chunks: AsyncIterable[bytes], limit: int = 4 * MAX_LINE) -> AsyncIterable[str]:
-    """Cleaned lines from a byte stream, as they complete; a line longer than `limit` bytes is cut
-    there (the rest of it skipped), so one endless line cannot fill memory."""
-    buffer, skipping = b"", False
-    async for chunk in chunks:
-        buffer += chunk
-        while True:
-            end = buffer.find(b"\n")
-            if end < 0:
-                if len(buffer) > limit:
-                    if not skipping:
-                        yield clean_line(buffer[:limit].decode(errors="replace"))
-                    buffer, skipping = b"", True
-                break
-            line, buffer = buffer[:end], buffer[end + 1 :]
-            if not skipping:
-                yield clean_line(line.decode(errors="replace"))
-            skipping = False
-    if buffer and not skipping:
-        yield clean_line(buffer.decode(errors="replace"))
 
 
 def _api_message(e: ApiException) -> str:
@@ -219,14 +195,12 @@ def _is_live_build(pod) -> bool:
     return pod.status.phase not in _TERMINAL and pod.metadata.deletion_timestamp is None
 
 
-async def count_user_builds(core, namespace: str, user: str) -> int:
-    """Build pods of `user` that have not finished (started by them, not joined)."""
-    selector = f"{COMPONENT_LABEL}={COMPONENT},{USER_LABEL}={user_label(user)}"
+async def _list_builds(core, namespace: str) -> list:
     try:
-        pods = await core.list_namespaced_pod(namespace, label_selector=selector)
+        pods = await core.list_namespaced_pod(namespace, label_selector=f"{COMPONENT_LABEL}={COMPONENT}")
     except ApiException as e:
         raise BuildError(f"Could not list the running builds: {_api_message(e)}") from e
-    return sum(1 for pod in pods.items if _is_live_build(pod))
+    return pods.items
 
 
 async def cleanup_finished_builds(
@@ -292,44 +266,61 @@ def _start_trouble(pod) -> str | None:
 
 
 async def _create_or_join(
-    core, config, manifest: dict, *, user: str, namespace: str, report: Report, clock, sleep
+    core, config, manifest: dict, *, image: str, user: str, namespace: str, report: Report, clock, sleep
 ):
-    """The build pod (ours or one already running for the image), or None when it vanished."""
-    name = manifest["metadata"]["name"]
-    for _ in range(3):  # a finished pod being deleted under the same name can need a retry
-        pod = await _read_pod(core, name, namespace)
-        if pod is not None and pod.status.phase == "Failed":
-            # Left by a waiter that was cancelled: this launch is a new attempt.
-            report("An earlier build of this commit failed; starting a new one…")
-            old_uid = pod.metadata.uid
-            await _delete_pod(core, name, namespace, old_uid)
-            await until(
-                lambda old_uid=old_uid: _gone(core, name, namespace, old_uid),
-                within=60,
-                what=f"removal of the earlier build pod {name}",
-                clock=clock,
-                sleep=sleep,
+    """The build pod (ours or one already running for the image), or None when none could be had.
+
+    Counting and creating run under the hub's admission lock; a slot held by a finished pod is
+    freed outside it (its removal can take a while) and admission starts again.
+    """
+    key, label = image_key(image), user_label(user)
+    for _ in range(4):
+        async with admission_lock():
+            pods = await _list_builds(core, namespace)
+            running = next(
+                (p for p in pods if _is_live_build(p) and (p.metadata.labels or {}).get(IMAGE_LABEL) == key),
+                None,
             )
-            continue
-        if pod is not None:
-            report("Joining the build already running for this commit…")
-            return pod
-        running = await count_user_builds(core, namespace, user)
-        if running >= config.per_user_build_limit:
-            raise BinderRefused(
-                429,
-                f"You already have {running} image build{'s' if running != 1 else ''} running; "
-                "wait for them to finish, then try again.",
-            )
-        try:
-            pod = await core.create_namespaced_pod(namespace, manifest)
-        except ApiException as e:
-            if e.status == 409:
-                continue  # someone created it a moment ago: read it and join
-            raise BuildError(f"The cluster refused the build pod: {_api_message(e)}") from e
-        report(f"Building the image (build pod {name})…")
-        return pod
+            if running is not None:
+                report("Joining the build already running for this commit…")
+                return running
+            seen = [
+                Seen(p.metadata.name, _is_live_build(p), (p.metadata.labels or {}).get(USER_LABEL) == label)
+                for p in pods
+            ]
+            slot = choose_slot(user, config.per_user_build_limit, seen, config.max_concurrent_builds)
+            if isinstance(slot, BinderRefused):
+                log.warning("Refused a build of %r for %r: %s", image, user, slot.message)
+                raise slot
+            if not slot.stale:
+                manifest = {**manifest, "metadata": {**manifest["metadata"], "name": slot.name}}
+                try:
+                    pod = await core.create_namespaced_pod(namespace, manifest)
+                except ApiException as e:
+                    if e.status != 409:
+                        raise BuildError(f"The cluster refused the build pod: {_api_message(e)}") from e
+                    # Another hub process took this slot a moment ago: count again.
+                    log.info("Build pod %s of %r already exists; counting again", slot.name, user)
+                    continue
+                report(f"Building the image (build pod {slot.name})…")
+                return pod
+        await _free_slot(core, slot, namespace, clock=clock, sleep=sleep)
     return None
+
+
+async def _free_slot(core, slot: Slot, namespace: str, *, clock, sleep) -> None:
+    """Remove the finished pod holding the slot's name and wait until it is gone."""
+    pod = await _read_pod(core, slot.name, namespace)
+    if pod is None:
+        return
+    await _delete_pod(core, slot.name, namespace, pod.metadata.uid)
+    await until(
+        lambda: _gone(core, slot.name, namespace, pod.metadata.uid),
+        within=60,
+        what=f"removal of the finished build pod {slot.name}",
+        clock=clock,
+        sleep=sleep,
+    )
 
 
 async def _gone(core, name: str, namespace: str, uid: str) -> bool:
@@ -399,8 +390,8 @@ async def run_build(
 ) -> None:
     """Build `image` in a pod (or join the one building it), streaming its log into `report`.
 
-    Returns when the pod succeeded or vanished; raises BinderRefused (429) over the per-user limit,
-    BuildFailed when the builder failed or ran past `build_timeout`, BuildError when the cluster
+    Returns when the pod succeeded or vanished; raises BinderRefused (429, nothing created) over a
+    build limit, BuildFailed when the builder failed or ran past `build_timeout`, BuildError when the cluster
     cannot be used. `core` is a kubernetes_asyncio CoreV1Api.
     """
     deadline = clock() + config.build_timeout
@@ -411,13 +402,20 @@ async def run_build(
     manifest = build_pod_manifest(
         config, repo_url=repo_url, ref=ref, commit=commit, image=image, user=user, namespace=namespace
     )
-    name = manifest["metadata"]["name"]
     pod = await _create_or_join(
-        core, config, manifest, user=user, namespace=namespace, report=report, clock=clock, sleep=sleep
+        core,
+        config,
+        manifest,
+        image=image,
+        user=user,
+        namespace=namespace,
+        report=report,
+        clock=clock,
+        sleep=sleep,
     )
     if pod is None:
-        return
-    uid = pod.metadata.uid
+        raise BuildError("The build could not be started: its pod name stayed taken; try again in a minute.")
+    name, uid = pod.metadata.name, pod.metadata.uid
     said: set[str] = set()
 
     async def current():

@@ -18,6 +18,7 @@ from .options import token_pattern_problem
 # The repo2docker release the default builder runs: quay.io publishes one tag per release.
 REPO2DOCKER_IMAGE = "quay.io/jupyterhub/repo2docker:2025.12.0"
 PLACEHOLDERS = ("repo_url", "ref", "commit", "image")
+BUILD_NAMESPACE = "binder-builds"
 _HOST_PATTERN = re.compile(
     r"(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[1-9][0-9]{0,4})?"
 )
@@ -178,14 +179,16 @@ class BinderConfig(LoggingConfigurable):
         help="Extra environment variables of the builder container (default: none). Put no secrets here.",
     )
     engine_socket = Unicode(
-        "/var/run/docker.sock",
+        "",
         config=True,
         help="""
-        Host path of a Docker or Podman socket mounted into build pods at the same path (default
-        /var/run/docker.sock, what repo2docker uses). Using a host's engine needs root in the build
-        pod and gives it the node: that is the operator's choice, made by setting this. Empty: no
-        socket, and build pods run with the restricted security context (a BuildKit service or a
-        rootless builder then does the build).
+        Host path of a Docker or Podman socket mounted into build pods at the same path (what
+        repo2docker uses with /var/run/docker.sock). A host's engine needs root in the build pod and
+        gives the repository being built the node: allowed only with builds in a namespace of their
+        own (build_namespace, not the notebooks') on dedicated, tainted nodes (build_node_selector
+        and build_tolerations both set); otherwise the configuration is refused. Empty (default): no
+        socket, and build pods run with the restricted security context (rootless BuildKit via
+        buildkit_address, the recommended builder, or another rootless builder does the build).
         """,
     )
     buildkit_address = Unicode(
@@ -206,9 +209,13 @@ class BinderConfig(LoggingConfigurable):
         """,
     )
     build_namespace = Unicode(
-        "",
+        BUILD_NAMESPACE,
         config=True,
-        help="Namespace of build pods. Empty (default): the spawner's namespace.",
+        help=f"""
+        Namespace of build pods (default "{BUILD_NAMESPACE}": builds apart from the notebooks; it
+        must exist, with the push Secret and the hub's rights to manage pods there). Empty: the
+        spawner's namespace, shared with the notebooks (refused together with an engine_socket).
+        """,
     )
     build_resources = Dict(
         default_value={
@@ -244,7 +251,17 @@ class BinderConfig(LoggingConfigurable):
         config=True,
         help="""
         Builds one user may have running at once (default 1). Joining a build already running for
-        the same image does not count.
+        the same image does not count. Build pods are named per user slot, so the API server itself
+        refuses a build past this limit even when two hub processes race.
+        """,
+    )
+    max_concurrent_builds = Int(
+        4,
+        config=True,
+        help="""
+        Build pods that may run at once in the build namespace, all users together (default 4);
+        a launch that would start one more is refused (HTTP 429) and may be retried later. Joining
+        a build already running for the same image does not count.
         """,
     )
     log_tail_lines = Int(
@@ -256,7 +273,7 @@ class BinderConfig(LoggingConfigurable):
         config=True,
         help="""
         Security context of the builder container. Default: with an engine socket, runAsUser 0
-        (the socket needs root; your choice by setting engine_socket); without one, Pod Security
+        (the socket needs root); without one (the default), Pod Security
         "restricted" (uid 1000, non-root, no privilege escalation, all capabilities dropped,
         seccomp RuntimeDefault).
         """,
@@ -267,6 +284,44 @@ class BinderConfig(LoggingConfigurable):
         if self.engine_socket:
             return {"runAsUser": 0, "runAsNonRoot": False}
         return dict(RESTRICTED_CONTEXT)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Across traits, so checked once all are loaded (config sections load in any order).
+        self._check_engine_socket(self.engine_socket)
+
+    def _check_engine_socket(self, socket: str) -> None:
+        """Refuse a host engine socket unless builds are fenced off from the notebooks."""
+        if not socket:
+            return
+        notebooks = self._notebooks_namespace()
+        problems = []
+        if self.build_namespace in ("", notebooks):
+            where = self.build_namespace or notebooks or "the spawner's namespace"
+            problems.append(f"build pods run in the notebooks' namespace ({where!r})")
+        if not self.build_node_selector or not self.build_tolerations:
+            problems.append(
+                "build pods are not confined to dedicated, tainted nodes "
+                "(set both BinderConfig.build_node_selector and BinderConfig.build_tolerations)"
+            )
+        if problems:
+            raise TraitError(
+                f"BinderConfig.engine_socket {socket!r} would give every repository built the node's "
+                f"container engine while {' and '.join(problems)}. Leave engine_socket empty and build "
+                "rootless (BinderConfig.buildkit_address, see docs/binder.md, Build security), or run "
+                "builds in their own namespace on a tainted build node pool."
+            )
+
+    def _notebooks_namespace(self) -> str | None:
+        """The spawner's namespace when known (from the parent spawner or the loaded config)."""
+        namespace = getattr(self.parent, "namespace", None)
+        if isinstance(namespace, str) and namespace:
+            return namespace
+        for section in ("CERNSpawner", "KubeSpawner"):
+            value = self.config.get(section, {}).get("namespace")
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     @property
     def enabled(self) -> bool:
@@ -347,7 +402,7 @@ class BinderConfig(LoggingConfigurable):
             )
         return proposal.value
 
-    @validate("per_user_build_limit", "log_tail_lines")
+    @validate("per_user_build_limit", "max_concurrent_builds", "log_tail_lines")
     def _positive_count(self, proposal):
         if proposal.value < 1:
             raise TraitError(f"BinderConfig.{proposal.trait.name} must be at least 1, got {proposal.value!r}")

@@ -13,7 +13,9 @@ import uuid
 import pytest
 from traitlets.config import Config
 
-from cern_spawner.binder.build import COMPONENT, COMPONENT_LABEL, GONE, build_pod_name, run_build
+from cern_spawner.binder import build as build_module
+from cern_spawner.binder.admission import IMAGE_LABEL, image_key, slot_pod_name
+from cern_spawner.binder.build import COMPONENT, COMPONENT_LABEL, GONE, run_build
 from cern_spawner.binder.config import BinderConfig
 from cern_spawner.binder.errors import BinderRefused, BuildFailed
 from cern_spawner.binder.images import image_name
@@ -104,7 +106,7 @@ async def test_build_succeeds_streams_lines_in_order_and_removes_its_pod(kube, b
     repo_url, image = an_image("ok")
     messages = []
     await build(kube, binder, namespace, repo_url, image, messages)
-    name = build_pod_name(image)
+    name = slot_pod_name("alice", 0)
     assert messages[0] == f"Building the image (build pod {name})…"
     assert build_lines(messages) == [f"build line {n}" for n in range(1, 7)], messages
     assert messages[-1] == "The build finished."
@@ -115,7 +117,6 @@ async def test_concurrent_builds_of_one_image_share_one_pod(kube, binder, namesp
     from kubernetes_asyncio import watch
 
     repo_url, image = an_image("shared")
-    name = build_pod_name(image)
     listed = await kube.list_namespaced_pod(namespace)
     created, deleted = set(), asyncio.Event()
 
@@ -130,9 +131,10 @@ async def test_concurrent_builds_of_one_image_share_one_pod(kube, binder, namesp
             async for event in events:
                 if event["type"] == "ADDED":
                     created.add(event["object"].metadata.uid)
-                elif event["type"] == "DELETED" and event["object"].metadata.name == name:
+                elif event["type"] == "DELETED" and event["object"].metadata.labels.get(IMAGE_LABEL) == key:
                     deleted.set()
 
+    key = image_key(image)
     recorder = asyncio.create_task(record())
     first, second = [], []
     try:
@@ -145,10 +147,13 @@ async def test_concurrent_builds_of_one_image_share_one_pod(kube, binder, namesp
         recorder.cancel()
     assert len(created) == 1
     starts = sorted(m for m in (*first, *second) if m.startswith(("Building", "Joining")))
-    assert starts == [
-        f"Building the image (build pod {name})…",
-        "Joining the build already running for this commit…",
-    ]
+    assert starts in (
+        [
+            f"Building the image (build pod {slot_pod_name(user, 0)})…",
+            "Joining the build already running for this commit…",
+        ]
+        for user in ("alice", "bob")
+    ), starts
     # Whoever sees the end first removes the pod: the other may find it gone (then its caller asks
     # the registry), but both saw the whole log.
     ends = sorted(messages[-1] for messages in (first, second))
@@ -165,12 +170,12 @@ async def test_failed_build_shows_its_log_tail_and_removes_its_pod(kube, binder,
     assert "The image build failed (exit code 3" in text
     assert text.endswith("\n".join(f"build line {n}" for n in range(3, 7))), text
     assert failed.value.exit_code == 3
-    assert await pod_gone(kube, namespace, build_pod_name(image))
+    assert await pod_gone(kube, namespace, slot_pod_name("alice", 0))
 
 
 async def test_per_user_limit_refuses_a_second_build_while_the_first_runs(kube, binder, namespace):
     slow_repo, slow_image = an_image("slow")
-    slow_name = build_pod_name(slow_image)
+    slow_name = slot_pod_name("alice", 0)
     slow = asyncio.create_task(build(kube, binder, namespace, slow_repo, slow_image, [], user="alice"))
 
     async def running():
@@ -196,3 +201,74 @@ async def test_per_user_limit_refuses_a_second_build_while_the_first_runs(kube, 
     assert pod.metadata.deletion_timestamp is None
     await kube.delete_namespaced_pod(slow_name, namespace)
     assert await pod_gone(kube, namespace, slow_name)
+
+
+class OtherHub:
+    """A lock of its own for each launch: as if each came to a different hub process."""
+
+    async def __aenter__(self):
+        return None
+
+    async def __aexit__(self, *exc):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("users", "limits", "words"),
+    [
+        (("alice", "alice"), {"per_user_build_limit": 1}, "You already have 1 image build running"),
+        (("alice", "bob"), {"max_concurrent_builds": 1}, "as many image builds as it allows at once (1)"),
+    ],
+    ids=["per-user-across-hubs", "global-cap"],
+)
+async def test_concurrent_launches_cannot_exceed_a_limit(
+    kube, binder, namespace, monkeypatch, users, limits, words
+):
+    """Two launches at once, each of another image: exactly one build pod is created and the other
+    launch gets a 429. Across hubs (no shared lock), the API server's 409 on the user's slot name
+    is what holds the per-user limit."""
+    for trait, value in limits.items():
+        setattr(binder, trait, value)
+    if "per_user_build_limit" in limits:
+        monkeypatch.setattr(build_module, "admission_lock", OtherHub)
+    from kubernetes_asyncio import watch
+
+    images = [an_image(f"race{n}") for n in range(2)]
+    messages = [[], []]
+    listed = await kube.list_namespaced_pod(namespace)
+    created, deleted = set(), asyncio.Event()
+
+    async def record():
+        async with watch.Watch().stream(
+            kube.list_namespaced_pod,
+            namespace,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=240,
+        ) as events:
+            async for event in events:
+                if event["type"] == "ADDED":
+                    created.add(event["object"].metadata.uid)
+                elif event["type"] == "DELETED":
+                    deleted.set()
+
+    recorder = asyncio.create_task(record())
+    try:
+        results = await asyncio.gather(
+            *(
+                build(kube, binder, namespace, repo_url, image, out, user=user)
+                for (repo_url, image), out, user in zip(images, messages, users, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        # The built pod's deletion comes after every creation: once the watch saw it, it saw them.
+        await asyncio.wait_for(deleted.wait(), 60)
+    finally:
+        recorder.cancel()
+    assert len(created) == 1
+    refused = [r for r in results if isinstance(r, BinderRefused)]
+    assert len(refused) == 1 and refused[0].status == 429, results
+    assert words in refused[0].message
+    built = next(m for r, m in zip(results, messages, strict=True) if r is None)
+    assert built[-1] == FINISHED, built
+    refused_messages = next(m for r, m in zip(results, messages, strict=True) if r is not None)
+    assert not any(m.startswith("Building") for m in refused_messages)  # nothing created for it

@@ -16,22 +16,22 @@ import pytest
 from kubernetes_asyncio.client import ApiException
 from traitlets.config import Config
 
+from cern_spawner.binder.admission import IMAGE_LABEL, Seen, Slot, choose_slot, image_key, slot_pod_name
 from cern_spawner.binder.build import (
     COMPONENT_LABEL,
     GONE,
-    MAX_LINE,
     USER_LABEL,
     build_pod_manifest,
-    build_pod_name,
     builder_argv,
-    clean_line,
     cleanup_finished_builds,
-    log_lines,
     run_build,
     user_label,
 )
+from cern_spawner.binder.buildlogs import MAX_LINE, clean_line, log_lines
 from cern_spawner.binder.config import RESTRICTED_CONTEXT, BinderConfig
 from cern_spawner.binder.errors import BinderRefused, BuildError, BuildFailed
+
+pytestmark = pytest.mark.unit
 
 IMAGE = "registry.example.org/binder-org-repo-abc123:" + "c" * 40
 UTC = datetime.UTC
@@ -42,7 +42,7 @@ def make_config(**traits) -> BinderConfig:
     return BinderConfig(config=Config({"BinderConfig": {"registry": "registry.example.org", **traits}}))
 
 
-def manifest(config=None, user="jane", image=IMAGE) -> dict:
+def manifest(config=None, user="jane", image=IMAGE, slot=0) -> dict:
     return build_pod_manifest(
         config or make_config(),
         repo_url="https://github.com/org/repo",
@@ -51,17 +51,29 @@ def manifest(config=None, user="jane", image=IMAGE) -> dict:
         image=image,
         user=user,
         namespace="ns",
+        name=slot_pod_name(user, slot),
     )
+
+
+JANE = slot_pod_name("jane", 0)
 
 
 # --- pure parts ----------------------------------------------------------------------------------
 
+SOCKET = {
+    "engine_socket": "/var/run/docker.sock",
+    "build_namespace": "builds",
+    "build_node_selector": {"pool": "builds"},
+    "build_tolerations": [{"key": "builds", "operator": "Exists"}],
+}
 
-def test_pod_name_is_deterministic_and_dns_safe():
-    name = build_pod_name(IMAGE)
-    assert name == build_pod_name(IMAGE)
-    assert name != build_pod_name(IMAGE.replace("c" * 40, "d" * 40))
-    assert name.startswith("binder-build-") and len(name) <= 63
+
+def test_pod_name_is_deterministic_per_user_slot_and_dns_safe():
+    name = slot_pod_name("jane", 0)
+    assert name == slot_pod_name("jane", 0)
+    assert name != slot_pod_name("jane", 1) and name != slot_pod_name("bob", 0)
+    assert slot_pod_name("Jane.Doe@cern.ch", 12).startswith("binder-build-")
+    assert name.startswith("binder-build-") and len(slot_pod_name("x" * 300, 99)) <= 63
     assert name.replace("-", "").isalnum() and name == name.lower()
 
 
@@ -97,9 +109,9 @@ def test_builder_argv(command, expected):
 @pytest.mark.parametrize(
     ("traits", "check"),
     [
-        ({}, "socket"),
-        ({"engine_socket": ""}, "restricted"),
-        ({"engine_socket": "/run/podman/podman.sock"}, "podman"),
+        (SOCKET, "socket"),
+        ({}, "restricted"),
+        ({**SOCKET, "engine_socket": "/run/podman/podman.sock"}, "podman"),
         ({"buildkit_address": "tcp://buildkitd:1234", "engine_socket": ""}, "buildkit"),
         ({"push_secret": "push-creds"}, "push"),
         ({"build_node_selector": {"pool": "cpu"}, "build_tolerations": [{"key": "k"}]}, "placement"),
@@ -115,8 +127,9 @@ def test_manifest(traits, check):
     env = {e["name"]: e["value"] for e in container["env"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    # Always: shared name, labels, no service account token, no shell, never restarted.
-    assert meta["name"] == build_pod_name(IMAGE)
+    # Always: the slot's name, labels, no service account token, no shell, never restarted.
+    assert meta["name"] == slot_pod_name("jane.doe", 0)
+    assert meta["labels"][IMAGE_LABEL] == image_key(IMAGE)
     assert meta["labels"][COMPONENT_LABEL] == "binder-build"
     assert meta["labels"][USER_LABEL] == user_label("jane.doe")
     assert meta["annotations"]["cern-spawner.cern.ch/image"] == IMAGE
@@ -142,6 +155,8 @@ def test_manifest(traits, check):
         assert env["DOCKER_CONFIG"] == mounts["push-config"]["mountPath"]
     elif check == "placement":
         assert spec["nodeSelector"] == {"pool": "cpu"} and spec["tolerations"] == [{"key": "k"}]
+    if check != "placement" and "build_node_selector" not in traits:
+        assert spec["nodeSelector"] == {} and spec["tolerations"] == []
     elif check == "deadline":
         assert spec["activeDeadlineSeconds"] == 91
     elif check == "env":
@@ -336,7 +351,7 @@ async def build(core, config=None, user="jane", image=IMAGE, report=None):
 async def test_build_creates_streams_in_order_and_deletes():
     core = FakeCore(log=("Step 1", "\x1b[1mStep 2\x1b[0m", "Pushing"))
     messages = await build(core)
-    name = build_pod_name(IMAGE)
+    name = JANE
     assert messages == [
         f"Building the image (build pod {name})…",
         "Step 1",
@@ -362,7 +377,7 @@ async def test_joining_a_running_build_does_not_count_against_the_limit(how):
     assert "Joining the build already running for this commit…" in messages
     assert not any(m.startswith("Building the image") for m in messages)
     assert messages[-1] == "The build finished."
-    assert build_pod_name(IMAGE) not in core.pods
+    assert not any(p.metadata.labels[IMAGE_LABEL] == image_key(IMAGE) for p in core.pods.values())
 
 
 async def test_per_user_limit_refuses_a_second_build_with_429():
@@ -388,7 +403,7 @@ async def test_failed_build_raises_with_tail_and_exit_code_and_deletes():
     assert text.endswith("\n".join(lines[-5:]))
     assert "line 44" not in text
     assert failed.value.exit_code == 3 and failed.value.tail == tuple(lines[-5:])
-    assert build_pod_name(IMAGE) not in core.pods
+    assert JANE not in core.pods
     assert messages[-1] == "line 49"  # streamed before the failure
 
 
@@ -418,7 +433,7 @@ async def test_timeout_stops_the_build():
     core.log = []
     with pytest.raises(BuildFailed, match="did not finish within 100 s"):
         await build(core, config=make_config(engine_socket="", build_timeout=100))
-    assert build_pod_name(IMAGE) not in core.pods
+    assert JANE not in core.pods
 
 
 def waiting_in(core, reason: str, message: str):
@@ -445,7 +460,7 @@ async def test_a_builder_that_cannot_start_ends_the_build_before_its_timeout(rea
     with pytest.raises(BuildError, match="operators") as raised:
         await build(core, config=make_config(engine_socket="", build_timeout=3600), report=messages)
     assert reason in str(raised.value)
-    assert build_pod_name(IMAGE) not in core.pods  # nothing left behind
+    assert JANE not in core.pods  # nothing left behind
     assert core.count("read") <= pending_reads + 5  # not waiting for the whole build_timeout
 
 
@@ -472,12 +487,14 @@ async def test_scheduling_trouble_is_reported_once():
     assert messages.count("The build pod is waiting for a node: 0/3 nodes are available") == 1
 
 
-async def test_a_failed_leftover_pod_is_replaced():
+@pytest.mark.parametrize("phase", ["Failed", "Succeeded"])
+async def test_a_finished_pod_in_the_users_slot_is_replaced(phase):
     core = FakeCore()
-    core.add(manifest(), ["Failed"], exit_code=1, reason="Error")
+    old = core.add(manifest(image=IMAGE + "old"), [phase], exit_code=1, reason="Error")
     messages = await build(core)
-    assert messages[0] == "An earlier build of this commit failed; starting a new one…"
-    assert core.count("create") == 1 and messages[-1] == "The build finished."
+    assert ("delete", JANE) in core.calls and core.count("create") == 1
+    assert messages[0] == f"Building the image (build pod {JANE})…" and messages[-1] == "The build finished."
+    assert core.pods.get(JANE) is not old
 
 
 async def test_cancelled_waiter_leaves_the_shared_pod_running():
@@ -497,14 +514,16 @@ async def test_cancelled_waiter_leaves_the_shared_pod_running():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert build_pod_name(IMAGE) in core.pods and core.count("delete") == 0
+    assert JANE in core.pods and core.count("delete") == 0
 
 
 async def test_cleanup_deletes_only_long_finished_builds():
     core = FakeCore()
     old = core.add(manifest(image=IMAGE + "a"), ["Succeeded"], exit_code=0, created=NOW.replace(hour=11))
-    core.add(manifest(image=IMAGE + "b"), ["Failed"], exit_code=1, created=NOW.replace(minute=0, second=30))
-    core.add(manifest(image=IMAGE + "c"), ["Running"], created=NOW.replace(hour=10))
+    core.add(
+        manifest(image=IMAGE + "b", slot=1), ["Failed"], exit_code=1, created=NOW.replace(minute=0, second=30)
+    )
+    core.add(manifest(image=IMAGE + "c", slot=2), ["Running"], created=NOW.replace(hour=10))
     deleted = await cleanup_finished_builds(core, "ns", older_than=300, now=NOW)
     assert deleted == [old.metadata.name]
     assert len(core.pods) == 2
@@ -527,4 +546,92 @@ async def test_failed_build_whose_log_cannot_be_read_says_why():
         str(failed.value)
         == "The image build failed (exit code 2, Error); its log could not be read (HTTP 500)."
     )
-    assert build_pod_name(IMAGE) not in core.pods
+    assert JANE not in core.pods
+
+
+# --- admission: limits under the lock, names per user slot ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pods", "per_user", "total", "expected"),
+    [
+        ([], 1, 4, ("slot", 0, False)),
+        ([("jane", 0, True)], 1, 4, ("refused", "You already have 1 image build running")),
+        ([("jane", 0, True)], 2, 4, ("slot", 1, False)),
+        ([("jane", 0, False)], 1, 4, ("slot", 0, True)),
+        ([("jane", 0, False), ("jane", 1, True)], 2, 4, ("slot", 0, True)),
+        ([("jane", 0, True), ("jane", 1, True)], 3, 4, ("slot", 2, False)),
+        (
+            [("bob", 0, True), ("amy", 0, True)],
+            1,
+            2,
+            ("refused", "as many image builds as it allows at once (2)"),
+        ),
+        ([("bob", 0, True), ("amy", 0, False)], 1, 2, ("slot", 0, False)),
+        ([("jane", 0, True, "bob")], 1, 4, ("refused", "You already have 1 image build running")),
+    ],
+    ids=[
+        "nothing-running",
+        "per-user-limit",
+        "second-slot",
+        "finished-pod-in-slot",
+        "stale-slot-before-none",
+        "third-slot",
+        "global-cap",
+        "finished-pods-do-not-count",
+        "slot-taken-by-a-relabelled-pod",
+    ],
+)
+def test_admission_decisions(pods, per_user, total, expected):
+    seen = [
+        Seen(slot_pod_name(owner, slot), live, (label[0] if label else owner) == "jane")
+        for owner, slot, live, *label in pods
+    ]
+    decision = choose_slot("jane", per_user, seen, total)
+    if expected[0] == "slot":
+        assert decision == Slot(slot_pod_name("jane", expected[1]), stale=expected[2])
+    else:
+        assert isinstance(decision, BinderRefused) and decision.status == 429
+        assert expected[1] in decision.message
+
+
+class YieldingCore(FakeCore):
+    """A list answers what was there, then gives other tasks their turn before the caller sees it,
+    as a real API call does: a count-then-create race shows if there is one."""
+
+    async def list_namespaced_pod(self, namespace, label_selector):
+        listed = await super().list_namespaced_pod(namespace, label_selector)
+        await asyncio.sleep(0)
+        return listed
+
+
+async def test_global_cap_holds_for_concurrent_launches():
+    core = YieldingCore(phases=["Pending", "Running", *["Running"] * 50, "Succeeded"])
+    config = make_config(engine_socket="", max_concurrent_builds=1)
+    results = await asyncio.gather(
+        build(core, config=config, user="jane", image=IMAGE + "a"),
+        build(core, config=config, user="bob", image=IMAGE + "b"),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, BinderRefused)]
+    assert len(refused) == 1 and refused[0].status == 429
+    assert "as many image builds as it allows at once (1)" in refused[0].message
+    assert core.count("create") == 1
+
+
+async def test_per_user_limit_holds_when_another_hub_takes_the_slot():
+    """Another hub process creates jane's slot between our count and our create: the API server's
+    409 on the name, then a recount, refuses this launch; nothing of ours is created."""
+    core = FakeCore()
+    create = core.create_namespaced_pod
+
+    async def other_hub_first(namespace, body):
+        if not core.pods:
+            core.add(manifest(image=IMAGE + "other-hub"), ["Running"])
+        return await create(namespace, body)
+
+    core.create_namespaced_pod = other_hub_first
+    with pytest.raises(BinderRefused) as refused:
+        await build(core)
+    assert refused.value.status == 429 and "You already have 1 image build running" in refused.value.message
+    assert [p.metadata.labels[IMAGE_LABEL] for p in core.pods.values()] == [image_key(IMAGE + "other-hub")]

@@ -8,6 +8,8 @@ from traitlets.config import Config
 
 from cern_spawner.binder.config import RESTRICTED_CONTEXT, BinderConfig
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults():
     config = BinderConfig()
@@ -27,10 +29,13 @@ def test_defaults():
     assert command[command.index("--ref") + 1] == "{commit}"
     assert command[command.index("--image-name") + 1] == "{image}"
     assert command[-1] == "{repo_url}"
-    assert config.engine_socket == "/var/run/docker.sock"
-    assert config.build_security_context["runAsUser"] == 0  # the socket needs root
+    # Safe by default: no host engine, builds apart from the notebooks, restricted pods.
+    assert config.engine_socket == ""
+    assert config.build_namespace == "binder-builds"
+    assert config.build_security_context == RESTRICTED_CONTEXT
     assert config.build_timeout == 3600
     assert config.per_user_build_limit == 1
+    assert config.max_concurrent_builds == 4
     assert config.log_tail_lines == 30
     assert set(config.build_resources) == {"requests", "limits"}
 
@@ -38,6 +43,42 @@ def test_defaults():
 def test_no_socket_means_restricted_context():
     config = BinderConfig(config=Config({"BinderConfig": {"engine_socket": ""}}))
     assert config.build_security_context == RESTRICTED_CONTEXT
+
+
+FENCED = {
+    "build_namespace": "binder-builds",
+    "build_node_selector": {"pool": "builds"},
+    "build_tolerations": [{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("traits", "spawner", "words"),
+    [
+        ({**FENCED, "build_namespace": ""}, {}, "notebooks' namespace (\"the spawner's namespace\")"),
+        ({**FENCED, "build_namespace": "jupyter-users"}, {"namespace": "jupyter-users"}, "('jupyter-users')"),
+        ({**FENCED, "build_node_selector": {}}, {}, "dedicated, tainted nodes"),
+        ({**FENCED, "build_tolerations": []}, {}, "dedicated, tainted nodes"),
+        ({"build_namespace": ""}, {}, "notebooks' namespace"),
+    ],
+    ids=["spawners-namespace", "same-as-notebooks", "no-node-selector", "no-toleration", "nothing-fenced"],
+)
+def test_engine_socket_refused_unless_builds_are_fenced(traits, spawner, words):
+    c = Config({"BinderConfig": {**traits, "engine_socket": "/var/run/docker.sock"}})
+    for name, value in spawner.items():
+        setattr(c.KubeSpawner, name, value)
+    with pytest.raises(TraitError) as info:
+        BinderConfig(config=c)
+    message = str(info.value)
+    assert "BinderConfig.engine_socket '/var/run/docker.sock'" in message and words in message
+    assert "rootless" in message
+
+
+def test_engine_socket_accepted_on_fenced_builds():
+    config = BinderConfig(
+        config=Config({"BinderConfig": {**FENCED, "engine_socket": "/var/run/docker.sock"}})
+    )
+    assert config.build_security_context == {"runAsUser": 0, "runAsNonRoot": False}
 
 
 def test_from_hub_config_and_enabled():
@@ -68,7 +109,11 @@ def test_from_hub_config_and_enabled():
         ("build_timeout", 0.0),
         ("resolve_timeout", -1.0),
         ("per_user_build_limit", 0),
+        ("max_concurrent_builds", 0),
         ("log_tail_lines", 0),
+        ("allowed_hosts", ["git.example.org:0"]),
+        ("allowed_hosts", ["git.example.org:70000"]),
+        ("allowed_hosts", ["git.example.org:"]),
     ],
     ids=[
         "registry-scheme",
@@ -87,7 +132,11 @@ def test_from_hub_config_and_enabled():
         "build-timeout-zero",
         "resolve-timeout-negative",
         "limit-zero",
+        "global-limit-zero",
         "tail-zero",
+        "host-port-zero",
+        "host-port-too-big",
+        "host-port-empty",
     ],
 )
 def test_refused(trait, value):
@@ -105,10 +154,11 @@ def test_refused(trait, value):
         ("registry", "127.0.0.1:5000"),
         ("image_prefix", "binder/"),
         ("allowed_hosts", ["*.cern.ch", "github.com"]),
+        ("allowed_hosts", ["git.example.org:8443", "*.cern.ch:8443"]),
         ("insecure_origins", ["http://127.0.0.1:8000"]),
         ("builder_command", ["python", "-c", "print({'a': 1})", "{image}"]),
     ],
-    ids=["registry-port", "prefix-slash", "hosts-wildcard", "origin", "command-braces"],
+    ids=["registry-port", "prefix-slash", "hosts-wildcard", "hosts-with-ports", "origin", "command-braces"],
 )
 def test_accepted(trait, value):
     assert getattr(BinderConfig(**{trait: value}), trait) == value
