@@ -1,4 +1,11 @@
-"""Small JSON endpoints of the hub: the catalog's status (admins) and profile availability (users)."""
+"""Small JSON endpoints of the hub: the catalog's status (admins) and profile availability (users).
+
+Access is by JupyterHub scope, not by `user.admin`: a token carries only the scopes it was given, so
+the token a notebook server gets (scopes `access:servers!server=…`, `users:activity!user=…`) reads
+neither endpoint, even when its owner is an admin. The scopes are JupyterHub's own, held by the
+roles every hub has: `read:hub` (the `admin` role: the catalog is part of the hub's configuration)
+and `read:servers!user=<self>` (every user's own servers, through the `user` role's `self`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,31 @@ import time
 from collections.abc import Callable, Hashable
 
 from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import has_scope
 from tornado import web
 
 from ..catalog_store import all_stores
 from ..scaling.hub import scaled_groups, shared_controller
 from .availability import report
+
+CATALOG_SCOPE = "read:hub"
+SERVERS_SCOPE = "read:servers"
+
+
+def require_scope(handler: APIHandler, scope: str, message: str) -> None:
+    """403 with `message` unless the request's session or token holds `scope`; details in the log."""
+    if has_scope(scope, handler.parsed_scopes, db=handler.db):
+        return
+    caller = handler.current_user
+    handler.log.warning(
+        "Refusing %s to %s %r: scope %s not held (its scopes: %s)",
+        handler.request.path,
+        getattr(caller, "kind", "caller"),
+        getattr(caller, "name", None),
+        scope,
+        ", ".join(sorted(handler.expanded_scopes)),
+    )
+    raise web.HTTPError(403, message)
 
 
 class CatalogStatusHandler(APIHandler):
@@ -20,8 +47,12 @@ class CatalogStatusHandler(APIHandler):
     @web.authenticated
     def get(self):
         user = self.current_user
-        if not getattr(user, "admin", False):
-            raise web.HTTPError(403, "Only admins may see the profile catalog's status.")
+        require_scope(
+            self,
+            CATALOG_SCOPE,
+            "Only hub admins may see the profile catalog's status, from their browser or an API token "
+            f"with the {CATALOG_SCOPE} scope (a notebook server's token does not have it).",
+        )
         # The admin's own spawner opens the hub's shared store if no spawn has done so yet.
         spawner = getattr(user, "spawner", None)
         if spawner is not None and hasattr(spawner, "catalog_store"):
@@ -81,6 +112,12 @@ class AvailabilityHandler(APIHandler):
         # A service or an anonymous caller has no roles, hence no profiles: refuse in JSON.
         if user is None or getattr(user, "kind", "user") != "user":
             raise web.HTTPError(403, "Log in to see which profiles can start now.")
+        require_scope(
+            self,
+            f"{SERVERS_SCOPE}!user={user.name}",
+            "Which profiles can start now is shown to you in the hub's pages or to API tokens with the "
+            f"{SERVERS_SCOPE} scope (a notebook server's token does not have it).",
+        )
         spawner = user.spawner
         if not hasattr(spawner, "catalog_store"):
             raise web.HTTPError(404, "This hub does not use CERNSpawner's profile catalog.")

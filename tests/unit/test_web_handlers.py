@@ -1,4 +1,5 @@
-"""The availability endpoint over real HTTP, on an in-process JupyterHub (no proxy, no cluster)."""
+"""The cern endpoints over real HTTP, on an in-process JupyterHub (no proxy, no cluster): availability,
+and who may read them (JupyterHub scopes: an admin's notebook-server token reads neither)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm
+from jupyterhub import orm, roles
 from jupyterhub.tests.mocking import MockHub
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
@@ -42,14 +43,24 @@ async def hub():
         await app.start()
         gpu_users = orm.Group(name="gpu-users")
         app.db.add(gpu_users)
-        tokens = {}
-        for name, groups in (("alice", []), ("bob", [gpu_users])):
-            user = orm.User(name=name)
+        tokens, server_tokens = {}, {}
+        for name, groups, admin in (("alice", [], False), ("bob", [gpu_users], False), ("carol", [], True)):
+            user = orm.User(name=name, admin=admin)
             user.groups = groups
             app.db.add(user)
             app.db.commit()
+            roles.assign_default_roles(app.db, user)  # 'user', and 'admin' for carol, as the hub does
             tokens[name] = app.users[user].new_api_token()
-        yield SimpleNamespace(url=app.hub.url + "api/cern/availability", tokens=tokens)
+            # What a notebook server gets as JUPYTERHUB_API_TOKEN: the 'server' role's scopes.
+            server_tokens[name] = app.users[user].new_api_token(
+                scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+            )
+        yield SimpleNamespace(
+            url=app.hub.url + "api/cern/availability",
+            catalog_url=app.hub.url + "api/cern/catalog",
+            tokens=tokens,
+            server_tokens=server_tokens,
+        )
         await app.stop()
         MockHub.clear_instance()
 
@@ -106,6 +117,26 @@ async def test_gpu_verdict_comes_from_the_controllers_statuses(hub, monkeypatch)
     controller.statuses["gpu-v100"] = status(used=4)
     _, again = await get(hub.url, hub.tokens["bob"])
     assert again == bob
+
+
+ACCESS = {
+    # (endpoint, user, kind of token, status)
+    "catalog-admin-token": ("catalog_url", "carol", "tokens", 200),
+    "catalog-admin-server-token": ("catalog_url", "carol", "server_tokens", 403),
+    "catalog-user-token": ("catalog_url", "alice", "tokens", 403),
+    "availability-user-token": ("url", "alice", "tokens", 200),
+    "availability-user-server-token": ("url", "alice", "server_tokens", 403),
+    "availability-admin-server-token": ("url", "carol", "server_tokens", 403),
+}
+
+
+@in_module_loop
+@pytest.mark.parametrize("endpoint, name, kind, status", ACCESS.values(), ids=ACCESS.keys())
+async def test_access_follows_the_tokens_scopes(hub, endpoint, name, kind, status):
+    code, body = await get(getattr(hub, endpoint), getattr(hub, kind)[name])
+    assert code == status, body
+    if status == 403:
+        assert "notebook server's token" in body["message"]
 
 
 def test_timed_cache_expires_and_keys_by_roles():
