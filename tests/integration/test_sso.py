@@ -211,6 +211,37 @@ def stop_server(hub, core, namespace: str, user: str) -> None:
     )
 
 
+def test_the_hub_asks_for_a_code_with_pkce(sso_hub):
+    """The realm requires PKCE of the hub's client (test_keycloak shows a login without it fails)."""
+    authorize = start_oauth(sso_hub, requests.Session())
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize).query))
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) >= 43
+
+
+def test_an_admins_notebook_token_reads_no_cern_endpoint(sso_hub):
+    """The cern endpoints go by the token's JupyterHub scopes, not by its owner being an admin."""
+    carol = sso_hub.login("carol", PASSWORD)
+
+    def new_token(scopes: list[str] | None) -> dict:
+        body = {"note": "scopes test", **({"scopes": scopes} if scopes else {})}
+        created = carol.post(
+            f"{sso_hub.url}/hub/api/users/carol/tokens", json=body, headers=xsrf(carol), timeout=30
+        )
+        assert created.status_code == 201, created.text
+        return {"Authorization": f"token {created.json()['token']}"}
+
+    api_token = new_token(None)  # the owner's permissions: an admin's script
+    # What a notebook server gets as JUPYTERHUB_API_TOKEN (the 'server' role, for carol's server).
+    server_token = new_token(["access:servers!server=carol/", "users:activity!user=carol"])
+    for endpoint in ("catalog", "availability"):
+        url = f"{sso_hub.url}/hub/api/cern/{endpoint}"
+        assert carol.get(url, timeout=30).status_code == 200, endpoint  # her browser session
+        assert requests.get(url, headers=api_token, timeout=30).status_code == 200, endpoint
+        refused = requests.get(url, headers=server_token, timeout=30)
+        assert refused.status_code == 403, (endpoint, refused.text)
+        assert "notebook server's token" in refused.json()["message"]
+
+
 def test_a_callback_with_a_forged_state_is_refused(sso_hub, kc):
     browser = requests.Session()
     callback = keycloak.login_code_flow(browser, start_oauth(sso_hub, browser), "bob", PASSWORD)
