@@ -100,7 +100,8 @@ else:
     # Without single sign-on there are no roles: a group stands in.
     c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
 
-# Admins see the served catalog and any refused edit at /hub/api/cern/catalog.
+# Admins see the served catalog and any refused edit at /hub/api/cern/catalog (scope read:hub,
+# held by the admin role and not by notebook-server tokens; see docs/auth.md).
 c.JupyterHub.extra_handlers = list(handlers)
 
 # Repository launches (/hub/binder/v2/…, the picker's "Build from a git repository"): the sandbox's
