@@ -53,7 +53,9 @@ class Agent:
                 self.source_root,
             }
         )
-        self.bin_path = os.path.join(sys.prefix, "bin") + ":" + DEFAULT_PATH
+        # The project's configurable-http-proxy (package.json) stands for the proxy image's.
+        node_bin = os.path.join(self.source_root, "node_modules", ".bin")
+        self.bin_path = os.path.join(sys.prefix, "bin") + ":" + node_bin + ":" + DEFAULT_PATH
 
     # -- nodes -----------------------------------------------------------------------
     def keep_nodes(self) -> None:

@@ -7,30 +7,42 @@ these tests, never skips them.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
-import subprocess
+import socket
+import ssl
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cern_spawner.binder.build import build_pod_manifest
 from cern_spawner.binder.config import RESTRICTED_CONTEXT, BinderConfig
 from cern_spawner.binder.launch import registry_client
 from cern_spawner.catalog.loader import load_catalog
 from sandbox import binaries
-from sandbox import helm as helm_build
-from sandbox.errors import SandboxError
-from tests.conftest import PSA_RESTRICTED, ROOT
+from tests.conftest import PSA_RESTRICTED
+from tests.integration.chart import (
+    BINDER_VALUES,
+    CHART,
+    CI_VALUES,
+    DEFAULT_VALUES,
+    find,
+    names,
+    render,
+    resolve_helm,
+    run,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-CHART = ROOT / "helm" / "cern-spawner"
-CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-BINDER_VALUES = CHART / "ci" / "binder-values.yaml"
 RESTRICTED_CONTAINER = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -41,39 +53,13 @@ RESTRICTED_CONTAINER = {
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    try:
-        return helm_build.resolve()
-    except SandboxError as error:
-        pytest.fail(f"helm could not be built: {error}", pytrace=False)
+    return resolve_helm()
 
 
 @pytest.fixture(scope="module")
 def kubectl(sandbox) -> list[str]:
     """The sandbox's kubectl (the control plane's build) as the cluster admin."""
     return [str(binaries.resolve()["kubectl"]), "--kubeconfig", sandbox["kubeconfig"]]
-
-
-def run(*command, check=True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=120, **kwargs)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, command))} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    return result
-
-
-def render(helm: Path, values: Path | None, namespace: str = "hub", *extra: str) -> list[dict]:
-    args = ["-f", values] if values else []
-    out = run(helm, "template", "hub", CHART, "--namespace", namespace, *args, *extra).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-def find(docs: list[dict], kind: str, name: str) -> dict:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name} not rendered exactly once"
-    return matches[0]
-
-
-def names(docs: list[dict], kind: str) -> set[str]:
-    return {d["metadata"]["name"] for d in docs if d["kind"] == kind}
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.stem if v else "chart-defaults")
@@ -182,9 +168,53 @@ def test_ingress(helm):
         ("binder.builder.engineSocket=docker.sock", "at '/binder/builder/engineSocket'"),
         ("binder.builder.privileged=true", "additional properties 'privileged'"),
         (
-            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.buildkitAddress=tcp://bk:1234",
+            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.buildkitAddress=tcp://bk:1234,"
+            "binder.builder.engineSocket=/run/docker.sock,binder.builder.nodeSelector.pool=builds,"
+            "binder.builder.tolerations[0].key=builds",
             'set binder.builder.engineSocket=""',
         ),
+        # A node's engine in build pods only on a dedicated, tainted pool.
+        (
+            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.engineSocket=/run/docker.sock",
+            "run build pods on a dedicated, tainted node pool by setting both binder.builder.nodeSelector",
+        ),
+        (
+            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.engineSocket=/run/docker.sock,"
+            "binder.builder.nodeSelector.pool=builds",
+            "run build pods on a dedicated, tainted node pool by setting both binder.builder.nodeSelector",
+        ),
+        # Build pods in their own namespace, never with the notebooks nor the hub.
+        (
+            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.namespace=default",
+            "binder.builder.namespace default is the notebooks' namespace",
+        ),
+        (
+            "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.builder.namespace=default,"
+            "singleuser.namespace=users",
+            "binder.builder.namespace default is the release's namespace",
+        ),
+        ("binder.builder.networkPolicy.egressDeniedCidrs[0]=10.0.0.0", "at '/binder/builder/networkPolicy"),
+        ("singleuser.networkPolicy.egressDeniedCidrs[0]=private", "at '/singleuser/networkPolicy"),
+        # TLS by default: plain HTTP only when asked for in so many words.
+        ("auth.clientSecret=x", "there is no certificate: set proxy.https.secretName to a kubernetes.io/tls"),
+        ("proxy.https.enabled=false", "or confirm plain HTTP with proxy.allowInsecureHttp=true"),
+        ("proxy.allowInsecureHttp=true,proxy.https.secretName=t", "set proxy.https.enabled=false as well"),
+        (
+            "ingress.enabled=true,ingress.host=h.cern.ch,proxy.service.type=ClusterIP",
+            "ingress.tlsSecretName is empty: the hub would be served over plain HTTP",
+        ),
+        ("proxy.https.terminate=loadBalancer", "proxy.https.loadBalancerTlsContainerRef is empty"),
+        (
+            "proxy.https.terminate=loadBalancer,proxy.service.type=NodePort",
+            "TLS at Octavia needs proxy.service.type=LoadBalancer",
+        ),
+        (
+            "proxy.https.terminate=loadBalancer,proxy.https.loadBalancerTlsContainerRef=https://kv/v1/containers/1,"
+            "proxy.service.openstackLoadBalancerId=3f1c9a52-6a8e-4c2b-9d3e-1b2c3d4e5f60",
+            "joins an existing load balancer",
+        ),
+        ("proxy.https.terminate=ingress", "at '/proxy/https/terminate'"),
+        ("proxy.https.secretName=t,hub.publicUrl=http://hub.cern.ch", "write it with https://"),
         (
             "binder.registry=r.cern.ch,registry.existingSecret=reg,binder.defaultProfile=gpu-9",
             'binder.defaultProfile "gpu-9" is not a profile slug in profiles.files (slugs: shared-2g)',
@@ -274,7 +304,7 @@ def test_binder_values_reach_binder_config(helm, tmp_path):
     assert binder.build_timeout == 1800
     assert binder.builder_image == "registry.example.cern.ch/cern-spawner/builder:2025.12.0"
     assert binder.engine_socket == ""
-    assert binder.buildkit_address == "tcp://buildkitd.binder-builds.svc:1234"
+    assert binder.buildkit_address == "tcp://buildkitd.buildkit.svc:1234"
     assert binder.build_security_context == RESTRICTED_CONTEXT  # no socket: no root
     assert binder.build_resources == {
         "requests": {"cpu": "1", "memory": "2Gi"},
@@ -282,8 +312,8 @@ def test_binder_values_reach_binder_config(helm, tmp_path):
     }
     assert binder.build_node_selector == {"magnum.openstack.org/nodegroup": "default-worker"}
     assert binder.build_tolerations == [{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}]
-    # Build pods run (and mount the push Secret) in the notebooks' namespace.
-    assert binder.build_namespace == "jupyter-users"
+    # Build pods run (and mount the push Secret) in their own namespace, made by the chart.
+    assert binder.build_namespace == "hub-builds"
     assert binder.push_secret == "hub-cern-spawner-registry"
     # The hub's lookups read the mounted push Secret: Docker's config.json, with this registry's entry.
     assert binder.registry_credentials_path == str(secrets / "registry" / ".dockerconfigjson")
@@ -294,27 +324,47 @@ def test_binder_values_reach_binder_config(helm, tmp_path):
     hub = find(docs, "Deployment", "hub-cern-spawner-hub")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in hub["containers"][0]["volumeMounts"]}
     assert mounts["registry"] == "/etc/cern-spawner/secrets/registry"
+    # Served over https: every cookie the hub sets is Secure (its handlers read these settings).
+    assert config.JupyterHub.tornado_settings == {"cookie_options": {"secure": True}}
 
 
-def test_binder_defaults_leave_the_hub_defaults(helm, tmp_path):
-    setting = "auth.clientSecret=x,binder.registry=r.cern.ch,registry.existingSecret=reg"
+def test_binder_defaults_build_rootless_in_their_own_namespace(helm, tmp_path):
+    """Binder launches on with the chart's defaults: no engine socket (build pods "restricted"), in a
+    namespace of their own that the chart makes "restricted", the hub's RBAC there and nowhere else."""
+    setting = (
+        "auth.clientSecret=x,proxy.https.secretName=t,binder.registry=r.cern.ch,registry.existingSecret=reg"
+    )
     docs = render(helm, None, "hub", "--set", setting)
     config, _ = run_hub_config(docs, tmp_path, existing={"reg": {".dockerconfigjson": '{"auths": {}}'}})
     binder, defaults = BinderConfig(config=config), BinderConfig()
     assert binder.builder_image == defaults.builder_image  # the hub's pinned repo2docker release
     assert binder.build_resources == defaults.build_resources
-    assert binder.engine_socket == "/var/run/docker.sock"
-    assert binder.build_security_context == {"runAsUser": 0, "runAsNonRoot": False}
+    assert binder.engine_socket == ""
+    assert binder.build_security_context == RESTRICTED_CONTEXT
     assert binder.allowed_hosts == ["github.com", "gitlab.cern.ch"]
-    assert (binder.push_secret, binder.build_namespace) == ("reg", "hub")
+    assert (binder.push_secret, binder.build_namespace) == ("reg", "hub-builds")
+    namespace = find(docs, "Namespace", "hub-builds")["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert "pods/log" not in rules_of(find(docs, "Role", "hub-cern-spawner-hub"))  # the notebooks' namespace
+    assert find(docs, "Role", "hub-cern-spawner-hub-builds")["metadata"]["namespace"] == "hub-builds"
+    assert (
+        find(docs, "NetworkPolicy", "hub-cern-spawner-binder-build")["metadata"]["namespace"] == "hub-builds"
+    )
 
 
-def test_binder_rbac_in_the_notebooks_namespace(helm):
-    docs = render(helm, BINDER_VALUES)
-    role = find(docs, "Role", "hub-cern-spawner-hub")
-    assert role["metadata"]["namespace"] == "jupyter-users"
-    assert rules_of(role)["pods/log"] == ["get"]
-    assert "hub-cern-spawner-hub-builds" not in names(docs, "Role")
+def test_binder_engine_socket_on_a_tainted_pool_in_a_privileged_namespace(helm):
+    pool = "binder.builder.nodeSelector.pool=builds,binder.builder.tolerations[0].key=builds"
+    docs = render(
+        helm,
+        BINDER_VALUES,
+        "hub",
+        "--set",
+        f"binder.builder.buildkitAddress=,binder.builder.engineSocket=/run/docker.sock,{pool}",
+    )
+    namespace = find(docs, "Namespace", "hub-builds")["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "privileged"  # only that namespace
+    docs = render(helm, BINDER_VALUES, "hub", "--set", "binder.builder.createNamespace=false")
+    assert not names(docs, "Namespace")
 
 
 def test_binder_rbac_in_a_build_namespace(helm):
@@ -336,16 +386,11 @@ def test_binder_rbac_in_a_build_namespace(helm):
 def test_binder_push_secret_where_build_pods_run(helm):
     docs = render(helm, BINDER_VALUES)
     made = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "hub-cern-spawner-registry"]
-    # One for the hub's mount (release namespace), one for the build pods' (notebooks' namespace).
-    assert sorted(d["metadata"].get("namespace", "") for d in made) == ["", "jupyter-users"]
+    # One for the hub's mount (release namespace), one for the build pods' (their own namespace).
+    assert sorted(d["metadata"].get("namespace", "") for d in made) == ["", "hub-builds"]
     assert made[0]["data"] == made[1]["data"] and {d["type"] for d in made} == {
         "kubernetes.io/dockerconfigjson"
     }
-    # Build pods in the release namespace: the one Secret serves both.
-    docs = render(helm, BINDER_VALUES, "hub", "--set", "singleuser.namespace=")
-    assert [
-        d["metadata"].get("namespace") for d in docs if d["metadata"]["name"] == "hub-cern-spawner-registry"
-    ] == [None]
     # An existing Secret is named, never made: you create it in both namespaces.
     docs = render(
         helm, BINDER_VALUES, "hub", "--set", "registry.dockerConfigJson=,registry.existingSecret=hub-registry"
@@ -355,27 +400,24 @@ def test_binder_push_secret_where_build_pods_run(helm):
 
 
 def test_binder_build_pods_network_policy(helm):
+    """What the build pods' policy allows is in test_helm_policies.py; here, whom it holds."""
     docs = render(helm, BINDER_VALUES)
     policy = find(docs, "NetworkPolicy", "hub-cern-spawner-binder-build")
-    assert policy["metadata"]["namespace"] == "jupyter-users"
+    assert policy["metadata"]["namespace"] == "hub-builds"
     spec = policy["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "binder-build"}}
+    assert spec["podSelector"] == {}  # every pod of the build namespace
     assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec  # nothing connects to them
-    internet = spec["egress"][1]["to"][0]["ipBlock"]
-    assert internet == {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "172.16.0.0/12"]}
-    assert {"port": 53, "protocol": "UDP"} in spec["egress"][0]["ports"]
-    # Against the labels the hub gives build pods: this policy selects them, the notebooks' one
-    # (and the hub's ingress from notebooks) does not, so it neither blocks nor opens them.
+    # Against the labels the hub gives build pods: the notebooks' policy (another namespace) and the
+    # hub's ingress from notebooks do not select them, so they neither block nor open them.
     manifest = build_pod_manifest(
         BinderConfig(registry="r.cern.ch"), repo_url="https://github.com/a/b", ref="HEAD",
-        commit="0" * 40, image="r.cern.ch/binder-b:" + "0" * 40, user="alice", namespace="jupyter-users",
+        commit="0" * 40, image="r.cern.ch/binder-b:" + "0" * 40, user="alice", namespace="hub-builds",
     )  # fmt: skip
     labels = manifest["metadata"]["labels"].items()
 
     def selects(selector):
         return selector["matchLabels"].items() <= labels
 
-    assert selects(spec["podSelector"])
     assert not selects(find(docs, "NetworkPolicy", "hub-cern-spawner-singleuser")["spec"]["podSelector"])
     hub_from = find(docs, "NetworkPolicy", "hub-cern-spawner-hub")["spec"]["ingress"][0]["from"]
     assert not any(selects(peer["podSelector"]) for peer in hub_from)
@@ -392,24 +434,71 @@ def user_namespace(core):
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda v: v.stem)
-def test_api_server_accepts_the_manifests(helm, kubectl, namespace, user_namespace, values):
+def test_api_server_accepts_the_manifests(helm, kubectl, core, namespace, user_namespace, values):
     docs = render(helm, values, namespace, "--set", f"singleuser.namespace={user_namespace}")
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "Namespace"}
     for doc in docs:  # as `helm install` does: namespaced objects without one go to the release's
         if doc["kind"] not in cluster_scoped:
             doc["metadata"].setdefault("namespace", namespace)
-    manifests = yaml.safe_dump_all(docs)
-    applied = run(*kubectl, "apply", "--dry-run=server", "-f", "-", input=manifests).stdout
+    # The namespaces the chart makes (build pods'), made for real: a dry run cannot fill them.
+    made = [d for d in docs if d["kind"] == "Namespace"]
+    if made:
+        run(*kubectl, "apply", "-f", "-", input=yaml.safe_dump_all(made))
+    try:
+        manifests = yaml.safe_dump_all(docs)
+        applied = run(*kubectl, "apply", "--dry-run=server", "-f", "-", input=manifests).stdout
+    finally:
+        for doc in made:
+            core.delete_namespace(doc["metadata"]["name"])
     assert applied.count("(server dry run)") == len(docs)
     assert "deployment.apps/hub-cern-spawner-hub created (server dry run)" in applied
     assert "role.rbac.authorization.k8s.io/hub-cern-spawner-hub created (server dry run)" in applied
 
 
+TLS_HOST = "hub.example.cern.ch"
+
+
+@pytest.fixture(scope="module")
+def tls_certificate() -> dict[str, bytes]:
+    """A self-signed certificate for TLS_HOST: what the install's Secret hub-tls holds (as cert-manager
+    writes it: tls.crt, tls.key) and the proxy must serve."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(TLS_HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return {
+        "tls.crt": cert.public_bytes(serialization.Encoding.PEM),
+        "tls.key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        "der": cert.public_bytes(serialization.Encoding.DER),
+    }
+
+
 @contextmanager
-def helm_installed(helm, sandbox, core, values: Path, *extra: str):
-    """A real `helm install` into a fresh namespace enforcing Pod Security `restricted`; its name."""
+def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str, bytes]):
+    """A real `helm install` into a fresh namespace enforcing Pod Security `restricted`, with the TLS
+    Secret hub-tls the ci values name; the namespace's name."""
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": namespace, "labels": PSA_RESTRICTED}})
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "hub-tls"},
+            "type": "kubernetes.io/tls",
+            "data": {key: base64.b64encode(tls[key]).decode() for key in ("tls.crt", "tls.key")},
+        },
+    )
     # The sandbox provisions no volumes: a volume bound in advance to the hub's database claim.
     volume = f"{namespace}-hub-db"
     core.create_persistent_volume(
@@ -434,17 +523,17 @@ def helm_installed(helm, sandbox, core, values: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def installed(helm, sandbox, core):
+def installed(helm, sandbox, core, tls_certificate):
     """The defaults, installed."""
-    with helm_installed(helm, sandbox, core, CHART / "ci" / "default-values.yaml") as namespace:
+    with helm_installed(helm, sandbox, core, DEFAULT_VALUES, tls=tls_certificate) as namespace:
         yield namespace
 
 
 def hub_log_until_proxy(sandbox, core, namespace: str) -> str:
     """The hub pod's log once the hub has loaded its config and opened its database.
 
-    It cannot become Ready in the sandbox (no Service DNS nor in-cluster API address for pods, and
-    the proxy's image entrypoint is not modelled): this is how far it gets.
+    It cannot become Ready in the sandbox (no Service DNS nor in-cluster API address for pods, so it
+    cannot reach the proxy's API): this is how far it gets.
     """
     (pod,) = wait_until(
         lambda: core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=hub").items,
@@ -500,17 +589,83 @@ def test_hub_starts_with_the_production_config(sandbox, installed, core):
     assert "Running stamp_revision" in text  # a new sqlite database on the claim
 
 
-def test_hub_starts_with_binder_launches(helm, sandbox, core, kubectl):
+def proxy_pod_ip(core, namespace: str) -> str:
+    def address():
+        pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=proxy").items
+        return next((p.status.pod_ip for p in pods if p.status.pod_ip), None)
+
+    return wait_until(address, timeout=30, what="the proxy pod's IP")
+
+
+def exchange(sock, request: bytes) -> bytes:
+    sock.sendall(request)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_proxy_serves_https_with_the_secrets_certificate(core, installed, tls_certificate):
+    """The proxy pod the chart deploys (configurable-http-proxy, the release the tests run) speaks TLS
+    on its pod address with the certificate of Secret hub-tls, answers a request through it, and its
+    plain-HTTP port only redirects to https."""
+    ip = proxy_pod_ip(core, installed)
+    context = ssl.create_default_context(cadata=tls_certificate["tls.crt"].decode())
+
+    def handshake():
+        try:
+            raw = socket.create_connection((ip, 8443), timeout=5)
+        except OSError:
+            return None  # not listening yet
+        return context.wrap_socket(raw, server_hostname=TLS_HOST)  # verifies the chain and the name
+
+    with wait_until(handshake, timeout=30, what="configurable-http-proxy to listen on 8443") as tls:
+        assert tls.getpeercert(binary_form=True) == tls_certificate["der"]
+        # HTTP inside the TLS session, answered by the proxy's own server: a request it refuses
+        # itself (no Host), since a routed one would wait on the hub's Service name, which pods
+        # cannot resolve in the sandbox.
+        answer = exchange(tls, b"GET /hub/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    with socket.create_connection((ip, 8000), timeout=5) as plain:
+        answer = exchange(
+            plain, f"GET /hub/login HTTP/1.1\r\nHost: {TLS_HOST}\r\nConnection: close\r\n\r\n".encode()
+        )
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 301"), head
+    assert f"location: https://{TLS_HOST}:443/hub/login" in head.lower(), head
+
+
+@pytest.mark.parametrize(
+    "settings, warned",
+    [("proxy.https.enabled=false,proxy.allowInsecureHttp=true", True), ("proxy.https.secretName=t", False)],
+    ids=["insecure", "tls"],
+)
+def test_install_notes_warn_about_plain_http(helm, sandbox, settings, warned):
+    """What `helm install` prints (NOTES.txt), from a client-side dry run against the sandbox."""
+    kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", "hub"]
+    out = run(
+        helm, "install", "hub", CHART, *kube, "--dry-run=client", "-f", DEFAULT_VALUES, "--set", settings
+    )
+    assert ("WARNING: the hub is served over PLAIN HTTP" in out.stdout) is warned, out.stdout
+
+
+def test_hub_starts_with_binder_launches(helm, sandbox, core, kubectl, tls_certificate):
     """With Binder launches on, the same hub loads its config (BinderConfig, the binder handlers,
-    the mounted push Secret) as far as the sandbox lets it, and its account may read build logs."""
-    with helm_installed(helm, sandbox, core, BINDER_VALUES, "--set", "singleuser.namespace=") as namespace:
+    the mounted push Secret) as far as the sandbox lets it, and its account may read build logs in
+    the build pods' own namespace, which the chart made "restricted" with their NetworkPolicy."""
+    extra = ("--set", "singleuser.namespace=")
+    with helm_installed(helm, sandbox, core, BINDER_VALUES, *extra, tls=tls_certificate) as namespace:
         # Past the config (an error in it stops jupyterhub before this point).
         text = hub_log_until_proxy(sandbox, core, namespace)
         assert "Using Spawner: cern_spawner.spawner.CERNSpawner" in text
+        builds = f"{namespace}-builds"
+        labels = core.read_namespace(builds).metadata.labels
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         account = f"system:serviceaccount:{namespace}:hub-cern-spawner-hub"
-        assert can_i(kubectl, account, "get", "pods --subresource=log", ["--namespace", namespace])
-        policies = run(*kubectl, "--namespace", namespace, "get", "netpol", "-o", "name").stdout.split()
-        assert "networkpolicy.networking.k8s.io/hub-cern-spawner-binder-build" in policies
+        assert can_i(kubectl, account, "get", "pods --subresource=log", ["--namespace", builds])
+        assert not can_i(kubectl, account, "get", "pods --subresource=log", ["--namespace", namespace])
+        policies = run(*kubectl, "--namespace", builds, "get", "netpol", "-o", "name").stdout.split()
+        assert policies == ["networkpolicy.networking.k8s.io/hub-cern-spawner-binder-build"]
 
 
 @pytest.mark.parametrize(
@@ -569,13 +724,13 @@ def binder_namespaces(core):
         core.delete_namespace(name)
 
 
-@pytest.mark.parametrize("own_build_namespace", [False, True], ids=["builds-with-notebooks", "own-namespace"])
-def test_binder_hub_permissions(helm, kubectl, binder_namespaces, own_build_namespace):
+def test_binder_hub_permissions(helm, kubectl, binder_namespaces):
     """The hub's RBAC with Binder launches, applied for real and asked through SubjectAccessReviews."""
     ns = binder_namespaces
-    builds = ns["builds"] if own_build_namespace else ns["users"]
+    builds = ns["builds"]
     settings = (
-        f"singleuser.namespace={ns['users']},binder.builder.namespace={builds if own_build_namespace else ''}"
+        f"singleuser.namespace={ns['users']},binder.builder.namespace={builds},"
+        "binder.builder.createNamespace=false"
     )
     docs = render(helm, BINDER_VALUES, ns["release"], "--set", settings)
     for doc in docs:
@@ -598,10 +753,9 @@ def test_binder_hub_permissions(helm, kubectl, binder_namespaces, own_build_name
     assert not allowed("create", "pods --subresource=attach", builds)
     assert not allowed("get", "pods --subresource=log", ns["release"])
     assert allowed("create", "pods", ns["users"])  # notebooks, as before
-    if own_build_namespace:
-        assert not allowed("get", "pods --subresource=log", ns["users"])  # notebooks' logs stay unread
-        assert not allowed("watch", "pods", builds)  # the hub polls its build pods
-        assert not allowed("get", "secrets", builds)  # the push Secret is only mounted by the pods
+    assert not allowed("get", "pods --subresource=log", ns["users"])  # notebooks' logs stay unread
+    assert not allowed("watch", "pods", builds)  # the hub polls its build pods
+    assert not allowed("get", "secrets", builds)  # the push Secret is only mounted by the pods
 
 
 def test_generated_secrets_survive_an_upgrade(helm, sandbox, core, installed):
@@ -612,6 +766,6 @@ def test_generated_secrets_survive_an_upgrade(helm, sandbox, core, installed):
 
     before = generated()
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", installed]
-    values = CHART / "ci" / "default-values.yaml"
+    values = DEFAULT_VALUES
     run(helm, "upgrade", "hub", CHART, *kube, "-f", values, "--set", "hub.extraConfig=# changed")
     assert generated() == before, "an upgrade must keep the proxy token, cookie secret and crypt key"

@@ -27,6 +27,11 @@ c.ConfigurableHTTPProxy.api_url = f"http://{settings['proxyApiService']}:8001"
 c.ConfigurableHTTPProxy.auth_token = secret("hub/proxy-token")
 c.JupyterHub.cookie_secret = bytes.fromhex(secret("hub/cookie-secret"))
 c.JupyterHub.cleanup_servers = False  # a hub restart keeps the notebooks running
+if settings["https"]:
+    # Users reach the hub over https (at the proxy, the load balancer or the ingress) while the hub
+    # itself sees plain HTTP: say so, or its cookies would lack the Secure flag.
+    # (JupyterHub's handlers read cookie_options from the tornado settings, for every cookie they set.)
+    c.JupyterHub.tornado_settings = {"cookie_options": {"secure": True}}
 
 if settings["db"] == "postgres":
     c.JupyterHub.db_url = secret("db/db-url")

@@ -60,9 +60,50 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "cs.binderOn" -}}
 {{- if .Values.binder.registry }}true{{ end -}}
 {{- end -}}
-{{/* Where build pods run: binder.builder.namespace, else the notebooks' namespace. */}}
+{{/* Where build pods run: binder.builder.namespace, else "<release namespace>-builds" (never the
+notebooks' nor the release's namespace: validate.yaml refuses those). */}}
 {{- define "cs.buildNamespace" -}}
-{{- default (include "cs.userNamespace" .) .Values.binder.builder.namespace -}}
+{{- default (printf "%s-builds" .Release.Namespace) .Values.binder.builder.namespace -}}
+{{- end -}}
+
+{{/* Where TLS of the hub's public address ends: ingress, proxy, loadBalancer; empty: plain HTTP. */}}
+{{- define "cs.tls" -}}
+{{- if .Values.ingress.enabled -}}
+{{- if .Values.ingress.tlsSecretName }}ingress{{ end -}}
+{{- else if .Values.proxy.https.enabled -}}
+{{- .Values.proxy.https.terminate -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Egress to the cluster DNS (networkPolicy.dns), as a NetworkPolicyEgressRule list item. */}}
+{{- define "cs.dnsEgress" -}}
+- to:
+    - namespaceSelector: {{- toYaml .Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
+      podSelector: {{- toYaml .Values.networkPolicy.dns.podSelector | nindent 8 }}
+  ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+{{- end -}}
+
+{{/* Egress to every address but the denied ranges: include "cs.internetEgress" (list . $denied), an
+empty $denied meaning networkPolicy.privateCidrs. IPv4 and IPv6 ranges go to their own ipBlock, since
+an ipBlock's except must lie inside its cidr. */}}
+{{- define "cs.internetEgress" -}}
+{{- $ := index . 0 -}}
+{{- $v4 := list -}}
+{{- $v6 := list -}}
+{{- range (index . 1 | default $.Values.networkPolicy.privateCidrs) -}}
+{{- if contains ":" . }}{{ $v6 = append $v6 . }}{{ else }}{{ $v4 = append $v4 . }}{{ end -}}
+{{- end -}}
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        {{- with $v4 }}
+        except: {{- toYaml . | nindent 10 }}
+        {{- end }}
+    - ipBlock:
+        cidr: ::/0
+        {{- with $v6 }}
+        except: {{- toYaml . | nindent 10 }}
+        {{- end }}
 {{- end -}}
 {{/* What jupyterhub_config.py turns into c.BinderConfig.*; null when Binder launches are off. */}}
 {{- define "cs.binderSettings" -}}
@@ -126,5 +167,6 @@ seccompProfile:
   "openstackCloud" (ternary .Values.openstack.cloud "" (eq (include "cs.hasOpenstack" .) "true"))
   "registry" (eq (include "cs.hasRegistry" .) "true")
   "binder" (ternary (include "cs.binderSettings" . | fromJson) nil (eq (include "cs.binderOn" .) "true"))
+  "https" (ne (include "cs.tls" .) "")
   | toJson -}}
 {{- end -}}
