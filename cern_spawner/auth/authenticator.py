@@ -216,7 +216,7 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
             self.log.warning("Refusing a token from CERN SSO: %s", e)
             raise web.HTTPError(403, LOGIN_REFUSED) from e
         except ProviderUnavailable as e:
-            self.log.error("CERN SSO keys could not be fetched: %s", e)
+            self.log.error("CERN SSO signing keys unavailable: %s", e)
             raise web.HTTPError(503, SSO_DOWN) from e
 
     async def build_auth_state_dict(self, token_info, user_info):

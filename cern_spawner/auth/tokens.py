@@ -54,8 +54,10 @@ class JWKSCache:
     refetched at its next use, so a key the issuer removed (rotated out) stops being trusted; if that
     refetch fails, the keys held are kept (they did come from the issuer).
 
-    An unknown kid is TokenInvalid only when the last fetch succeeded (the issuer does not publish
-    that key); when it failed, ProviderUnavailable: the key may well exist, the hub cannot tell.
+    An unknown kid is TokenInvalid only when a fetch made for it succeeded without it (the issuer
+    does not publish that key). Otherwise it is ProviderUnavailable: the fetch failed, or the rate
+    limit allows none yet (a key published since the last fetch, during a rotation). Either way the
+    key may well exist and the hub cannot tell yet: a login is asked to retry, a session is kept.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class JWKSCache:
         self._fetched_at: float | None = None  # last attempt, successful or not
         self._loaded_at: float | None = None  # last successful fetch
         self._failure: ProviderUnavailable | None = None  # why the last attempt failed
+        self._absent: set[str] = set()  # kids the last successful fetch was made for and lacked
         self._lock = asyncio.Lock()
         self.fetch_count = 0
 
@@ -91,13 +94,21 @@ class JWKSCache:
                     if kid not in self._keys:
                         raise
                     log.warning("Keeping the issuer's signing keys of an earlier fetch: %s", self._failure)
+                if kid not in self._keys and self._failure is None:
+                    self._absent.add(kid)
         if kid in self._keys:
             return self._keys[kid]
+        if kid in self._absent:
+            raise TokenInvalid(f"no key {kid!r} in the issuer's JWKS")
         if self._failure is not None:
             raise ProviderUnavailable(
                 f"key {kid!r} unknown and the JWKS could not be fetched: {self._failure}"
             )
-        raise TokenInvalid(f"no key {kid!r} in the issuer's JWKS")
+        age = self._elapsed(self._fetched_at)
+        raise ProviderUnavailable(
+            f"key {kid!r} is not among the issuer's keys fetched {age:.0f} s ago; "
+            f"the next fetch is allowed {self._min_interval:.0f} s after that one"
+        )
 
     def _elapsed(self, since: float | None) -> float | None:
         if since is None:
@@ -126,7 +137,7 @@ class JWKSCache:
         except GrantRejected as e:  # a 4xx for the key set: the issuer is misconfigured or down
             self._failure = ProviderUnavailable(f"the JWKS request was refused: {e}")
             raise self._failure from e
-        self._keys, self._loaded_at, self._failure = keys, self._clock(), None
+        self._keys, self._loaded_at, self._failure, self._absent = keys, self._clock(), None, set()
 
 
 # Keycloak's `typ` claim of each kind of token.

@@ -54,7 +54,8 @@ class CERNAuthenticatorTraits(LoggingConfigurable):
         help="""
         Minimum seconds between two fetches of the signing keys. A token signed with an unknown key
         (kid) triggers a refetch, so key rotation needs no restart; the limit keeps forged kids from
-        flooding the provider. Default 60.
+        flooding the provider. Until a fetch is allowed, an unknown kid counts as "SSO unavailable"
+        (login: retry later; refresh: session kept), not as invalid. Default 60.
         """,
     )
     jwks_max_age = Float(

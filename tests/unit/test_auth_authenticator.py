@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -337,6 +338,25 @@ async def test_jwks_outage_keeps_sessions_until_their_tokens_expire(idp, make):
         assert await auth.refresh_user(user) is True
     clock[0] = expires_at + 1
     assert await auth.refresh_user(user) is False
+
+
+async def test_a_key_rotated_in_within_the_refetch_interval_keeps_the_session(idp, make):
+    auth = make()
+    clock = [time.time() + idp.lifetime - 100]  # logged in (keys fetched) 100 s before expiry
+    auth.clock = lambda: clock[0]
+    model = await login(auth)
+    user, expires_at = (
+        User(model["name"], model["auth_state"]),
+        model["auth_state"]["access_token_expires_at"],
+    )
+    idp.key = KeyPair("key-2")  # rotation: the refreshed token names a key the hub has not fetched
+    idp.published = [idp.key]
+    clock[0] = expires_at - 50  # within refresh_margin; the keys were fetched 50 s ago
+    assert await auth.refresh_user(user) is True
+    clock[0] = expires_at - 35  # 65 s after the fetch: the new key is fetched and verifies
+    refreshed = await auth.refresh_user(user)
+    assert refreshed["auth_state"]["refresh_token"] == "refresh-3"
+    assert idp.jwks_fetches == 2
 
 
 async def test_logout_ends_the_sso_session(idp, make):
