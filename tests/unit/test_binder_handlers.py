@@ -26,6 +26,7 @@ from cern_spawner.binder.handlers import (
     plan_launch,
 )
 from cern_spawner.binder.options import NOT_ENABLED
+from cern_spawner.binder.spawning import BinderSpawnerMixin
 from cern_spawner.web import HUB_TEMPLATE_DIR
 from tests.unit.inprocess_hub import NoProxy
 
@@ -309,15 +310,13 @@ def test_server_state(spawner, state):
 # --- the handler on a real hub --------------------------------------------------------------------
 
 
-class RecordingSpawner(Spawner):
-    """Records what JupyterHub's spawn page hands to options_from_query, then starts nothing."""
+class RecordingSpawner(BinderSpawnerMixin, Spawner):
+    """CERNSpawner's handling of spawn queries (the mixin's options_from_query); records the form
+    data JupyterHub's spawn page hands over (queries reach options_from_form too), starts nothing."""
 
-    queries: list = []
     forms: list = []
-
-    def options_from_query(self, query_data):
-        RecordingSpawner.queries.append(query_data)
-        return {key: values[0] for key, values in query_data.items()}
+    options_form = "<p>The profile form</p>"  # as CERNSpawner always has one
+    describe_launch_profile = None  # no catalog: the confirmation page shows the slug as given
 
     def options_from_form(self, form_data):
         RecordingSpawner.forms.append(form_data)
@@ -425,7 +424,7 @@ def origin(app) -> str:
 @in_module_loop
 async def test_a_link_shows_the_confirmation_page_and_starts_nothing(hub):
     session = await login(hub, "alice")
-    RecordingSpawner.queries.clear()
+    RecordingSpawner.forms.clear()
     spec = "git/" + quote("https://gitlab.cern.ch/swan/demo.git", safe="") + "/feature%2Fx"
     response = await session.get(
         link(hub, spec, labpath="ab.ipynb", profile="shared-1g"), allow_redirects=False
@@ -454,7 +453,7 @@ async def test_a_link_shows_the_confirmation_page_and_starts_nothing(hub):
     assert tokens["type"] == "checkbox" and "checked" not in tokens  # off unless ticked
     assert "<script" not in response.text.split('id="cern-confirm"')[1].split("</form>")[0]
     # Nothing was started by the link itself.
-    assert RecordingSpawner.queries == [] and RecordingSpawner.forms == []
+    assert RecordingSpawner.forms == []
     spawner = hub.users["alice"].spawners.get("")
     assert spawner is None or not spawner.active
 
@@ -497,6 +496,41 @@ async def test_the_confirmed_post_reaches_the_spawner_with_the_launch(hub):
         }
     ]
     assert posted.status_code == 503  # the test spawner's refusal, shown by JupyterHub
+
+
+@pytest.mark.parametrize(
+    ("query", "linked"),
+    [
+        pytest.param(
+            {"opt-binder_repo": "https://github.com/org/repo", "opt-binder_ref": "main", "opt-profile": "p1"},
+            "binder/v2/git/https%3A%2F%2Fgithub.com%2Forg%2Frepo/main?profile=p1",
+            id="launch",
+        ),
+        pytest.param(
+            {"binder_repo": "https://github.com/org/repo"},
+            "binder/v2/git/https%3A%2F%2Fgithub.com%2Forg%2Frepo/HEAD",
+            id="without-opt-prefix",
+        ),
+        pytest.param({"opt-binder_repo": "https://evil.example/x"}, None, id="refused-host-no-link"),
+    ],
+)
+@in_module_loop
+async def test_a_spawn_query_is_refused_with_a_link_to_the_confirmation_page(hub, query, linked):
+    session = await login(hub, "dave")
+    RecordingSpawner.forms.clear()
+    response = await session.get(url_concat(hub.hub.url + "spawn/dave", query), allow_redirects=False)
+    assert response.status_code == 403
+    assert RecordingSpawner.forms == []  # nothing reached the spawn
+    spawner = hub.users["dave"].spawners.get("")
+    assert spawner is None or not spawner.active
+    # JupyterHub's form, with the reason above it (our spawn.html shows HTML messages).
+    assert "<p>The profile form</p>" in response.text
+    error = response.text.split('class="spawn-error-msg alert alert-danger">')[1].split("</p>")[0]
+    assert "A repository launch must be confirmed" in error
+    if linked:
+        assert f'<a href="{hub.hub.base_url}{linked}">' in error.replace("&amp;", "&")
+    else:
+        assert "<a " not in error and "evil" not in error
 
 
 @pytest.mark.parametrize(
