@@ -1,9 +1,11 @@
 """Repository launches end to end on the sandbox: a real hub, Keycloak login, the sandbox's git
 server and OCI registry, build pods run by the node agent, and the notebook showing the files.
 
-The proofs of issue 7: build once then reuse (another user, no build pod), two simultaneous launches
-of one commit share one build pod, a broken repository fails with its log tail shown, a forged
-`image` is refused, a disallowed host is refused before anything is created.
+The proofs of issues 7 and 14: a link shows a confirmation page and starts nothing, a hand-made
+/hub/spawn query is refused, the confirmed POST (XSRF) starts it without the user's tokens; build
+once then reuse (another user, no build pod), two simultaneous launches of one commit share one
+build pod, a broken repository fails with its log tail shown, a forged `image` is refused, a
+disallowed host is refused before anything is created.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
+from html.parser import HTMLParser
 
 import pytest
 import requests
@@ -138,7 +141,11 @@ def commit_of(url: str, ref: str) -> str:
     import subprocess
 
     out = subprocess.run(
-        ["git", "ls-remote", "--", url, ref], env=git_env(), capture_output=True, text=True, check=True
+        ["git", "ls-remote", "--", url, ref],
+        env=git_env(urllib.parse.urlsplit(url).scheme),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()[0]
 
@@ -182,6 +189,30 @@ def stop(hub, core, namespace: str, user: str) -> None:
     wait_until(lambda: pod_of(core, namespace, user) is None, timeout=60, what=f"{user}'s pod to go")
 
 
+class ConfirmationForm(HTMLParser):
+    """The confirmation page's form: its action and the values it posts (a browser's view)."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.action, self.fields = "", {}
+        self.feed(html)
+        assert self.action, html[:500]
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == "cern-confirm-form":
+            self.action = attrs["action"]
+        if tag == "input" and attrs.get("name") and (attrs.get("type") != "checkbox" or "checked" in attrs):
+            self.fields[attrs["name"]] = attrs.get("value") or ""
+
+
+def assert_nothing_started(hub, core, namespace: str, user: str, build_pods, before: int) -> None:
+    model = hub.api("GET", f"/users/{user}").json()
+    assert not model["servers"] and model["pending"] is None, model
+    assert pod_of(core, namespace, user) is None
+    assert build_pods.count() == before, build_pods.created
+
+
 def files_in_server(hub, user: str) -> set[str]:
     response = hub.session.get(f"{hub.url}/user/{user}/api/contents", timeout=30)
     assert response.status_code == 200, response.text[:300]
@@ -199,12 +230,26 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     browser = hub.login("bob", keycloak.DEMO_PASSWORD)
     before = build_pods.count()
 
-    launched = browser.get(link(hub, url, "main", labpath="hello.ipynb"), timeout=60)
-    assert launched.status_code == 200, launched.text[:500]
-    assert "/hub/spawn-pending/bob" in launched.url, launched.url
-    next_url = urllib.parse.parse_qs(urllib.parse.urlsplit(launched.url).query)["next"][0]
-    assert next_url.endswith("/user/bob/lab/tree/hello.ipynb"), next_url
+    # The link shows what would run, and starts nothing.
+    page = browser.get(link(hub, url, "main", labpath="hello.ipynb"), timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    assert "The repository's code will run as you." in page.text and url in page.text
+    form = ConfirmationForm(page.text)
+    assert form.fields["binder_repo"] == url and form.fields["binder_ref"] == "main"
+    assert form.fields["profile"] == PROFILE
+    assert "binder_tokens" not in form.fields  # an unticked checkbox posts nothing
+    assert_nothing_started(hub, core, namespace, "bob", build_pods, before)
 
+    # The same launch as a hand-made /hub/spawn link (a GET any page can send): refused.
+    query = {"opt-profile": PROFILE, "opt-binder_repo": url, "opt-binder_ref": "main"}
+    refused = browser.get(f"{hub.url}/hub/spawn/bob?{urllib.parse.urlencode(query)}", timeout=60)
+    assert refused.status_code == 403, refused.text[:500]
+    assert "must be confirmed" in refused.text and "/hub/binder/v2/git/" in refused.text
+    assert_nothing_started(hub, core, namespace, "bob", build_pods, before)
+
+    # Confirmed: the page's POST, with JupyterHub's XSRF token, starts it.
+    launched = browser.post(hub.url + form.action, data=form.fields, timeout=60)
+    assert launched.status_code == 200, launched.text[:500]
     messages, last = progress(hub, "bob")
     assert last.get("ready"), messages
     assert any(commit[:12] in m for m in messages), messages
@@ -215,6 +260,10 @@ def test_a_link_builds_once_and_the_notebook_shows_the_repository(
     assert build_pods.count() == before + 1, build_pods.created
     pod = pod_of(core, namespace, "bob")
     assert pod.spec.containers[0].image == expected
+    # bob has exchanged tokens, but did not tick the box: none reach the repository's code.
+    assert hub.api("GET", "/users/bob").json()["auth_state"]["exchanged_tokens"]
+    assert "cern-tokens" not in {volume.name for volume in pod.spec.volumes or []}
+    assert "cern-tokens" not in str(pod.spec)
     assert {"README.md", "hello.ipynb", "requirements.txt"} <= files_in_server(hub, "bob")
     wait_until(
         lambda: not core.list_namespaced_pod(namespace, label_selector=BUILD_SELECTOR).items,
