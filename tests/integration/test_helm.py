@@ -486,7 +486,7 @@ def tls_certificate() -> dict[str, bytes]:
 
 
 @contextmanager
-def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str, bytes]):
+def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str, bytes], wait=True):
     """A real `helm install` into a fresh namespace enforcing Pod Security `restricted`, with the TLS
     Secret hub-tls the ci values name; the namespace's name."""
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
@@ -516,7 +516,9 @@ def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str
     try:
         run(helm, "install", "hub", CHART, *kube, "-f", values, *extra)
         yield namespace
-        run(helm, "uninstall", "hub", *kube, "--wait", "--timeout", "60s")
+        # Waiting for a namespace the chart made (the build pods') to be finalized adds seconds and
+        # proves nothing here: the namespace controller finishes it on its own.
+        run(helm, "uninstall", "hub", *kube, *(["--wait", "--timeout", "60s"] if wait else []))
     finally:
         core.delete_namespace(namespace)
         core.delete_persistent_volume(volume)
@@ -654,7 +656,9 @@ def test_hub_starts_with_binder_launches(helm, sandbox, core, kubectl, tls_certi
     the mounted push Secret) as far as the sandbox lets it, and its account may read build logs in
     the build pods' own namespace, which the chart made "restricted" with their NetworkPolicy."""
     extra = ("--set", "singleuser.namespace=")
-    with helm_installed(helm, sandbox, core, BINDER_VALUES, *extra, tls=tls_certificate) as namespace:
+    with helm_installed(
+        helm, sandbox, core, BINDER_VALUES, *extra, tls=tls_certificate, wait=False
+    ) as namespace:
         # Past the config (an error in it stops jupyterhub before this point).
         text = hub_log_until_proxy(sandbox, core, namespace)
         assert "Using Spawner: cern_spawner.spawner.CERNSpawner" in text

@@ -7,6 +7,8 @@ notebooks, the hub and build pods may reach.
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import json
 from pathlib import Path
@@ -33,9 +35,15 @@ def helm() -> Path:
     return resolve_helm()
 
 
+@functools.cache
+def rendered(helm: Path, values: Path, settings: tuple[str, ...]) -> list[dict]:
+    """One `helm template` per combination: the tables ask the same renders many questions."""
+    return render(helm, values, "hub", *(("--set", ",".join(settings)) if settings else ()))
+
+
 def policy(helm, values: Path, name: str, *settings: str) -> dict:
-    extra = ("--set", ",".join(settings)) if settings else ()
-    return find(render(helm, values, "hub", *extra), "NetworkPolicy", f"hub-cern-spawner-{name}")["spec"]
+    docs = rendered(helm, values, settings)
+    return copy.deepcopy(find(docs, "NetworkPolicy", f"hub-cern-spawner-{name}")["spec"])
 
 
 def reachable(spec: dict, address: str, port: int) -> bool:
