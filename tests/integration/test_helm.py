@@ -163,6 +163,7 @@ def test_ingress(helm):
         ("binder.imagePrefix=Binder/", "at '/binder/imagePrefix'"),
         ("binder.allowedHosts[0]=https://github.com", "at '/binder/allowedHosts/0'"),
         ("binder.perUserBuildLimit=0", "at '/binder/perUserBuildLimit'"),
+        ("binder.maxConcurrentBuilds=0", "at '/binder/maxConcurrentBuilds'"),
         ("binder.buildTimeout=0", "at '/binder/buildTimeout'"),
         ("binder.builder.image=repo2docker", "at '/binder/builder/image'"),
         ("binder.builder.engineSocket=docker.sock", "at '/binder/builder/engineSocket'"),
@@ -301,6 +302,7 @@ def test_binder_values_reach_binder_config(helm, tmp_path):
     assert binder.allowed_hosts == ["github.com", "gitlab.cern.ch", "*.web.cern.ch"]
     assert binder.default_profile == "shared-2g"
     assert binder.per_user_build_limit == 2
+    assert binder.max_concurrent_builds == 6
     assert binder.build_timeout == 1800
     assert binder.builder_image == "registry.example.cern.ch/cern-spawner/builder:2025.12.0"
     assert binder.engine_socket == ""

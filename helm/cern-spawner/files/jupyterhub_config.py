@@ -78,6 +78,7 @@ if binder:
     c.BinderConfig.allowed_hosts = binder["allowedHosts"]
     c.BinderConfig.default_profile = binder["defaultProfile"]
     c.BinderConfig.per_user_build_limit = binder["perUserBuildLimit"]
+    c.BinderConfig.max_concurrent_builds = binder["maxConcurrentBuilds"]
     c.BinderConfig.build_timeout = float(binder["buildTimeout"])
     # The hub's own lookups use the same Docker config.json as the pushes (read at each use).
     c.BinderConfig.registry_credentials_path = str(SECRETS / "registry" / ".dockerconfigjson")

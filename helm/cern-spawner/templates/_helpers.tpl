@@ -114,6 +114,7 @@ an ipBlock's except must lie inside its cidr. */}}
   "allowedHosts" $b.allowedHosts
   "defaultProfile" $b.defaultProfile
   "perUserBuildLimit" $b.perUserBuildLimit
+  "maxConcurrentBuilds" $b.maxConcurrentBuilds
   "buildTimeout" $b.buildTimeout
   "builderImage" $b.builder.image
   "engineSocket" $b.builder.engineSocket
