@@ -1,7 +1,7 @@
 """Repository launches (issue 7) in a real browser: the picker's "Build from a git repository"
 section, the build's progress on the progress page, JupyterLab showing the repository's files, a
-mybinder-style link opening a notebook, a refused host's error page, and the section's labels and
-validation.
+mybinder-style link asking for confirmation and then opening a notebook, a refused host's error
+page, and the section's labels and validation.
 
 The sandbox hub turns repository launches on when the sandbox has its git server and registry; the
 build pod runs the sandbox builder, which pushes the repository's files as an image.
@@ -189,11 +189,26 @@ def test_bob_builds_a_repository_from_the_picker_and_jupyterlab_shows_its_notebo
         stopped(binder_hub, USER)
 
 
-def test_a_launch_link_opens_the_notebook_in_jupyterlab_after_the_progress_page(binder_hub, repo, page):
+def test_a_launch_link_asks_first_then_opens_the_notebook_in_jupyterlab(binder_hub, repo, page):
     sso_login(page, binder_hub, USER)
     visits = record_visits(page)
     try:
         page.goto(binder_link(binder_hub, repo["url"], "main", labpath="hello.ipynb"))
+        # The confirmation page: what will run, a plain warning, the tokens off; nothing started yet.
+        expect(page.get_by_role("heading", name="Launch this repository?")).to_be_visible()
+        expect(page.locator("#cern-confirm-repo")).to_have_text(repo["url"])
+        expect(page.locator("#cern-confirm-ref")).to_have_text("main")
+        expect(page.locator("#cern-confirm-profile")).not_to_be_empty()
+        expect(page.locator("#cern-confirm-warning")).to_contain_text(
+            "The repository's code will run as you."
+        )
+        tokens = page.get_by_label("Give this server my CERN tokens")
+        expect(tokens).not_to_be_checked()
+        expect(tokens).to_have_accessible_description(re.compile("act as you with them"))
+        assert not servers_of(binder_hub, USER)
+        screenshot(page, "binder-confirm.png")
+
+        page.get_by_role("button", name="Launch").click()
         page.wait_for_url(re.compile(rf"/user/{USER}/lab/tree/hello\.ipynb"), timeout=240 * SECONDS)
         assert any(f"/hub/spawn-pending/{USER}" in url for url in visits), visits
         tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current")
@@ -235,6 +250,9 @@ def test_the_repository_fields_are_labelled_and_an_invalid_url_keeps_the_form_he
         expect(ref_field).to_have_attribute("name", "binder_ref")
         expect(repo_field).to_have_accessible_description(re.compile("Leave it empty to start the profile"))
         expect(ref_field).to_have_accessible_description(re.compile(r"default branch \(HEAD\)"))
+        tokens = page.get_by_label("Give this server my CERN tokens")
+        expect(tokens).not_to_be_checked()
+        expect(tokens).to_have_attribute("name", "binder_tokens")
 
         repo_field.fill("not a repository address")
         # Closed again before the start: the browser could not point at the field inside it.
