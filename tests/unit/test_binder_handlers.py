@@ -452,6 +452,9 @@ async def test_a_link_shows_the_confirmation_page_and_starts_nothing(hub):
     tokens = page.fields["binder_tokens"]
     assert tokens["type"] == "checkbox" and "checked" not in tokens  # off unless ticked
     assert "<script" not in response.text.split('id="cern-confirm"')[1].split("</form>")[0]
+    # Not to be framed by another site (a click on Launch is the consent): JupyterHub's default CSP.
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
     # Nothing was started by the link itself.
     assert RecordingSpawner.forms == []
     spawner = hub.users["alice"].spawners.get("")
