@@ -37,7 +37,8 @@ def split_form(formdata: Mapping[str, list[str]]) -> tuple[dict[str, list[str]],
     repeated values counts, as KubeSpawner reads its own fields. The tokens checkbox counts only
     when ticked (a browser posts "on"); unticked, the key is absent.
     """
-    rest = {key: values for key, values in formdata.items() if key not in BINDER_KEYS}
+    # `_xsrf`: JupyterHub's token, in the body of the confirmation page's post; not an option.
+    rest = {key: values for key, values in formdata.items() if key not in BINDER_KEYS and key != "_xsrf"}
     repo = _first(formdata.get("binder_repo"))
     if not repo:
         return rest, {}

@@ -85,6 +85,12 @@ REPO = "https://github.com/binder-examples/requirements"
             {"profile": ["shared-1g"]},
             id="tokens-without-repository-mean-nothing",
         ),
+        pytest.param(
+            {"_xsrf": ["token"], "profile": ["shared-1g"], "binder_repo": [REPO]},
+            {"binder_repo": REPO, "binder_ref": "HEAD"},
+            {"profile": ["shared-1g"]},
+            id="jupyterhubs-xsrf-field-is-no-option",
+        ),
     ],
 )
 def test_split_form(formdata, binder, rest):
