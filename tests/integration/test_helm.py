@@ -162,6 +162,7 @@ def test_ingress(helm):
         ("binder.registry=https://registry.cern.ch", "at '/binder/registry'"),
         ("binder.imagePrefix=Binder/", "at '/binder/imagePrefix'"),
         ("binder.allowedHosts[0]=https://github.com", "at '/binder/allowedHosts/0'"),
+        ("binder.tokenLaunches[0]=https://github.com/cern/*", "at '/binder/tokenLaunches/0'"),
         ("binder.perUserBuildLimit=0", "at '/binder/perUserBuildLimit'"),
         ("binder.maxConcurrentBuilds=0", "at '/binder/maxConcurrentBuilds'"),
         ("binder.buildTimeout=0", "at '/binder/buildTimeout'"),
@@ -300,6 +301,7 @@ def test_binder_values_reach_binder_config(helm, tmp_path):
     assert binder.registry == "registry.example.cern.ch"
     assert binder.image_prefix == "cern-spawner/binder-"
     assert binder.allowed_hosts == ["github.com", "gitlab.cern.ch", "*.web.cern.ch"]
+    assert binder.token_launches == ["gitlab.cern.ch/cern-notebooks/*"]
     assert binder.default_profile == "shared-2g"
     assert binder.per_user_build_limit == 2
     assert binder.max_concurrent_builds == 6

@@ -76,6 +76,7 @@ if binder:
     c.BinderConfig.registry = binder["registry"]
     c.BinderConfig.image_prefix = binder["imagePrefix"]
     c.BinderConfig.allowed_hosts = binder["allowedHosts"]
+    c.BinderConfig.token_launches = binder["tokenLaunches"]
     c.BinderConfig.default_profile = binder["defaultProfile"]
     c.BinderConfig.per_user_build_limit = binder["perUserBuildLimit"]
     c.BinderConfig.max_concurrent_builds = binder["maxConcurrentBuilds"]

@@ -112,6 +112,7 @@ an ipBlock's except must lie inside its cidr. */}}
   "registry" $b.registry
   "imagePrefix" $b.imagePrefix
   "allowedHosts" $b.allowedHosts
+  "tokenLaunches" $b.tokenLaunches
   "defaultProfile" $b.defaultProfile
   "perUserBuildLimit" $b.perUserBuildLimit
   "maxConcurrentBuilds" $b.maxConcurrentBuilds
