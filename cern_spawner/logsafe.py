@@ -89,3 +89,17 @@ def install_refusal_filter(logger: logging.Logger, refusal_types: tuple[type[Bas
     for target in (logger, *logger.handlers):
         if not any(isinstance(f, RefusalLogFilter) for f in target.filters):
             target.addFilter(RefusalLogFilter(refusal_types))
+
+
+def join_hub_log(hub_log: logging.Logger, name: str = "cern_spawner") -> None:
+    """Send the records of our module loggers (`cern_spawner.*`) to the hub's log handlers, with
+    its level and filters: otherwise their warnings reach stderr through Python's last resort,
+    unformatted, and their info lines nowhere."""
+    ours = logging.getLogger(name)
+    if ours is hub_log or ours.handlers:
+        return
+    for handler in hub_log.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(hub_log.getEffectiveLevel())
+    # Still propagated: a hub's root logger has no handlers (so nothing is written twice), and
+    # tests capture records at the root.

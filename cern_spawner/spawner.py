@@ -18,7 +18,7 @@ from .binder.errors import BinderRefused
 from .binder.spawning import BinderSpawnerMixin, SpawnRefused
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
-from .logsafe import install_refusal_filter
+from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
 from .waiting import until
@@ -123,6 +123,7 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
         super().__init__(*args, **kwargs)
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
+        join_hub_log(self.log)
         if self.openstack_cloud:
             # Started with the hub's first spawner, so the shrink reconciler also runs after a restart.
             shared_controller(self, self.log)

@@ -9,7 +9,7 @@ import pytest
 from tornado import web
 
 from cern_spawner.binder.spawning import SpawnRefused
-from cern_spawner.logsafe import has_hidden_characters, install_refusal_filter, shown
+from cern_spawner.logsafe import has_hidden_characters, install_refusal_filter, join_hub_log, shown
 from cern_spawner.options import OptionsRefused, check_user_options
 
 pytestmark = pytest.mark.unit
@@ -129,3 +129,12 @@ def test_the_spawn_pages_second_line_about_a_refusal_is_a_warning_too(hub_log):
     logger.error("Error starting server bob: the pod was evicted")
     levels = [line.split(" ", 1)[0] for line in stream.getvalue().splitlines()]
     assert levels == ["WARNING", "WARNING", "ERROR"]
+
+
+def test_our_module_loggers_write_to_the_hub_log(hub_log):
+    logger, stream = hub_log
+    name = f"cern-test-{id(stream)}"
+    join_hub_log(logger, name)
+    join_hub_log(logger, name)  # twice: one line per record still
+    logging.getLogger(f"{name}.binder.resolve").warning("git said %r", "no\nsuch ref")
+    assert stream.getvalue() == "WARNING git said 'no\\nsuch ref'\n"
