@@ -1,6 +1,7 @@
 # cern-spawner: `make demo` runs the hub on a local sandbox cluster; `make test` runs every test.
 # Prerequisites (see README): Python >= 3.11, Go >= 1.25, Node.js >= 18 with npm, iproute2, root.
-# `make deps` installs Debian's chromium (for the browser tests) with apt-get when it is missing.
+# `make deps` installs Debian's chromium (for the browser tests) and nftables (the sandbox's Services and
+# NetworkPolicies) with apt-get when they are missing.
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,9 @@ SHELL := /bin/bash
 
 CHROMIUM := /usr/bin/chromium
 
-deps: $(VENV)/.installed node_modules/.installed $(CHROMIUM)
+NFT := /usr/sbin/nft
+
+deps: $(VENV)/.installed node_modules/.installed $(CHROMIUM) $(NFT)
 
 # The browser tests (tests/e2e) drive Debian's chromium; Playwright never downloads a browser here.
 $(CHROMIUM):
@@ -19,6 +22,13 @@ $(CHROMIUM):
 	@( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
 	   || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ) \
 	   || { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }
+
+# The sandbox's node agent writes Services (kube-proxy's part) and NetworkPolicies as nftables rules.
+$(NFT):
+	@echo "installing Debian's nftables for the sandbox's pod network (apt-get, as root)"
+	@( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null 2>&1 \
+	   || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; } ) \
+	   || { echo "could not install nftables: run 'apt-get install nftables' as root" >&2; exit 1; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
