@@ -2,7 +2,7 @@
 
 from .access import allowed_profiles
 from .loader import load_catalog
-from .model import GPU, Catalog, CatalogError, NodeGroup, Problem, Profile
+from .model import GPU, Catalog, CatalogError, NodeGroup, Problem, Profile, Volume
 from .schema import SCHEMA_PATH
 from .to_kubespawner import to_profile_list
 
@@ -14,6 +14,7 @@ __all__ = [
     "NodeGroup",
     "Problem",
     "Profile",
+    "Volume",
     "allowed_profiles",
     "load_catalog",
     "to_profile_list",

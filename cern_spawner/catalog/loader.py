@@ -7,6 +7,7 @@ same mistake as noise).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from .model import (
     NodeGroup,
     Problem,
     Profile,
+    Volume,
 )
 from .quantities import parse_cpu
 from .schema import describe, schema_problems
@@ -151,6 +153,18 @@ def _profile(entry: Entry, *, default: bool) -> Profile:
         default=data.get("default", False) or default,
         start_timeout=data.get("start_timeout"),
         idle_timeout=data.get("idle_timeout"),
+        volumes=tuple(_volume(v) for v in data.get("volumes", ())),
+    )
+
+
+def _volume(data: Mapping[str, Any]) -> Volume:
+    return Volume(
+        name=data["name"],
+        mount_path=data["mount_path"],
+        source=MappingProxyType(copy.deepcopy(dict(data["source"]))),
+        read_only=data.get("read_only", False),
+        sub_path=data.get("sub_path"),
+        mount_propagation=data.get("mount_propagation"),
     )
 
 

@@ -69,6 +69,19 @@ class ImageChoice(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Volume:
+    """A profile's extra volume: ``source`` is one of {pvc: {claim_name}}, {csi: {driver,
+    volume_attributes?}}, {host_path: {path, type?}}, as written (schema-checked)."""
+
+    name: str
+    mount_path: str
+    source: Mapping[str, Any]
+    read_only: bool = False
+    sub_path: str | None = None
+    mount_propagation: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """One profile users can pick; quantities are already checked (guarantee ≤ limit).
 
@@ -92,6 +105,7 @@ class Profile:
     default: bool = False
     start_timeout: int | None = None
     idle_timeout: int | None = None
+    volumes: tuple[Volume, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@
 - CPU and memory are valid quantities, guarantee ≤ limit, and dedicated profiles have guarantee = limit;
 - a profile's node group exists; GPUs only for dedicated profiles, on a group with ``gpu``, at most
   ``per_node``; and a GPU group only for profiles that ask for GPUs. Dedicated CPU-only profiles (gpus
-  0, guaranteed QoS) are fine on any group without ``gpu``.
+  0, guaranteed QoS) are fine on any group without ``gpu``;
+- a profile's volumes have unique names, plain mount paths not inside one another, and none inside
+  the home directory unless ``inside_home`` says it is meant to be.
 
 Runs only on schema-valid documents, so every key the schema requires is present and well typed.
 """
@@ -86,7 +88,55 @@ def check(groups: Mapping[str, Entry], profiles: Iterable[Entry]) -> list[Proble
             first_default = first_default or entry
         problems += _resources(entry)
         problems += _placement(entry, groups)
+        problems += _volumes(entry)
     return problems
+
+
+# Where the chart mounts each user's home claim (singleuser.storage.homeMountPath's default).
+HOME = "/home/jovyan"
+
+
+def _volumes(entry: Entry) -> Iterator[Problem]:
+    """Names unique, mount paths normalised and not nested in one another, and not over the home
+    directory unless the volume says it is meant to be."""
+    seen_names: dict[str, int] = {}
+    seen_paths: list[tuple[str, int]] = []
+    for i, volume in enumerate(entry.data.get("volumes") or ()):
+        keys = ("volumes", i)
+        name, path = volume["name"], volume["mount_path"]
+        if name in seen_names:
+            yield entry.problem(
+                (*keys, "name"),
+                f"duplicate volume name {name!r}, also volume {seen_names[name] + 1} of this profile",
+                "give each volume of a profile its own name",
+            )
+        seen_names.setdefault(name, i)
+        if path != "/" and (path.endswith("/") or "//" in path or {".", ".."} & set(path.split("/"))):
+            yield entry.problem(
+                (*keys, "mount_path"),
+                f"mount path {path!r} is not a plain absolute path",
+                "write it without '.', '..', '//' or a trailing '/', e.g. /eos",
+            )
+            continue
+        if _inside(path, HOME) and not volume.get("inside_home", False):
+            yield entry.problem(
+                (*keys, "mount_path"),
+                f"mount path {path!r} is inside the home directory {HOME}, where each user's files are",
+                "mount it elsewhere (e.g. /eos), or set inside_home: true if that is intended",
+            )
+        for other, j in seen_paths:
+            if _inside(path, other) or _inside(other, path):
+                yield entry.problem(
+                    (*keys, "mount_path"),
+                    f"mount path {path!r} overlaps {other!r} of volume {j + 1} of this profile",
+                    "mount volumes at paths that are not inside one another",
+                )
+        seen_paths.append((path, i))
+
+
+def _inside(path: str, parent: str) -> bool:
+    """``path`` is ``parent`` or below it."""
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def _group(group: Entry) -> Iterator[Problem]:

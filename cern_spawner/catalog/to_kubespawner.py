@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .model import DEFAULT_GPU_RESOURCE, Catalog, NodeGroup, Profile
+from .model import DEFAULT_GPU_RESOURCE, Catalog, NodeGroup, Profile, Volume
 from .quantities import memory_for_kubespawner
 
 # Labels put on every user pod, so that operators (and the spread constraint) can select by them.
@@ -14,6 +14,8 @@ NODE_GROUP_LABEL = "cern-spawner/node-group"
 # Read by the idle culler: per-profile idle timeouts, in seconds.
 IDLE_TIMEOUT_ANNOTATION = "cern-spawner/idle-timeout"
 ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+# A profile's volumes are named profile-<name> in the pod: never the same as the hub's own (home, tokens).
+VOLUME_PREFIX = "profile-"
 
 _WHEN_UNSATISFIABLE = ("ScheduleAnyway", "DoNotSchedule")
 _TOLERATION_OPERATORS = ("Exists", "Equal")
@@ -97,7 +99,41 @@ def _override(profile: Profile, group: NodeGroup, when_unsatisfiable: str, opera
         override["start_timeout"] = profile.start_timeout
     if profile.idle_timeout is not None:
         override["extra_annotations"] = {IDLE_TIMEOUT_ANNOTATION: str(profile.idle_timeout)}
+    if profile.volumes:
+        # Dicts by name: KubeSpawner merges them into the hub's volumes/volume_mounts (configured as
+        # dicts too), where lists would replace the home directory's claim.
+        override["volumes"] = {VOLUME_PREFIX + v.name: _volume(v) for v in profile.volumes}
+        override["volume_mounts"] = {VOLUME_PREFIX + v.name: _volume_mount(v) for v in profile.volumes}
     return override
+
+
+def _volume(volume: Volume) -> dict[str, Any]:
+    (kind, spec), *_ = volume.source.items()
+    if kind == "pvc":
+        source = {"persistentVolumeClaim": {"claimName": spec["claim_name"], "readOnly": volume.read_only}}
+    elif kind == "csi":
+        csi: dict[str, Any] = {"driver": spec["driver"], "readOnly": volume.read_only}
+        if spec.get("volume_attributes"):
+            csi["volumeAttributes"] = dict(spec["volume_attributes"])
+        source = {"csi": csi}
+    elif kind == "host_path":
+        source = {"hostPath": {"path": spec["path"], "type": spec.get("type", "Directory")}}
+    else:  # the schema allows no other
+        raise ValueError(f"volume {volume.name!r}: unknown source {kind!r}")
+    return {"name": VOLUME_PREFIX + volume.name, **source}
+
+
+def _volume_mount(volume: Volume) -> dict[str, Any]:
+    mount: dict[str, Any] = {
+        "name": VOLUME_PREFIX + volume.name,
+        "mountPath": volume.mount_path,
+        "readOnly": volume.read_only,
+    }
+    if volume.sub_path:
+        mount["subPath"] = volume.sub_path
+    if volume.mount_propagation:
+        mount["mountPropagation"] = volume.mount_propagation
+    return mount
 
 
 def _toleration(taint: Any, operator: str) -> dict[str, str]:
