@@ -134,6 +134,7 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         "network": network_settings,
         "topology": str(Path(topology_path).resolve() if topology_path else DEFAULT_TOPOLOGY),
         "node_group_label": topology.node_group_label,
+        "volume_sync_seconds": topology.volume_sync_seconds,
         "user_namespace": USER_NAMESPACE,
         "kubectl": str(programs["kubectl"]),
         "started": time.time(),
@@ -272,8 +273,11 @@ def _has_default_account(core, namespace: str) -> bool:
 
 
 def bootstrap(core) -> None:
-    """The namespace for users' pods, enforcing Pod Security Admission `restricted`."""
+    """The namespace for users' pods, enforcing Pod Security Admission `restricted`, and the default
+    StorageClass, whose claims the node agent provisions (sandbox/nodeagent/storage.py)."""
     from kubernetes import client
+
+    from .nodeagent import storage
 
     body = {"metadata": {"name": USER_NAMESPACE, "labels": PSA_RESTRICTED}}
     try:
@@ -281,6 +285,7 @@ def bootstrap(core) -> None:
     except client.ApiException as e:
         if e.status != 409:
             raise
+    storage.ensure_storage_class(core.api_client)  # claims without a class get it
 
 
 def ready_nodes(core) -> set[str]:
@@ -313,6 +318,7 @@ def down(quiet: bool = False) -> list[str]:
         "keycloak",
         "registry",
         "git",
+        "pv",  # provisioned volumes: their PersistentVolumes went with etcd
     ):
         path = state / leftover
         if path.is_dir():
@@ -341,6 +347,7 @@ def status() -> dict:
         "registry": current.get("registry"),
         "git": current.get("git"),
         "builder": current.get("builder"),
+        "volume_sync_seconds": current.get("volume_sync_seconds"),
         "daemons": {d.name: {"pid": d.pid, "alive": alive(d), "log": d.log} for d in daemons},
         "nodes": [],
     }

@@ -11,6 +11,10 @@ import yaml
 from .errors import SandboxError
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
+# How often the node agent rewrites secret/configMap/downwardAPI/projected volumes of running pods
+# (the kubelet's sync period is 1 min plus its cache's TTL; the sandbox is quicker for tests).
+DEFAULT_VOLUME_SYNC_SECONDS = 5.0
+MAX_VOLUME_SYNC_SECONDS = 60.0
 
 
 def default_state_dir() -> Path:
@@ -54,6 +58,7 @@ class Topology:
     cluster: str
     node_group_label: str
     node_groups: tuple[NodeGroup, ...] = field(default_factory=tuple)
+    volume_sync_seconds: float = DEFAULT_VOLUME_SYNC_SECONDS
 
     def node_names(self) -> list[str]:
         return [name for group in self.node_groups for name in node_names(self.cluster, group)]
@@ -98,6 +103,20 @@ def load_topology(path: Path | str | None = None) -> Topology:
             cluster=raw.get("cluster", "sandbox"),
             node_group_label=raw.get("node_group_label", "magnum.openstack.org/nodegroup"),
             node_groups=tuple(groups),
+            volume_sync_seconds=volume_sync_seconds(
+                raw.get("volume_sync_seconds", DEFAULT_VOLUME_SYNC_SECONDS)
+            ),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SandboxError(f"topology {path} is malformed ({e!r}); compare with {DEFAULT_TOPOLOGY}") from e
+
+
+def volume_sync_seconds(value) -> float:
+    """The topology's `volume_sync_seconds`: seconds between two volume syncs of a running pod."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")  # refused below, with the value as written
+    if not 0 < seconds <= MAX_VOLUME_SYNC_SECONDS:
+        raise ValueError(f"volume_sync_seconds must be in (0, {MAX_VOLUME_SYNC_SECONDS:g}], got {value!r}")
+    return seconds

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from . import kubelet
+from . import kubelet, storage, volumes
 from .network import PodNetwork
 from .nodes import NodeKeeper, load_specs
 from .pods import PodWorker
@@ -29,6 +29,7 @@ class Agent:
         self.state = state
         settings = json.loads((state / "sandbox.json").read_text())
         self.fake = bool(settings["fake"])
+        self.volume_sync_seconds = float(settings.get("volume_sync_seconds", 5))
         net = settings["network"]
         self.network = PodNetwork(net["bridge"], net["cidr"], net["prefix"])
         api = config.new_client_from_config(str(state / "kubeconfig"))
@@ -170,6 +171,25 @@ class Agent:
                 log.exception("pod watch failed")
                 time.sleep(1)
 
+    # -- volumes -----------------------------------------------------------------------
+    def sync_volumes(self) -> None:
+        """The kubelet's periodic sync of secret, configMap, downwardAPI and projected volumes."""
+        while not self.stopping.wait(self.volume_sync_seconds):
+            with self.lock:
+                workers = list(self.workers.values())
+            reads = volumes.RoundReads(self.core)
+            for worker in workers:
+                paths = getattr(worker, "volume_paths", None)  # set once the pod's volumes exist
+                if not paths or worker.deleting.is_set() or worker.gone.is_set():
+                    continue
+                try:
+                    changed = volumes.refresh(reads, worker.pod, paths)
+                except Exception:
+                    log.exception("pod %s: volume sync failed", worker.name)
+                    continue
+                if changed:
+                    log.info("pod %s: volumes %s updated", worker.name, ", ".join(changed))
+
     # -- kubelet API ------------------------------------------------------------------
     def start_kubelet_api(self) -> None:
         # Several fake sandboxes share loopback: each takes a free port (the nodes advertise it).
@@ -265,6 +285,9 @@ class Agent:
             self.network.ensure_bridge()
         self.start_kubelet_api()
         threading.Thread(target=self.watch_pods, name="pod-watch", daemon=True).start()
+        if not self.fake:  # fake pods mount nothing: their volumes are never written
+            threading.Thread(target=self.sync_volumes, name="volume-sync", daemon=True).start()
+        storage.Provisioner(self.core, self.state, lambda: set(self.keeper.registered), self.stopping).start()
         self.keep_nodes()
 
     def shutdown(self) -> None:

@@ -1,27 +1,100 @@
-"""Turn a pod's volumes into per-pod directories, as the kubelet does before containers start."""
+"""Turn a pod's volumes into per-pod directories, as the kubelet does before containers start,
+and keep the API-backed ones (secret, configMap, downwardAPI, projected) current while the pod runs.
+
+Those four are written as the kubelet's AtomicWriter writes them: the files live in a hidden
+`..<timestamp>` directory, `..data` is a symlink to it and each name the pod sees is a symlink to
+`..data/<name>`. An update writes a new `..<timestamp>` directory, points `..data_tmp` at it and
+renames that over `..data` (one atomic step: a reader sees the old or the new set, never a mix),
+then removes the old directory. The volume's directory itself is what podexec bind-mounts, so a
+running container sees the swap; a subPath mount binds one resolved file and stays stale, as in
+a kubelet.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
+import logging
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 from kubernetes import client
+
+from . import storage
+
+log = logging.getLogger("sandbox.volumes")
+DATA = "..data"
+DATA_TMP = "..data_tmp"
+# The kubelet renews a projected token at 80 % of its lifetime, or once it is 24 h old.
+TOKEN_REFRESH_FRACTION = 0.8
+TOKEN_REFRESH_MAX_AGE = 24 * 3600
 
 
 class VolumeError(Exception):
     """A volume the sandbox cannot provide; the pod fails with this reason."""
 
 
-def _write_files(directory: Path, files: dict[str, bytes], mode: int, owner: tuple[int, int]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def read_current(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """The files the volume shows now: relative path -> (content, permission bits)."""
+    data = directory / DATA
+    if not data.is_symlink():
+        return {}
+    current = {}
+    base = data.resolve()
+    for folder, _, names in os.walk(base):
+        for name in names:
+            path = Path(folder) / name
+            current[str(path.relative_to(base))] = (path.read_bytes(), path.stat().st_mode & 0o7777)
+    return current
+
+
+def _visible(files: dict[str, bytes]) -> set[str]:
+    # Like the kubelet, a nested path ("conf/app.yaml") shows as one symlink for its top directory.
+    return {relative.split("/", 1)[0] for relative in files}
+
+
+def write_atomic(directory: Path, files: dict[str, bytes], mode: int, owner: tuple[int, int]) -> bool:
+    """Make `directory` show exactly `files`, swapping `..data` atomically; False if nothing changed."""
+    wanted = {relative: (content, mode) for relative, content in files.items()}
+    if (directory / DATA).is_symlink() and read_current(directory) == wanted:
+        return False
+    if not directory.is_dir():
+        directory.mkdir(parents=True)
+        os.chown(directory, *owner)
+    old = os.readlink(directory / DATA) if (directory / DATA).is_symlink() else None
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
+    fresh = Path(tempfile.mkdtemp(prefix=f"..{stamp}.", dir=directory))
+    fresh.chmod(0o755)
     for relative, content in files.items():
-        path = directory / relative
+        path = fresh / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         path.chmod(mode)
-        os.chown(path, *owner)
+    for folder, names, others in os.walk(fresh):
+        for name in [*names, *others]:
+            os.lchown(Path(folder) / name, *owner)
+    os.lchown(fresh, *owner)
+    tmp = directory / DATA_TMP
+    tmp.unlink(missing_ok=True)  # left by a swap that was interrupted
+    tmp.symlink_to(fresh.name)
+    os.lchown(tmp, *owner)
+    os.rename(tmp, directory / DATA)
+    visible = _visible(files)
+    for name in visible:
+        link = directory / name
+        if not link.is_symlink():
+            link.symlink_to(f"{DATA}/{name}")
+            os.lchown(link, *owner)
+    for entry in directory.iterdir():
+        if not entry.name.startswith("..") and entry.name not in visible and entry.is_symlink():
+            entry.unlink()  # a key that is gone from the source
+    if old and old != fresh.name:
+        shutil.rmtree(directory / old, ignore_errors=True)
+    return True
 
 
 def _select(data: dict[str, bytes], items, optional_name: str) -> dict[str, bytes]:
@@ -78,7 +151,21 @@ def _field(pod: client.V1Pod, path: str) -> str:
     raise VolumeError(f"field {path!r} is not supported by the sandbox")
 
 
-def _token(api: client.CoreV1Api, pod: client.V1Pod, source) -> bytes:
+def token_due(token: bytes, now: float) -> bool:
+    """Whether a projected token must be renewed: past 80 % of its lifetime, 24 h old, or unreadable."""
+    try:
+        payload = token.split(b".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError, binascii.Error):
+        return True
+    renew_at = min(issued + TOKEN_REFRESH_FRACTION * (expires - issued), issued + TOKEN_REFRESH_MAX_AGE)
+    return now >= renew_at
+
+
+def _token(api: client.CoreV1Api, pod: client.V1Pod, source, current: bytes | None) -> bytes:
+    if current is not None and not token_due(current, time.time()):
+        return current
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(
             audiences=[source.audience] if source.audience else [],
@@ -93,6 +180,73 @@ def _token(api: client.CoreV1Api, pod: client.V1Pod, source) -> bytes:
     return result.status.token.encode()
 
 
+def updatable(volume: client.V1Volume) -> bool:
+    """The volume types whose content follows the API (the kubelet rewrites them at each sync)."""
+    return any(
+        getattr(volume, kind) is not None for kind in ("secret", "config_map", "downward_api", "projected")
+    )
+
+
+def contents(api: client.CoreV1Api, pod: client.V1Pod, volume: client.V1Volume, target: Path):
+    """(files, mode) of an updatable volume as the API says now; current tokens are kept until due."""
+    namespace = pod.metadata.namespace
+    if volume.secret is not None:
+        source = volume.secret
+        secret = _secret(api, namespace, source.secret_name, bool(source.optional))
+        return _select(secret, source.items, source.secret_name), source.default_mode or 0o644
+    if volume.config_map is not None:
+        source = volume.config_map
+        data = _config_map(api, namespace, source.name, bool(source.optional))
+        return _select(data, source.items, source.name), source.default_mode or 0o644
+    if volume.downward_api is not None:
+        data = {
+            item.path: _field(pod, item.field_ref.field_path).encode() for item in volume.downward_api.items
+        }
+        return data, volume.downward_api.default_mode or 0o644
+    data: dict[str, bytes] = {}
+    current = read_current(target)
+    for source in volume.projected.sources or []:
+        if source.service_account_token is not None:
+            path = source.service_account_token.path
+            kept = current.get(path, (None, 0))[0]
+            data[path] = _token(api, pod, source.service_account_token, kept)
+        elif source.config_map is not None:
+            cm = source.config_map
+            data.update(_select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name))
+        elif source.secret is not None:
+            sec = source.secret
+            data.update(_select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name))
+        elif source.downward_api is not None:
+            for item in source.downward_api.items:
+                data[item.path] = _field(pod, item.field_ref.field_path).encode()
+    return data, volume.projected.default_mode or 0o644
+
+
+def _claim_directory(api: client.CoreV1Api, namespace: str, name: str, owner: tuple[int, int]) -> Path:
+    """The directory of the PersistentVolume bound to the claim (the scheduler waits for the binding)."""
+    try:
+        claim = api.read_namespaced_persistent_volume_claim(name, namespace)
+    except client.ApiException as e:
+        raise VolumeError(f"persistentvolumeclaim {name!r} not found") from e
+    if not claim.spec.volume_name:
+        raise VolumeError(f"persistentvolumeclaim {name!r} is not bound")
+    try:
+        volume = api.read_persistent_volume(claim.spec.volume_name)
+    except client.ApiException as e:
+        raise VolumeError(f"persistentvolume {claim.spec.volume_name!r} not found") from e
+    source = volume.spec.local or volume.spec.host_path
+    if source is None:
+        raise VolumeError(f"persistentvolume {volume.metadata.name!r} has a type the sandbox does not mount")
+    path = Path(source.path)
+    if not path.is_dir():
+        raise VolumeError(f"persistentvolume {volume.metadata.name!r}: directory {str(path)!r} is missing")
+    if storage.provisioned_here(volume):
+        # Ours to manage, as the kubelet applies fsGroup to a local volume; a hostPath stays as it is.
+        os.chown(path, *owner)
+        path.chmod(0o2775)
+    return path
+
+
 def materialize(
     api: client.CoreV1Api, pod: client.V1Pod, root: Path, owner: tuple[int, int]
 ) -> dict[str, Path]:
@@ -105,56 +259,71 @@ def materialize(
             target.mkdir(parents=True, exist_ok=True)
             os.chown(target, *owner)
             target.chmod(0o2775)
-        elif volume.secret is not None:
-            source = volume.secret
-            data = _select(
-                _secret(api, namespace, source.secret_name, bool(source.optional)),
-                source.items,
-                source.secret_name,
-            )
-            _write_files(target, data, source.default_mode or 0o644, owner)
-        elif volume.config_map is not None:
-            source = volume.config_map
-            data = _select(
-                _config_map(api, namespace, source.name, bool(source.optional)), source.items, source.name
-            )
-            _write_files(target, data, source.default_mode or 0o644, owner)
-        elif volume.downward_api is not None:
-            data = {
-                item.path: _field(pod, item.field_ref.field_path).encode()
-                for item in volume.downward_api.items
-            }
-            _write_files(target, data, volume.downward_api.default_mode or 0o644, owner)
-        elif volume.projected is not None:
-            data: dict[str, bytes] = {}
-            for source in volume.projected.sources or []:
-                if source.service_account_token is not None:
-                    data[source.service_account_token.path] = _token(api, pod, source.service_account_token)
-                elif source.config_map is not None:
-                    cm = source.config_map
-                    data.update(
-                        _select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name)
-                    )
-                elif source.secret is not None:
-                    sec = source.secret
-                    data.update(
-                        _select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name)
-                    )
-                elif source.downward_api is not None:
-                    for item in source.downward_api.items:
-                        data[item.path] = _field(pod, item.field_ref.field_path).encode()
-            _write_files(target, data, volume.projected.default_mode or 0o644, owner)
+        elif updatable(volume):
+            files, mode = contents(api, pod, volume, target)
+            write_atomic(target, files, mode, owner)
         elif volume.persistent_volume_claim is not None:
-            # A claim's data outlives the pod, like a real volume: keyed by namespace and claim.
-            target = root.parent.parent / "claims" / namespace / volume.persistent_volume_claim.claim_name
-            target.mkdir(parents=True, exist_ok=True)
-            os.chown(target, *owner)
+            target = _claim_directory(api, namespace, volume.persistent_volume_claim.claim_name, owner)
         elif volume.host_path is not None:
             target = Path(volume.host_path.path)
         else:
             raise VolumeError(f"volume {volume.name!r} has a type the sandbox does not provide")
         paths[volume.name] = target
     return paths
+
+
+class RoundReads:
+    """The API as one sync round sees it: each ConfigMap and Secret is read once, however many
+    pods mount it (the kubelet keeps a cache of them for the same reason)."""
+
+    def __init__(self, api: client.CoreV1Api):
+        self.api = api
+        self.answers: dict[tuple, object] = {}
+
+    def _read(self, kind: str, name: str, namespace: str):
+        key = (kind, namespace, name)
+        if key not in self.answers:
+            try:
+                self.answers[key] = getattr(self.api, f"read_namespaced_{kind}")(name, namespace)
+            except client.ApiException as e:
+                self.answers[key] = e
+        answer = self.answers[key]
+        if isinstance(answer, client.ApiException):
+            raise answer
+        return answer
+
+    def read_namespaced_config_map(self, name: str, namespace: str):
+        return self._read("config_map", name, namespace)
+
+    def read_namespaced_secret(self, name: str, namespace: str):
+        return self._read("secret", name, namespace)
+
+    def __getattr__(self, name: str):
+        return getattr(self.api, name)  # token requests and the rest go through as they are
+
+
+def refresh(api: client.CoreV1Api, pod: client.V1Pod, paths: dict[str, Path]) -> list[str]:
+    """One sync of a running pod's updatable volumes; returns the names of those that changed.
+    A source that cannot be read keeps its last content (as the kubelet does) and is logged."""
+    changed = []
+    for volume in pod.spec.volumes or []:
+        target = paths.get(volume.name)
+        if target is None or not updatable(volume) or not (target / DATA).is_symlink():
+            continue  # not materialized yet, or its pod is being removed
+        try:
+            stat = target.stat()
+            files, mode = contents(api, pod, volume, target)
+            if write_atomic(target, files, mode, (stat.st_uid, stat.st_gid)):
+                changed.append(volume.name)
+        except (VolumeError, client.ApiException, OSError) as e:
+            log.warning(
+                "pod %s/%s: volume %s not updated: %s",
+                pod.metadata.namespace,
+                pod.metadata.name,
+                volume.name,
+                e,
+            )
+    return changed
 
 
 def remove(root: Path) -> None:
