@@ -42,6 +42,23 @@ else:
 c.JupyterHub.spawner_class = "cern"
 c.KubeSpawner.namespace = settings["namespace"]
 c.KubeSpawner.default_url = "/lab"
+c.KubeSpawner.image = settings["singleuserImage"]
+c.KubeSpawner.image_pull_policy = settings["singleuserImagePullPolicy"]
+# Volumes and mounts as dicts (by name): a profile's own volumes (the catalog's `volumes`) are
+# merged into these by KubeSpawner, where lists would replace them.
+c.KubeSpawner.volumes = {}
+c.KubeSpawner.volume_mounts = {}
+storage = settings["storage"]
+if storage["type"] == "dynamic":
+    # A claim per user server, made at its first start and kept across stops (deleted with the
+    # user); the pod's fsGroup (CERNSpawner.fs_gid) makes it writable by the notebook user.
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.storage_capacity = storage["capacity"]
+    c.KubeSpawner.storage_access_modes = ["ReadWriteOnce"]
+    if storage["storageClass"]:  # empty: the cluster's default StorageClass
+        c.KubeSpawner.storage_class = storage["storageClass"]
+    c.KubeSpawner.volumes["home"] = {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
+    c.KubeSpawner.volume_mounts["home"] = {"name": "home", "mountPath": storage["homeMountPath"]}
 c.CERNSpawner.profiles_path = ["/etc/cern-spawner/profiles"]
 if settings["openstackCloud"]:
     c.CERNSpawner.openstack_cloud = settings["openstackCloud"]
@@ -95,6 +112,13 @@ if binder:
     c.BinderConfig.build_node_selector = binder["buildNodeSelector"]
     c.BinderConfig.build_tolerations = binder["buildTolerations"]
     c.JupyterHub.extra_handlers = [*handlers, *binder_handlers()]
+
+# hub.config: c.Class.trait = value for each entry, after the chart's own settings.
+for cls, traits in settings["config"].items():
+    for trait, value in traits.items():
+        if not (cls.isidentifier() and trait.isidentifier()):
+            raise ValueError(f"hub.config: {cls!r}.{trait!r} is not a Class.trait pair of Python identifiers")
+        c[cls][trait] = value
 
 extra = CONFIG / "extra_config.py"
 if extra.is_file() and extra.read_text().strip():

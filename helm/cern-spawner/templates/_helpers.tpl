@@ -16,6 +16,7 @@
 app.kubernetes.io/name: {{ default .Chart.Name .Values.nameOverride }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
@@ -170,5 +171,68 @@ seccompProfile:
   "registry" (eq (include "cs.hasRegistry" .) "true")
   "binder" (ternary (include "cs.binderSettings" . | fromJson) nil (eq (include "cs.binderOn" .) "true"))
   "https" (ne (include "cs.tls" .) "")
+  "singleuserImage" (include "cs.singleuserImage" .)
+  "singleuserImagePullPolicy" .Values.singleuser.image.pullPolicy
+  "storage" .Values.singleuser.storage
+  "config" .Values.hub.config
   | toJson -}}
+{{- end -}}
+
+{{/* extraEnv (name: value, or name: {valueFrom}) as a container's env list, sorted by name. */}}
+{{- define "cs.env" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  {{- if kindIs "map" $value }}
+  {{- toYaml $value | nindent 2 }}
+  {{- else }}
+  value: {{ $value | toString | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod spec keys operators set for a component (hub, proxy): include "cs.placement" .Values.hub */}}
+{{- define "cs.placement" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Node groups and which images their profiles run, from profiles.files:
+     {group: {label, taint, images: [...]}} as JSON. Images of profiles.existingConfigMap cannot be
+     read at render time: list those in prePuller.extraImages. */}}
+{{- define "cs.groupImages" -}}
+{{- $groups := dict -}}
+{{- $default := include "cs.singleuserImage" . -}}
+{{- range $file, $text := .Values.profiles.files -}}
+{{- $doc := fromYaml $text -}}
+{{- range $name, $g := (get $doc "node_groups" | default dict) -}}
+{{- $g = $g | default dict -}}
+{{- $_ := set $groups $name (dict "label" (get $g "label" | default "magnum.openstack.org/nodegroup") "taint" (get $g "taint") "images" list) -}}
+{{- end -}}
+{{- end -}}
+{{- range $file, $text := .Values.profiles.files -}}
+{{- range (get (fromYaml $text) "profiles" | default list) -}}
+{{- $g := get $groups (toString .node_group) -}}
+{{- if $g -}}
+{{- $images := get $g "images" -}}
+{{- if .image_choices -}}
+{{- range $choice, $c := .image_choices }}{{ $images = append $images $c.image }}{{ end -}}
+{{- else -}}
+{{- $images = append $images (.image | default $default) -}}
+{{- end -}}
+{{- $_ := set $g "images" $images -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $groups -}}
+{{- end -}}
+
+{{- define "cs.singleuserImage" -}}
+{{- printf "%s:%s" .Values.singleuser.image.repository .Values.singleuser.image.tag -}}
 {{- end -}}

@@ -1,0 +1,338 @@
+"""What the chart gives users and operators, checked on `helm template` output (no cluster): home
+storage, image pre-pull per node group, z2jh-style extension points, the production profiles example.
+
+helm is built from its Go module and cached (sandbox/helm.py); a helm that cannot be built fails
+these tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kubespawner import KubeSpawner
+
+from cern_spawner import CERNSpawner
+from cern_spawner.catalog.loader import load_catalog
+from tests.integration.chart import CHART, DEFAULT_VALUES, find, render, resolve_helm, run
+from tests.integration.test_helm import RESTRICTED_CONTAINER, run_hub_config, settings_of
+
+pytestmark = pytest.mark.integration
+
+PRODUCTION = CHART.parents[1] / "profiles" / "examples" / "production.yaml"
+GPU_VALUES = CHART / "ci" / "gpu-magnum-existing-secrets-values.yaml"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return resolve_helm()
+
+
+@pytest.fixture(autouse=True)
+def no_kube_config(monkeypatch):
+    # Spawners here only build manifests, never talk to an API server: skip loading a kube config.
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+
+
+def sets(*settings: str) -> list[str]:
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
+def values_file(tmp_path: Path, values: dict) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def pod_spec(docs: list[dict], kind: str, name: str) -> dict:
+    return find(docs, kind, name)["spec"]["template"]["spec"]
+
+
+# -- home storage -----------------------------------------------------------------------------
+
+STORAGE = [
+    ("default", [], {"type": "dynamic", "capacity": "10Gi", "class": None, "mount": "/home/jovyan"}),
+    (
+        "cinder-class",
+        ["singleuser.storage.storageClass=csi-cinder-sc-delete", "singleuser.storage.capacity=20Gi"],
+        {"type": "dynamic", "capacity": "20Gi", "class": "csi-cinder-sc-delete", "mount": "/home/jovyan"},
+    ),
+    ("elsewhere", ["singleuser.storage.homeMountPath=/srv/home"], {"type": "dynamic", "mount": "/srv/home"}),
+    ("none", ["singleuser.storage.type=none"], {"type": "none"}),
+]
+
+
+@pytest.mark.asyncio(loop_scope="function")  # KubeSpawner's API client wants a running loop
+@pytest.mark.parametrize("name, settings, expected", STORAGE, ids=[s[0] for s in STORAGE])
+async def test_home_storage_reaches_kubespawner(helm, tmp_path, name, settings, expected):
+    config, _ = run_hub_config(render(helm, DEFAULT_VALUES, "hub", *sets(*settings)), tmp_path)
+    spawner = KubeSpawner(config=config, _mock=True)
+    if expected["type"] == "none":
+        assert spawner.storage_pvc_ensure is False
+        assert spawner.volumes == {} and spawner.volume_mounts == {}
+        return
+    assert spawner.storage_pvc_ensure is True
+    assert spawner.storage_capacity == expected.get("capacity", "10Gi")
+    assert spawner.storage_class == expected.get("class")  # None: the cluster default class
+    assert spawner.storage_access_modes == ["ReadWriteOnce"]
+    assert spawner.volumes == {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+    assert spawner.volume_mounts == {"home": {"name": "home", "mountPath": expected["mount"]}}
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_notebook_pod_with_home_and_profile_volumes_is_restricted(helm, tmp_path):
+    """CERNSpawner, configured by the chart's jupyterhub_config.py with the production profiles: the
+    user's claim at /home/jovyan next to the profile's CVMFS claim, fsGroup set (the claim is the
+    notebook user's), and the pod still Pod Security "restricted" but for the EOS hostPath."""
+    production = PRODUCTION.read_text().replace(
+        "# cluster: <your Magnum cluster's name or UUID>", "cluster: c1"
+    )
+    (tmp_path / "production.yaml").write_text(production)
+    docs = render(
+        helm, DEFAULT_VALUES, "hub", "--set-file", f"profiles.files.default\\.yaml={tmp_path}/production.yaml"
+    )
+    config, _ = run_hub_config(docs, tmp_path)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for file, text in find(docs, "ConfigMap", "hub-cern-spawner-profiles")["data"].items():
+        (profiles / file).write_text(text)
+    config.CERNSpawner.profiles_path = [str(profiles)]
+    spawner = CERNSpawner(config=config, _mock=True)
+    spawner.user.groups, spawner.user.admin = [], False
+
+    async def get_auth_state():
+        return None
+
+    spawner.user.get_auth_state = get_auth_state
+    spawner.user_options = {"profile": "shared-2g"}
+    await spawner._check_user_options(spawner, spawner.user_options)
+    await spawner.load_user_options()
+    pod = spawner.api.api_client.sanitize_for_serialization(await spawner.get_pod_manifest())
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["home"]["persistentVolumeClaim"]["claimName"] == spawner.pvc_name
+    assert volumes["profile-cvmfs"]["persistentVolumeClaim"] == {"claimName": "cvmfs", "readOnly": True}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["home"]["mountPath"] == "/home/jovyan"
+    assert mounts["profile-cvmfs"]["mountPropagation"] == "HostToContainer"
+    assert pod["spec"]["securityContext"]["fsGroup"] == spawner.gid
+    assert RESTRICTED_CONTAINER.items() <= pod["spec"]["containers"][0]["securityContext"].items()
+    assert [name for name, v in volumes.items() if "hostPath" in v] == ["profile-eos"]
+
+
+# -- image pre-pull ---------------------------------------------------------------------------
+
+CATALOG = """\
+node_groups:
+  cpu: {}
+  gpu-a100:
+    label: node.cluster.x-k8s.io/nodegroup
+    gpu: {per_node: 2}
+    taint: {key: nvidia.com/gpu, effect: NoSchedule}
+  idle: {}
+profiles:
+  - {slug: plain, display_name: P, kind: shared, cpu: 1, memory: 1G, node_group: cpu}
+  - {slug: own, display_name: O, kind: shared, cpu: 1, memory: 1G, node_group: cpu, image: "r.cern.ch/own:1"}
+  - slug: gpu
+    display_name: G
+    kind: dedicated
+    cpu: 2
+    memory: 4G
+    gpus: 1
+    node_group: gpu-a100
+    image: "r.cern.ch/unused:1"
+    image_choices:
+      torch: {display_name: T, image: "r.cern.ch/torch:2"}
+      tf: {display_name: F, image: "r.cern.ch/tf:2"}
+"""
+
+PREPULL = [
+    (
+        "from-profiles",
+        {},
+        {
+            "cpu": ["quay.io/jupyterhub/singleuser:5.3", "r.cern.ch/own:1"],
+            "gpu-a100": ["r.cern.ch/tf:2", "r.cern.ch/torch:2"],
+        },
+    ),
+    (
+        "extra-images",
+        {"extraImages": ["r.cern.ch/extra:1"], "imagePullSecrets": ["pull"]},
+        {
+            "cpu": ["quay.io/jupyterhub/singleuser:5.3", "r.cern.ch/own:1", "r.cern.ch/extra:1"],
+            "gpu-a100": ["r.cern.ch/tf:2", "r.cern.ch/torch:2", "r.cern.ch/extra:1"],
+            "idle": ["r.cern.ch/extra:1"],
+        },
+    ),
+    ("off", {"enabled": False}, {}),
+]
+
+
+@pytest.mark.parametrize("name, prepuller, expected", PREPULL, ids=[p[0] for p in PREPULL])
+def test_prepuller_per_node_group(helm, tmp_path, name, prepuller, expected):
+    values = values_file(tmp_path, {"prePuller": prepuller, "profiles": {"files": {"default.yaml": CATALOG}}})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    daemonsets = {
+        d["metadata"]["labels"]["cern-spawner/prepull-group"]: d for d in docs if d["kind"] == "DaemonSet"
+    }
+    assert {
+        group: [c["image"] for c in d["spec"]["template"]["spec"]["initContainers"]]
+        for group, d in daemonsets.items()
+    } == expected
+    for group, daemonset in daemonsets.items():
+        spec = daemonset["spec"]["template"]["spec"]
+        label = "node.cluster.x-k8s.io/nodegroup" if group == "gpu-a100" else "magnum.openstack.org/nodegroup"
+        assert spec["nodeSelector"] == {label: group}
+        taint = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert spec.get("tolerations") == (taint if group == "gpu-a100" else None)
+        (pause,) = spec["containers"]  # last, idling once every init container has pulled its image
+        assert pause["image"] == "registry.k8s.io/pause:3.10"
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for container in spec["initContainers"] + spec["containers"]:
+            assert RESTRICTED_CONTAINER.items() <= container["securityContext"].items()
+            assert container["resources"]["limits"]["memory"]
+        assert [s["name"] for s in spec.get("imagePullSecrets", [])] == prepuller.get("imagePullSecrets", [])
+
+
+# -- extension points -------------------------------------------------------------------------
+
+EXTENDED = {
+    "extraEnv": {
+        "HTTPS_PROXY": "http://proxy.cern.ch:8080",
+        "NODE": {"valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    },
+    "extraVolumes": [{"name": "site", "secret": {"secretName": "site-config"}}],
+    "extraVolumeMounts": [{"name": "site", "mountPath": "/etc/site", "readOnly": True}],
+    "nodeSelector": {"magnum.openstack.org/role": "worker"},
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+    "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+    "podAnnotations": {"backup.velero.io/backup-volumes": "data"},
+    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+}
+
+
+@pytest.mark.parametrize("component", ["hub", "proxy"])
+def test_extension_points(helm, tmp_path, component):
+    values = values_file(tmp_path, {component: EXTENDED})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    deployment = find(docs, "Deployment", f"hub-cern-spawner-{component}")["spec"]["template"]
+    spec = deployment["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HTTPS_PROXY"]["value"] == "http://proxy.cern.ch:8080"
+    assert env["NODE"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert {"name": "site", "secret": {"secretName": "site-config"}} in spec["volumes"]
+    assert {"name": "site", "mountPath": "/etc/site", "readOnly": True} in container["volumeMounts"]
+    for key in ("nodeSelector", "affinity", "tolerations"):
+        assert spec[key] == EXTENDED[key]
+    assert EXTENDED["podAnnotations"].items() <= deployment["metadata"]["annotations"].items()
+    assert container["resources"] == EXTENDED["resources"]
+    if component == "proxy":  # the chart's own variable and mount are kept
+        assert "CONFIGPROXY_AUTH_TOKEN" in env
+        assert {m["name"] for m in container["volumeMounts"]} == {"tls", "site"}
+
+
+def test_version_label_on_everything(helm):
+    docs = render(helm, GPU_VALUES)
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/version"] == APP_VERSION, doc["metadata"]["name"]
+        template = doc.get("spec", {}).get("template")
+        if template:
+            assert template["metadata"]["labels"]["app.kubernetes.io/version"] == APP_VERSION
+
+
+CONFIG = [
+    ("sets-a-trait", {"KubeSpawner": {"start_timeout": 900}}, ("KubeSpawner", "start_timeout", 900)),
+    (
+        "over-the-charts-own",
+        {"KubeSpawner": {"default_url": "/tree"}},
+        ("KubeSpawner", "default_url", "/tree"),
+    ),
+    (
+        "a-map",
+        {"CERNSpawner": {"extra_labels": {"team": "atlas"}}},
+        ("CERNSpawner", "extra_labels", {"team": "atlas"}),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, config, expected", CONFIG, ids=[c[0] for c in CONFIG])
+def test_hub_config_passthrough(helm, tmp_path, name, config, expected):
+    values = values_file(tmp_path, {"hub": {"config": config}})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    hub_config, _ = run_hub_config(docs, tmp_path)
+    cls, trait, value = expected
+    assert hub_config[cls][trait] == value
+
+
+def test_hub_config_refuses_a_non_identifier_at_start(helm, tmp_path):
+    """The schema refuses such names; a ConfigMap edited by hand still gets a clear error."""
+    docs = render(helm, DEFAULT_VALUES)
+    data = find(docs, "ConfigMap", "hub-cern-spawner-hub-config")["data"]
+    settings = settings_of(docs)
+    settings["config"] = {"KubeSpawner": {"start-timeout": 1}}
+    data["settings.json"] = json.dumps(settings)
+    with pytest.raises(ValueError, match=r"hub.config: 'KubeSpawner'.'start-timeout' is not a Class.trait"):
+        run_hub_config(docs, tmp_path)
+
+
+REFUSED = [
+    ("hub.config.Kube-Spawner.a=1", "'Kube-Spawner' does not match pattern"),
+    ("hub.config.KubeSpawner.start-timeout=1", "'start-timeout' does not match pattern"),
+    ("hub.extraEnv.GITLAB_TOKEN=x", "hub.extraEnv.GITLAB_TOKEN looks like a secret"),
+    ("proxy.extraEnv.DB_PASSWORD=x", "proxy.extraEnv.DB_PASSWORD looks like a secret"),
+    ("hub.extraEnv.A.valueFrom.secretKeyRef.name=s", "additional properties 'secretKeyRef' not allowed"),
+    ("singleuser.storage.type=nfs", "at '/singleuser/storage/type'"),
+    ("singleuser.storage.capacity=lots", "at '/singleuser/storage/capacity'"),
+    ("prePuller.extraImages[0]=a b", "at '/prePuller/extraImages/0'"),
+]
+
+
+@pytest.mark.parametrize("setting, message", REFUSED, ids=[r[0] for r in REFUSED])
+def test_refused_values_say_how_to_fix(helm, setting, message):
+    result = run(helm, "template", "hub", CHART, "-f", DEFAULT_VALUES, "--set", setting, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# -- the production profiles example ----------------------------------------------------------
+
+
+def test_production_example_needs_its_cluster(helm, tmp_path):
+    """What docs/deploy.md installs: not the sandbox's catalog, and refused until the operator names
+    the Magnum cluster; then a valid catalog."""
+    text = PRODUCTION.read_text()
+    assert "cluster: sandbox" not in text
+    result = run(
+        helm,
+        "template",
+        "hub",
+        CHART,
+        "-f",
+        DEFAULT_VALUES,
+        "--set-file",
+        f"profiles.files.default\\.yaml={PRODUCTION}",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        "node group gpu-v100 grows through Magnum (scaling) but scaling.cluster is not set" in result.stderr
+    )
+    assert "openstack coe cluster list" in result.stderr
+    (tmp_path / "production.yaml").write_text(
+        text.replace("# cluster: <your Magnum cluster's name or UUID>", "cluster: c1")
+    )
+    docs = render(
+        helm, DEFAULT_VALUES, "hub", "--set-file", f"profiles.files.default\\.yaml={tmp_path}/production.yaml"
+    )
+    files = find(docs, "ConfigMap", "hub-cern-spawner-profiles")["data"]
+    catalog_dir = tmp_path / "catalog"
+    catalog_dir.mkdir()
+    for file, content in files.items():
+        (catalog_dir / file).write_text(content)
+    catalog = load_catalog([catalog_dir])
+    assert catalog.node_groups["gpu-v100"].scaling["cluster"] == "c1"
+    assert {v.name for v in catalog.profile("gpu-1").volumes} == {"cvmfs", "eos"}
