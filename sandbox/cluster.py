@@ -17,6 +17,7 @@ from . import binaries, controlplane, gitserver, keycloak, pki
 from . import registry as oci_registry
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
+from .nodeagent.netpolicy import remove_table as remove_policy_table
 from .nodeagent.network import PodNetwork
 from .nodeagent.nodes import node_specs, save_specs
 from .procs import Registry, alive, wait_for
@@ -304,6 +305,7 @@ def down(quiet: bool = False) -> list[str]:
     # Only a process-mode sandbox made a pod network; another sandbox's must stay untouched.
     if current and not current.get("fake") and os.geteuid() == 0 and shutil.which("ip"):
         PodNetwork(**current["network"]).teardown()
+        remove_policy_table(current["network"]["prefix"])
     for leftover in (
         "etcd",
         "pods",

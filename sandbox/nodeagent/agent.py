@@ -14,6 +14,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 
 from . import kubelet, storage, volumes
+from .netpolicy import PolicyEnforcer, remove_table
 from .network import PodNetwork
 from .nodes import NodeKeeper, load_specs
 from .pods import PodWorker
@@ -285,6 +286,8 @@ class Agent:
             self.network.ensure_bridge()
         self.start_kubelet_api()
         threading.Thread(target=self.watch_pods, name="pod-watch", daemon=True).start()
+        if not self.fake:  # NetworkPolicies, as nftables rules on the pod network
+            PolicyEnforcer(self.core.api_client, self.state, self.network, self.stopping).start()
         if not self.fake:  # fake pods mount nothing: their volumes are never written
             threading.Thread(target=self.sync_volumes, name="volume-sync", daemon=True).start()
         storage.Provisioner(self.core, self.state, lambda: set(self.keeper.registered), self.stopping).start()
@@ -301,3 +304,5 @@ class Agent:
             worker.gone.set()  # stop the processes; the pod objects stay for the next agent
         for worker in workers:
             worker.join(timeout=15)
+        if not self.fake:
+            remove_table(self.network.prefix)

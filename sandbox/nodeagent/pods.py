@@ -15,19 +15,17 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
 
 from ..builder import oci
-from . import images, volumes
+from . import images, netpolicy, volumes
 from .network import NetworkError
 
 log = logging.getLogger("sandbox.pods")
@@ -415,13 +413,12 @@ class PodWorker(threading.Thread):
         if probe is None:
             return True
         try:
+            # From the node, like kubelet's: NetworkPolicies let them through (netpolicy.NODE_MARK).
             if probe.tcp_socket is not None:
-                with socket.create_connection((self.ip, int(probe.tcp_socket.port)), timeout=1):
+                with netpolicy.node_connection(self.ip, int(probe.tcp_socket.port), timeout=1):
                     return True
             if probe.http_get is not None:
-                url = f"http://{self.ip}:{int(probe.http_get.port)}{probe.http_get.path or '/'}"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    return 200 <= response.status < 400
+                return netpolicy.http_probe(self.ip, int(probe.http_get.port), probe.http_get.path or "/", 1)
         except (OSError, ValueError):
             return False
         return True  # exec probes are not run in the sandbox: treated as passing
