@@ -20,13 +20,14 @@ POD_SECURE = {
     "fsGroup": 100,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-# Prints what the two volumes show whenever it changes, read through the names the pod sees.
+# Prints what the volumes show whenever it changes, read through the names the pod sees; the
+# subPath mount binds the file resolved at start and keeps it, as in a kubelet.
 WATCHER = """
 import os, time
 print("started", os.getpid(), flush=True)
 last = None
 while True:
-    now = (open("/etc/conf/greeting").read(), open("/etc/creds/token").read())
+    now = [open(path).read() for path in ("/etc/conf/greeting", "/etc/creds/token", "/etc/one/greeting")]
     if now != last:
         print("seen", *now, flush=True)
         last = now
@@ -84,6 +85,7 @@ def test_configmap_and_secret_edits_reach_a_running_pod(core, namespace, sandbox
         [
             {"name": "conf", "mountPath": "/etc/conf", "readOnly": True},
             {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+            {"name": "conf", "mountPath": "/etc/one/greeting", "subPath": "greeting", "readOnly": True},
         ],
         [
             {"name": "conf", "configMap": {"name": "conf"}},
@@ -99,12 +101,12 @@ def test_configmap_and_secret_edits_reach_a_running_pod(core, namespace, sandbox
         except client.ApiException:
             return ""
 
-    wait_until(lambda: "seen hello one" in log(), timeout=60, what="the pod to read the first content")
+    wait_until(lambda: "seen hello one hello" in log(), timeout=60, what="the pod to read the first content")
     core.patch_namespaced_config_map("conf", namespace, {"data": {"greeting": "bonjour"}})
     core.patch_namespaced_secret("creds", namespace, {"stringData": {"token": "two"}})
     # The kubelet's promise: an edit shows within its sync period (plus the time to write it).
     wait_until(
-        lambda: "seen bonjour two" in log(),
+        lambda: "seen bonjour two hello" in log(),
         timeout=sandbox["volume_sync_seconds"] + 5,
         what="the edits to show at the same paths",
     )
