@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -17,6 +18,7 @@ from . import binaries, controlplane, gitserver, keycloak, pki
 from . import registry as oci_registry
 from .config import DEFAULT_TOPOLOGY, default_state_dir, load_topology, state_dir
 from .errors import SandboxError
+from .nodeagent import svcproxy
 from .nodeagent.netpolicy import remove_table as remove_policy_table
 from .nodeagent.network import PodNetwork
 from .nodeagent.nodes import node_specs, save_specs
@@ -47,6 +49,25 @@ def network_for(state: Path) -> dict:
     digest = hashlib.sha256(str(state.resolve()).encode()).digest()
     tag = digest[:2].hex()
     return {"bridge": f"csb{tag}", "cidr": f"10.{128 + digest[2] % 64}.0.0/16", "prefix": f"cs{tag}"}
+
+
+def services_for(state: Path) -> dict:
+    """The Service range and the loopback address of NodePort/LoadBalancer ports. Several sandboxes
+    share the host's nftables hooks, so each gets its own range (a /22 in 10.97/16, picked like its
+    pod network) and loopback address; the default state directory keeps kubeadm's 10.96.0.0/16."""
+    if state == default_state_dir():
+        cidr, loopback = controlplane.SERVICE_CIDR, "127.0.0.1"
+    else:
+        index = hashlib.sha256(str(state.resolve()).encode()).digest()[2] % 64
+        cidr, loopback = f"10.97.{4 * index}.0/22", f"127.97.{index}.1"
+    base = ipaddress.IPv4Network(cidr).network_address
+    return {
+        "cidr": cidr,
+        "loopback": loopback,
+        "kubernetes_ip": str(base + 1),  # the API server takes the first address
+        "dns_ip": str(base + 10),
+        "dns_port": controlplane.free_port(),
+    }
 
 
 PSA_RESTRICTED = {
@@ -111,13 +132,14 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     }
     network_settings = network_for(state)
     network = PodNetwork(**network_settings)
+    service_settings = services_for(state)
     pki.write_pki(
         state / "pki",
         [
             "127.0.0.1",
             "localhost",
             network.gateway,
-            "10.96.0.1",
+            service_settings["kubernetes_ip"],
             "kubernetes",
             "kubernetes.default",
             "kubernetes.default.svc",
@@ -133,6 +155,7 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         "ports": ports,
         "fake": fake,
         "network": network_settings,
+        "services": service_settings,
         "topology": str(Path(topology_path).resolve() if topology_path else DEFAULT_TOPOLOGY),
         "node_group_label": topology.node_group_label,
         "volume_sync_seconds": topology.volume_sync_seconds,
@@ -145,9 +168,19 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     save_specs(state, specs)
 
     registry = Registry(state)
-    controlplane.start(registry, programs, state, ports, kubeconfig)
+    controlplane.start(
+        registry,
+        programs,
+        state,
+        ports,
+        kubeconfig,
+        service_cidr=service_settings["cidr"],
+        advertise_address="127.0.0.1" if fake else network.gateway,
+    )
     core = kube_client(state)
     bootstrap(core)
+    if not fake:
+        create_kube_dns(core, service_settings, network.gateway)
     agent = registry.start(
         "node-agent",
         [sys.executable, "-m", "sandbox.nodeagent", "--state", str(state)],
@@ -289,6 +322,41 @@ def bootstrap(core) -> None:
     storage.ensure_storage_class(core.api_client)  # claims without a class get it
 
 
+def create_kube_dns(core, services: dict, gateway: str) -> None:
+    """kube-system/kube-dns as clusters have it, pointing at the node agent's DNS server (on the
+    gateway, so every pod reaches it) through an EndpointSlice of our own."""
+    from kubernetes import client
+
+    port = services["dns_port"]
+    service = {
+        "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "clusterIP": services["dns_ip"],
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": port},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": port},
+            ],
+        },
+    }
+    endpoints = {
+        "metadata": {
+            "name": "kube-dns-sandbox",
+            "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": "sandbox",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [gateway], "conditions": {"ready": True}}],
+        "ports": [
+            {"name": "dns", "port": port, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+        ],
+    }
+    core.create_namespaced_service("kube-system", service)
+    client.DiscoveryV1Api(core.api_client).create_namespaced_endpoint_slice("kube-system", endpoints)
+
+
 def ready_nodes(core) -> set[str]:
     ready = set()
     for node in core.list_node().items:
@@ -304,7 +372,9 @@ def down(quiet: bool = False) -> list[str]:
     current = settings(state)
     # Only a process-mode sandbox made a pod network; another sandbox's must stay untouched.
     if current and not current.get("fake") and os.geteuid() == 0 and shutil.which("ip"):
-        PodNetwork(**current["network"]).teardown()
+        PodNetwork(**current["network"]).teardown()  # the route to the Service range goes with it
+        if shutil.which("nft"):
+            svcproxy.delete_table(current["network"]["prefix"])
         remove_policy_table(current["network"]["prefix"])
     for leftover in (
         "etcd",

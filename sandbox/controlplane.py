@@ -54,8 +54,16 @@ def admin_context(pki: Path) -> ssl.SSLContext:
 
 
 def start(
-    registry: Registry, binaries: dict[str, Path], state: Path, ports: dict[str, int], kubeconfig: Path
+    registry: Registry,
+    binaries: dict[str, Path],
+    state: Path,
+    ports: dict[str, int],
+    kubeconfig: Path,
+    service_cidr: str = SERVICE_CIDR,
+    advertise_address: str = "127.0.0.1",
 ) -> None:
+    """advertise_address: what the `kubernetes` Service's endpoints say; a loopback address is
+    refused there, so process mode gives the pod network's gateway (see svcproxy.py)."""
     pki = state / "pki"
 
     def watch(daemon):
@@ -92,7 +100,7 @@ def start(
             str(binaries["kube-apiserver"]),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
             "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--advertise-address={advertise_address}",
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -101,7 +109,7 @@ def start(
             f"--service-account-issuer={ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={service_cidr}",
             f"--kubelet-client-certificate={kubelet_cert}",
             f"--kubelet-client-key={kubelet_key}",
             f"--kubelet-certificate-authority={pki / 'ca.crt'}",
@@ -142,7 +150,7 @@ def start(
             f"--secure-port={ports['controller_manager']}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={service_cidr}",
             "--use-service-account-credentials=true",
         ],
     )

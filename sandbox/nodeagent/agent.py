@@ -18,6 +18,7 @@ from .netpolicy import PolicyEnforcer, remove_table
 from .network import PodNetwork
 from .nodes import NodeKeeper, load_specs
 from .pods import PodWorker
+from .svcproxy import NodeServices
 
 log = logging.getLogger("sandbox.agent")
 HEARTBEAT_SECONDS = 10.0
@@ -34,6 +35,8 @@ class Agent:
         net = settings["network"]
         self.network = PodNetwork(net["bridge"], net["cidr"], net["prefix"])
         api = config.new_client_from_config(str(state / "kubeconfig"))
+        self.settings = settings
+        self.services: NodeServices | None = None  # Services, DNS: process mode only
         self.core = client.CoreV1Api(api)
         # Without processes there is no bridge: the kubelet API listens on loopback, and nodes say so.
         self.host_ip = "127.0.0.1" if self.fake else self.network.gateway
@@ -243,6 +246,8 @@ class Agent:
     # -- container environment -------------------------------------------------------
     def environment(self, pod: client.V1Pod, container: client.V1Container, pod_ip: str) -> dict[str, str]:
         env = {"PATH": self.bin_path, "HOSTNAME": pod.metadata.name}
+        if self.services is not None:  # the kubelet's service variables; the container's own win
+            env.update(self.services.env(pod))
         namespace = pod.metadata.namespace
         for source in container.env_from or []:
             prefix = source.prefix or ""
@@ -285,6 +290,8 @@ class Agent:
         if not self.fake:
             self.network.ensure_bridge()
         self.start_kubelet_api()
+        if not self.fake:
+            self.services = NodeServices.start_for(self.core.api_client, self.network, self.settings)
         threading.Thread(target=self.watch_pods, name="pod-watch", daemon=True).start()
         if not self.fake:  # NetworkPolicies, as nftables rules on the pod network
             PolicyEnforcer(self.core.api_client, self.state, self.network, self.stopping).start()
@@ -295,6 +302,8 @@ class Agent:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        if self.services is not None:
+            self.services.stop()
         if self.kubelet is not None:
             self.kubelet.shutdown()
             self.kubelet.server_close()

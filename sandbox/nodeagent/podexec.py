@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -50,7 +51,8 @@ def bind_fd(fd: int, target: str, is_dir: bool, read_only: bool = False) -> None
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        Path(target).touch(exist_ok=True)
+        if not os.path.exists(target):  # never touch a host file (/etc/hosts) we cover
+            Path(target).touch()
     mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
     if read_only:
         mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
@@ -92,7 +94,10 @@ def _same(path: str, fd: int) -> bool:
 def enter(spec: dict) -> None:
     with open(spec["netns"]) as namespace:
         _check(_libc.setns(namespace.fileno(), CLONE_NEWNET), "setns")
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+    if spec.get("hostname"):  # the pod's own hostname, as in its UTS namespace on a node
+        name = spec["hostname"][:63].encode()
+        _check(_libc.sethostname(name, len(name)), "sethostname")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here leaks to the host
     # Open everything to be bound back before covering directories: the sources may live under a
     # directory that is about to be hidden (the state directory under /tmp or /root, say).

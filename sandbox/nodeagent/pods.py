@@ -74,6 +74,7 @@ class PodWorker(threading.Thread):
         # Logs outlive the pod (for post-mortems); everything else of it is removed with it.
         self.logs = agent.state / "logs" / "pods" / self.dir.name
         self.netns: str | None = None
+        self.etc_mounts: list[dict] = []  # resolv.conf, hosts, hostname (the node's DNS settings)
         self.containers = [Container(c.name, c) for c in pod.spec.containers]
         self.phase = "Pending"
         self.failure: tuple[str, str] | None = None
@@ -273,6 +274,8 @@ class PodWorker(threading.Thread):
             self.netns = self.agent.network.create_pod(self.ip)
         except NetworkError as e:
             raise PodSetupError("FailedCreatePodSandBox", str(e)) from e
+        if self.agent.services is not None:
+            self.etc_mounts = self.agent.services.pod_files(self.pod, self.ip, self.dir / "etc")
         for c in self.containers:
             self.pull_image(c)
 
@@ -357,7 +360,8 @@ class PodWorker(threading.Thread):
         home = self.dir / "home" / c.name
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, uid, groups[0] if groups else gid)
-        mounts = [{"source": str(home), "target": IMAGE_HOME}]
+        # The node's /etc files first: a volume mounted at one of them wins, as with a kubelet.
+        mounts = [{"source": str(home), "target": IMAGE_HOME}, *self.etc_mounts]
         for mount in c.spec.volume_mounts or []:
             source = self.volume_paths[mount.name]
             if mount.sub_path:
@@ -370,6 +374,7 @@ class PodWorker(threading.Thread):
         env.setdefault("HOME", IMAGE_HOME)
         spec = {
             "netns": f"/var/run/netns/{self.netns}",
+            "hostname": self.pod.spec.hostname or self.pod.metadata.name,
             "private_dirs": {"/home": "0755", "/tmp": "1777"},
             "mounts": mounts,
             "expose": self.agent.runtime_paths,
