@@ -238,10 +238,18 @@ def _claim_directory(api: client.CoreV1Api, namespace: str, name: str, owner: tu
     if source is None:
         raise VolumeError(f"persistentvolume {volume.metadata.name!r} has a type the sandbox does not mount")
     path = Path(source.path)
+    created = False
     if not path.is_dir():
-        raise VolumeError(f"persistentvolume {volume.metadata.name!r}: directory {str(path)!r} is missing")
-    if storage.provisioned_here(volume):
-        # Ours to manage, as the kubelet applies fsGroup to a local volume; a hostPath stays as it is.
+        kind = (volume.spec.host_path.type or "") if volume.spec.host_path else None
+        if kind not in ("", "DirectoryOrCreate"):
+            raise VolumeError(
+                f"persistentvolume {volume.metadata.name!r}: directory {str(path)!r} is missing"
+            )
+        path.mkdir(parents=True, exist_ok=True)  # as a container runtime creates a missing hostPath
+        created = True
+    if created or storage.provisioned_here(volume):
+        # Ours to manage, as the kubelet applies fsGroup to a local volume. An existing hostPath
+        # stays as it is; a new one goes to the pod's user (no image ran to prepare it).
         os.chown(path, *owner)
         path.chmod(0o2775)
     return path

@@ -251,3 +251,75 @@ def test_a_sync_round_reads_each_source_once_and_passes_the_rest_through():
         ("config_map", "other", "conf"),
     ]
     assert reads.create_namespaced_service_account_token() == "passed through"
+
+
+class ClaimApi:
+    """A claim bound (or not) to one PersistentVolume."""
+
+    def __init__(self, volume_name: str | None, volume: client.V1PersistentVolume):
+        self.volume_name, self.volume = volume_name, volume
+
+    def read_namespaced_persistent_volume_claim(self, name, namespace):
+        return client.V1PersistentVolumeClaim(
+            spec=client.V1PersistentVolumeClaimSpec(volume_name=self.volume_name)
+        )
+
+    def read_persistent_volume(self, name):
+        return self.volume
+
+
+@pytest.mark.parametrize(
+    ("source", "provisioned", "exists", "bound", "outcome"),
+    [
+        ("local", True, True, True, 0o2775),
+        ("hostPath", False, False, True, 0o2775),
+        ("hostPath", False, True, True, 0o700),
+        ("local", False, True, True, 0o700),
+        ("local", True, False, True, "is missing"),
+        ("hostPath:Directory", False, False, True, "is missing"),
+        ("local", True, True, False, "is not bound"),
+    ],
+    ids=[
+        "provisioned",
+        "new-host-path-created",
+        "existing-host-path-untouched",
+        "manual-local-untouched",
+        "provisioned-but-gone",
+        "host-path-must-exist",
+        "unbound",
+    ],
+)
+def test_a_claim_mounts_its_volumes_directory(tmp_path, source, provisioned, exists, bound, outcome):
+    path = tmp_path / "data"
+    if exists:
+        path.mkdir(mode=0o700)
+        path.chmod(0o700)
+    kind, _, host_type = source.partition(":")
+    spec = client.V1PersistentVolumeSpec()
+    if kind == "local":
+        spec.local = client.V1LocalVolumeSource(path=str(path))
+    else:
+        spec.host_path = client.V1HostPathVolumeSource(path=str(path), type=host_type or None)
+    annotations = {storage.PROVISIONED_BY: storage.PROVISIONER} if provisioned else None
+    volume = client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(name="pv", annotations=annotations), spec=spec
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="p", namespace="users", uid="u"),
+        spec=client.V1PodSpec(
+            containers=[],
+            volumes=[
+                client.V1Volume(
+                    name="home",
+                    persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(claim_name="home"),
+                )
+            ],
+        ),
+    )
+    api = ClaimApi("pv" if bound else None, volume)
+    if isinstance(outcome, str):
+        with pytest.raises(volumes.VolumeError, match=outcome):
+            volumes.materialize(api, pod, tmp_path / "pod", OWNER)
+        return
+    assert volumes.materialize(api, pod, tmp_path / "pod", OWNER) == {"home": path}
+    assert path.stat().st_mode & 0o7777 == outcome
