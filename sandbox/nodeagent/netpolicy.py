@@ -96,6 +96,7 @@ class PolicyEnforcer:
         self.prefix = network.prefix
         self.table = table_name(self.prefix)
         self.stand_ins = stand_ins(state, network.gateway)
+        self.host = network.gateway
         self.stopping = stopping
         self.lock = threading.Lock()
         self.changed = threading.Event()
@@ -170,6 +171,7 @@ class PolicyEnforcer:
             snapshot["namespaces"],
             NODE_MARK,
             self.stand_ins,
+            self.host,
         )
         if ruleset == self.applied:
             return

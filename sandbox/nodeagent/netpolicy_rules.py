@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 MAX_COMMENT = 120  # nft keeps at most 127 bytes of a comment
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 
@@ -223,6 +224,22 @@ def _address_matches(peers: _Peers, field_: str) -> list[str]:
     return found
 
 
+def _host_behind_loopback(peers: _Peers, host: str | None) -> _Peers:
+    """A pod reaches 127.0.0.1 only through a Service whose endpoint the host serves on loopback
+    (the API server's, advertised at the host's address): egress ipBlocks judge it as that address."""
+    if host is None or not peers.blocks:
+        return peers
+    blocks = []
+    address = ipaddress.ip_address(host)
+    for cidr, excepts in peers.blocks:
+        if address in cidr and not any(address in e for e in excepts):
+            blocks.append((LOOPBACK, []))
+        if cidr.overlaps(LOOPBACK):
+            excepts = list(ipaddress.collapse_addresses([*excepts, LOOPBACK]))
+        blocks.append((cidr, excepts))
+    return _Peers(peers.anyone, peers.pods, peers.stand_ins, blocks)
+
+
 def _rule_lines(peers, ports_entries, field_, verdict, target, pods, comment) -> list[str]:
     lines = []
 
@@ -257,11 +274,13 @@ def compile_ruleset(
     namespaces: list[dict],
     node_mark: int,
     stand_ins: tuple[StandIn, ...] = (),
+    host: str | None = None,
 ) -> str:
     """The whole table, ready for `nft -f` after a delete of the old one (one transaction).
 
     forward: pod↔pod (bridged, through br_netfilter) and pod↔elsewhere; input: a pod to the host;
     output: the host to a pod, where the node's own probes (socket mark node_mark) always pass.
+    `host` is the host's address on the pod network.
     """
     running = running_pods(pods)
     ns_labels = {
@@ -291,6 +310,7 @@ def compile_ruleset(
                 lines = egress.setdefault(pod, [])
                 for rule in spec.get("egress") or []:
                     peers = _peers(rule.get("to"), namespace, running, ns_labels, stand_ins)
+                    peers = _host_behind_loopback(peers, host)
                     lines += _rule_lines(peers, rule.get("ports"), "daddr", "return", None, running, comment)
                     lines += [
                         f'{m} return comment "{comment}"' for m in _stand_in_lines(peers, rule.get("ports"))

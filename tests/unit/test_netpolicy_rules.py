@@ -293,3 +293,20 @@ def test_cluster_dns_served_by_the_host_stands_for_kube_dns_pods(policies, port,
     text = compile_ruleset("t", policies, PODS, NAMESPACES, MARK, STAND_INS)
     packet = {"src": CLIENT, "dst": HOST, "port": port, "proto": proto, "mark": None}
     assert run(chains(text), f"egress_{CLIENT.replace('.', '_')}", packet) == expected
+
+
+TO_HOST = policy("shop", "to-host", {"matchLabels": {"app": "client"}}, ["Egress"], egress=[
+    {"to": [{"ipBlock": {"cidr": f"{HOST}/32"}}], "ports": [{"port": 6443}]},
+])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "policies, expected",
+    [([NOT_METADATA], "drop"), ([TO_HOST], "return"), ([DNS_ONLY], "drop")],
+    ids=["internet-not-the-api-server", "host-block-reaches-it", "no-block"],
+)
+def test_an_endpoint_on_loopback_counts_as_the_host(policies, expected):
+    """The API server's endpoint is the host's address, served on 127.0.0.1 behind its Service."""
+    text = compile_ruleset("t", policies, PODS, NAMESPACES, MARK, (), HOST)
+    packet = {"src": CLIENT, "dst": "127.0.0.1", "port": 6443, "proto": "tcp", "mark": None}
+    assert run(chains(text), f"egress_{CLIENT.replace('.', '_')}", packet) == expected
