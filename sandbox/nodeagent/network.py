@@ -71,6 +71,9 @@ class PodNetwork:
         try:
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
             _ip("link", "set", veth, "master", self.bridge, "up")
+            # A pod reaching itself through its Service: br_netfilter bridges the DNATed frame back
+            # out of the port it came in by, which the bridge allows only in hairpin mode (kubenet's).
+            _ip("link", "set", veth, "type", "bridge_slave", "hairpin", "on")
             _ip("-n", name, "addr", "add", f"{pod_ip}/{self.network.prefixlen}", "dev", "eth0")
             _ip("-n", name, "link", "set", "eth0", "up")
             _ip("-n", name, "link", "set", "lo", "up")

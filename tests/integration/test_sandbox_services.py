@@ -35,8 +35,14 @@ SERVER = (
 )
 # What the client pod checks from inside, printed as JSON for the test to read in its log.
 CLIENT = """
-import json, os, socket, ssl, urllib.error, urllib.request
+import http.server, json, os, socket, ssl, threading, time, urllib.error, urllib.request
 out = {}
+class Me(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"me")
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("", 8000), Me)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -61,18 +67,24 @@ for key, path in (("api", "/api"), ("pods", "/api/v1/namespaces/kube-system/pods
     except urllib.error.HTTPError as e:
         out[key] = e.code
 out["links"] = os.environ.get("WEB_SERVICE_HOST")
+# Hairpin: this pod through its own Service (refused until the agent has its endpoint).
+for _ in range(40):
+    out["hairpin"] = get("http://myself/")
+    if out["hairpin"] == "me":
+        break
+    time.sleep(0.25)
 print(json.dumps(out))
 """
 
 
-def pod(name: str, script: str, labels: dict | None = None, restart: str = "Always") -> dict:
+def pod(name: str, script: str, labels: dict | None = None, restart: str = "Always", probe=True) -> dict:
     container = {
         "name": "main",
         "image": "sandbox",
         "command": ["python", "-c", script],
         "securityContext": SECURE,
     }
-    if labels:
+    if labels and probe:
         container["readinessProbe"] = {"tcpSocket": {"port": 8000}, "periodSeconds": 1}
     return {
         "metadata": {"name": name, "labels": labels or {}},
@@ -80,9 +92,9 @@ def pod(name: str, script: str, labels: dict | None = None, restart: str = "Alwa
     }
 
 
-def service(name: str, **spec) -> dict:
+def service(name: str, app: str = "web", **spec) -> dict:
     ports = [{"name": "http", "port": 80, "targetPort": 8000, "protocol": "TCP"}]
-    return {"metadata": {"name": name}, "spec": {"selector": {"app": "web"}, "ports": ports, **spec}}
+    return {"metadata": {"name": name}, "spec": {"selector": {"app": app}, "ports": ports, **spec}}
 
 
 def fetch(url: str, timeout: float = 5) -> str:
@@ -119,7 +131,9 @@ def web(core, namespace):
 
 
 def test_pods_and_host_reach_services_dns_and_the_api(core, namespace, web):
-    core.create_namespaced_pod(namespace, pod("client", CLIENT % {"ns": namespace}, restart="Never"))
+    core.create_namespaced_service(namespace, service("myself", app="client"))
+    client_pod = pod("client", CLIENT % {"ns": namespace}, {"app": "client"}, restart="Never", probe=False)
+    core.create_namespaced_pod(namespace, client_pod)
     wait_until(
         lambda: core.read_namespaced_pod("client", namespace).status.phase in ("Succeeded", "Failed"),
         timeout=30,
@@ -140,6 +154,7 @@ def test_pods_and_host_reach_services_dns_and_the_api(core, namespace, web):
     assert seen["namespace_file"] == namespace
     assert (seen["api"], seen["pods"]) == (200, 403)
     assert seen["links"] == core.read_namespaced_service("web", namespace).spec.cluster_ip
+    assert seen["hairpin"] == "me"
 
     # From the host: the LoadBalancer's address, its port and its node port.
     lb = wait_until(
