@@ -126,6 +126,7 @@ def render(services: list[Service], host: Host) -> str:
     dispatch: list[str] = []  # ClusterIP matches, for pods and the host
     loopback: list[str] = []  # NodePort/LoadBalancer on the loopback address, host only
     rejects: list[str] = []
+    claimed: set[tuple[str, int]] = set()  # loopback ports: node ports are unique, Service ports not
     for service in sorted(services, key=lambda s: s.key):
         for port in service.ports:
             proto = _proto(port)
@@ -141,7 +142,13 @@ def render(services: list[Service], host: Host) -> str:
                 matches.append((dispatch, f"ip daddr {service.cluster_ip} {proto} dport {port.port}"))
             if port.node_port and service.type in ("NodePort", "LoadBalancer"):
                 matches.append((loopback, f"ip daddr {host.loopback} {proto} dport {port.node_port}"))
-            if service.load_balancer and port.port in host.free_ports and port.port != port.node_port:
+            if (
+                service.load_balancer
+                and port.port in host.free_ports
+                and (proto, port.port) not in claimed
+                and port.port != port.node_port
+            ):
+                claimed.add((proto, port.port))  # the first LoadBalancer by namespace/name keeps it
                 matches.append((loopback, f"ip daddr {host.loopback} {proto} dport {port.port}"))
             for rules, match in matches:
                 if targets:

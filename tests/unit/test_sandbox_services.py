@@ -190,6 +190,41 @@ def test_the_script_replaces_our_table_only_and_hooks_pods_and_host():
     assert 'oifname "csbt" ip saddr 127.0.0.0/8 masquerade' in script
 
 
+def test_two_load_balancers_on_one_port_the_first_keeps_it():
+    lb = [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31001}]
+    other = [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31002}]
+    script = rules_for(
+        (service("b", kind="LoadBalancer", ip="10.97.0.6", ports=other), [endpoint_slice("10.244.1.3")]),
+        (service("a", kind="LoadBalancer", ports=lb), [endpoint_slice("10.244.1.2")]),
+    )
+    assert script.count("ip daddr 127.97.3.1 tcp dport 80 ") == 1
+    assert 'tcp dport 80 jump svc0 comment "ns/a:http/tcp"' in script
+    assert "ip daddr 127.97.3.1 tcp dport 31002 jump svc1" in script
+
+
+@pytest.mark.parametrize(
+    "default, cidr, loopback, kubernetes_ip, dns_ip",
+    [
+        (True, "10.96.0.0/16", "127.0.0.1", "10.96.0.1", "10.96.0.10"),
+        (False, "10.97.{4k}.0/22", "127.97.{k}.1", "10.97.{4k}.1", "10.97.{4k}.10"),
+    ],
+    ids=["default-state-kubeadm-range", "other-state-own-range"],
+)
+def test_each_sandbox_has_its_own_service_range(
+    tmp_path, monkeypatch, default, cidr, loopback, kubernetes_ip, dns_ip
+):
+    from sandbox import cluster
+
+    monkeypatch.setattr(cluster, "default_state_dir", lambda: tmp_path if default else tmp_path / "default")
+    settings = cluster.services_for(tmp_path)
+    k = int(settings["loopback"].split(".")[2])
+    assert 0 <= k < 64
+    expected = {"cidr": cidr, "loopback": loopback, "kubernetes_ip": kubernetes_ip, "dns_ip": dns_ip}
+    for key, value in expected.items():
+        assert settings[key] == value.replace("{4k}", str(4 * k)).replace("{k}", str(k))
+    assert ipaddress.IPv4Address(settings["dns_ip"]) in ipaddress.IPv4Network(settings["cidr"])
+
+
 def test_nft_accepts_the_script():
     script = rules_for(
         (service("web"), [endpoint_slice("10.244.1.2", "10.244.1.3")]),
