@@ -151,25 +151,28 @@ def _field(pod: client.V1Pod, path: str) -> str:
     raise VolumeError(f"field {path!r} is not supported by the sandbox")
 
 
-def token_due(token: bytes, now: float) -> bool:
-    """Whether a projected token must be renewed: past 80 % of its lifetime, 24 h old, or unreadable."""
+def token_due(token: bytes, now: float, requested: float) -> bool:
+    """Whether a projected token must be renewed: past 80 % of the lifetime asked for (`requested`
+    seconds; the API server may extend the token's own `exp`, the kubelet goes by the request),
+    24 h old, or unreadable."""
     try:
         payload = token.split(b".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         issued, expires = float(claims["iat"]), float(claims["exp"])
     except (IndexError, ValueError, KeyError, TypeError, binascii.Error):
         return True
-    renew_at = min(issued + TOKEN_REFRESH_FRACTION * (expires - issued), issued + TOKEN_REFRESH_MAX_AGE)
-    return now >= renew_at
+    lifetime = min(expires - issued, requested)
+    return now >= issued + min(TOKEN_REFRESH_FRACTION * lifetime, TOKEN_REFRESH_MAX_AGE)
 
 
 def _token(api: client.CoreV1Api, pod: client.V1Pod, source, current: bytes | None) -> bytes:
-    if current is not None and not token_due(current, time.time()):
+    seconds = source.expiration_seconds or 3600  # the API's default for a projected token
+    if current is not None and not token_due(current, time.time(), seconds):
         return current
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(
             audiences=[source.audience] if source.audience else [],
-            expiration_seconds=source.expiration_seconds or 3600,
+            expiration_seconds=seconds,
             bound_object_ref=client.V1BoundObjectReference(
                 kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid
             ),

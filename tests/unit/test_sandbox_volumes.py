@@ -98,21 +98,38 @@ def jwt(iat: float, exp: float) -> bytes:
     return f"{part({'alg': 'RS256'})}.{part({'iat': iat, 'exp': exp})}.sig".encode()
 
 
+HOUR, DAY, YEAR = 3600, 86400, 365 * 86400
+
+
 @pytest.mark.parametrize(
-    ("token", "now", "due"),
+    ("token", "now", "requested", "due"),
     [
-        (jwt(1000, 4600), 1000, False),
-        (jwt(1000, 4600), 3879, False),
-        (jwt(1000, 4600), 3880, True),  # 80 % of one hour
-        (jwt(0, 7 * 86400), 86399, False),
-        (jwt(0, 7 * 86400), 86400, True),  # a week-long token is renewed after a day
-        (b"not-a-jwt", 0, True),
-        (b"a.!!!.c", 0, True),
+        (jwt(1000, 1000 + HOUR), 1000, HOUR, False),
+        (jwt(1000, 1000 + HOUR), 3879, HOUR, False),
+        (jwt(1000, 1000 + HOUR), 3880, HOUR, True),  # 80 % of one hour
+        (jwt(0, YEAR), 2879, HOUR, False),
+        (jwt(0, YEAR), 2880, HOUR, True),  # extended by the API server: the request counts
+        (jwt(0, 600), 480, HOUR, True),  # shortened by the API server: its exp counts
+        (jwt(0, 7 * DAY), DAY - 1, 7 * DAY, False),
+        (jwt(0, 7 * DAY), DAY, 7 * DAY, True),  # a week-long token is renewed after a day
+        (b"not-a-jwt", 0, HOUR, True),
+        (b"a.!!!.c", 0, HOUR, True),
     ],
-    ids=["fresh", "before-80", "at-80", "long-before-24h", "long-at-24h", "garbage", "bad-base64"],
+    ids=[
+        "fresh",
+        "before-80",
+        "at-80",
+        "extended-before-80",
+        "extended-at-80",
+        "shortened-at-80",
+        "long-before-24h",
+        "long-at-24h",
+        "garbage",
+        "bad-base64",
+    ],
 )
-def test_projected_tokens_are_renewed_as_the_kubelet_does(token, now, due):
-    assert volumes.token_due(token, now) is due
+def test_projected_tokens_are_renewed_as_the_kubelet_does(token, now, requested, due):
+    assert volumes.token_due(token, now, requested) is due
 
 
 def claim(**annotations) -> client.V1PersistentVolumeClaim:
