@@ -503,19 +503,8 @@ def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str
             "data": {key: base64.b64encode(tls[key]).decode() for key in ("tls.crt", "tls.key")},
         },
     )
-    # The sandbox provisions no volumes: a volume bound in advance to the hub's database claim.
-    volume = f"{namespace}-hub-db"
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": f"/tmp/{volume}"},
-                "claimRef": {"namespace": namespace, "name": "hub-cern-spawner-hub-db"},
-            },
-        }
-    )
+    # The hub's database claim gets a volume of the sandbox's default StorageClass, deleted with
+    # the namespace (docs/sandbox.md, "Storage").
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", namespace]
     try:
         run(helm, "install", "hub", CHART, *kube, "-f", values, *extra)
@@ -525,7 +514,6 @@ def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str
         run(helm, "uninstall", "hub", *kube, *(["--wait", "--timeout", "60s"] if wait else []))
     finally:
         core.delete_namespace(namespace)
-        core.delete_persistent_volume(volume)
 
 
 @pytest.fixture(scope="module")
