@@ -97,6 +97,7 @@ class PolicyEnforcer:
         self.table = table_name(self.prefix)
         self.stand_ins = stand_ins(state, network.gateway)
         self.host = network.gateway
+        self.bridge = network.bridge
         self.stopping = stopping
         self.lock = threading.Lock()
         self.changed = threading.Event()
@@ -172,6 +173,7 @@ class PolicyEnforcer:
             NODE_MARK,
             self.stand_ins,
             self.host,
+            self.bridge,
         )
         if ruleset == self.applied:
             return

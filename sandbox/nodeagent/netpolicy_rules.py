@@ -275,12 +275,15 @@ def compile_ruleset(
     node_mark: int,
     stand_ins: tuple[StandIn, ...] = (),
     host: str | None = None,
+    bridge: str | None = None,
 ) -> str:
     """The whole table, ready for `nft -f` after a delete of the old one (one transaction).
 
     forward: pod↔pod (bridged, through br_netfilter) and pod↔elsewhere; input: a pod to the host;
     output: the host to a pod, where the node's own probes (socket mark node_mark) always pass.
-    `host` is the host's address on the pod network.
+    `host` is the host's address on the pod network. Pods have IPv4 addresses only; IPv6 from the
+    `bridge` (their link-local addresses, to each other or to the host) is dropped, or it would go
+    around every policy.
     """
     running = running_pods(pods)
     ns_labels = {
@@ -324,13 +327,15 @@ def compile_ruleset(
 
     established = "ct state established,related accept"
     out = [f"table inet {table} {{"]
+    link_local = [f'meta nfproto ipv6 iifname "{bridge}" drop'] if bridge else []
     base = {
         "forward": [
             established,
+            *link_local,
             *dispatch(egress, "saddr", "egress"),
             *dispatch(ingress, "daddr", "ingress"),
         ],
-        "input": [established, *dispatch(egress, "saddr", "egress")],
+        "input": [established, *link_local, *dispatch(egress, "saddr", "egress")],
         "output": [established, f"meta mark {node_mark:#x} accept", *dispatch(ingress, "daddr", "ingress")],
     }
     for hook, lines in base.items():

@@ -37,7 +37,8 @@ PORT = 8080
 def pod_body(name: str, labels: dict, serve: bool = False) -> dict:
     container = {"name": "main", "image": "sandbox", "securityContext": SECURE}
     if serve:
-        container["command"] = ["python3", "-m", "http.server", str(PORT)]
+        # On "::" with IPv4 mapped: reachable at its IPv4 address and at its IPv6 link-local one.
+        container["command"] = ["python3", "-m", "http.server", "--bind", "::", str(PORT)]
         container["ports"] = [{"name": "http", "containerPort": PORT}]
         # The node's probe passes whatever the policies say, as kubelet's does.
         container["readinessProbe"] = {"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 1}
@@ -71,6 +72,17 @@ class Net:
         command = ["ip", "netns", "exec", netns, sys.executable, "-c", code]
         result = subprocess.run(command, capture_output=True)
         return result.returncode == 0
+
+    def link_local(self, pod: str) -> str:
+        """The pod's IPv6 link-local address on its eth0 (every veth gets one)."""
+        netns = f"{self.prefix}-{self.ips[pod].replace('.', '-')}"
+        shown = subprocess.run(
+            ["ip", "-n", netns, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return shown[shown.index("inet6") + 1].split("/")[0] + "%eth0"
 
     def host_connects(self, address: str, port: int = PORT) -> bool:
         try:
@@ -152,6 +164,8 @@ def net(sandbox, core, api_client):
 def test_default_deny_ingress_lets_in_only_the_labelled_pod(net):
     assert net.connects(f"{net.a}/friend", net.server)
     assert not net.connects(f"{net.a}/stranger", net.server)
+    # Nor around the policy through IPv6 on the shared bridge (pods are IPv4-only to policies).
+    assert not net.connects(f"{net.a}/stranger", net.link_local(f"{net.a}/server"))
     # The host counts as outside the cluster: no ipBlock lets it in.
     assert not net.host_connects(net.server)
 

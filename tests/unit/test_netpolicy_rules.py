@@ -310,3 +310,12 @@ def test_an_endpoint_on_loopback_counts_as_the_host(policies, expected):
     text = compile_ruleset("t", policies, PODS, NAMESPACES, MARK, (), HOST)
     packet = {"src": CLIENT, "dst": "127.0.0.1", "port": 6443, "proto": "tcp", "mark": None}
     assert run(chains(text), f"egress_{CLIENT.replace('.', '_')}", packet) == expected
+
+
+def test_ipv6_from_the_bridge_is_dropped_since_policies_name_ipv4_only():
+    """Pods have IPv6 link-local addresses on the shared bridge: left open, they would go around
+    every policy, to other pods (forward) and to the host (input)."""
+    table = chains(compile_ruleset("t", [], PODS, NAMESPACES, MARK, (), HOST, "csb0"))
+    for hook in ("forward", "input"):
+        assert 'meta nfproto ipv6 iifname "csb0" drop' in table[hook]
+    assert not any("ipv6" in line for line in table["output"])
