@@ -507,7 +507,8 @@ def helm_installed(helm, sandbox, core, values: Path, *extra: str, tls: dict[str
     # the namespace (docs/sandbox.md, "Storage").
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", namespace]
     try:
-        run(helm, "install", "hub", CHART, *kube, "-f", values, *extra)
+        # No image pre-pull: the sandbox's nodes run commands, and fetch nothing but its registry's images.
+        run(helm, "install", "hub", CHART, *kube, "-f", values, "--set", "prePuller.enabled=false", *extra)
         yield namespace
         # Waiting for a namespace the chart made (the build pods') to be finalized adds seconds and
         # proves nothing here: the namespace controller finishes it on its own.
@@ -763,5 +764,15 @@ def test_generated_secrets_survive_an_upgrade(helm, sandbox, core, installed):
     before = generated()
     kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", installed]
     values = DEFAULT_VALUES
-    run(helm, "upgrade", "hub", CHART, *kube, "-f", values, "--set", "hub.extraConfig=# changed")
+    run(
+        helm,
+        "upgrade",
+        "hub",
+        CHART,
+        *kube,
+        "-f",
+        values,
+        "--set",
+        "hub.extraConfig=# changed,prePuller.enabled=false",
+    )
     assert generated() == before, "an upgrade must keep the proxy token, cookie secret and crypt key"
