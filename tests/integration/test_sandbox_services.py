@@ -119,14 +119,20 @@ def web(core, namespace):
     core.create_namespaced_service(namespace, service("web-lb", type="LoadBalancer"))
     discovery = client.DiscoveryV1Api(core.api_client)
 
-    def ready_endpoints():
+    def ready_endpoints(name: str = "web"):
         slices = discovery.list_namespaced_endpoint_slice(
-            namespace, label_selector="kubernetes.io/service-name=web"
+            namespace, label_selector=f"kubernetes.io/service-name={name}"
         ).items
         endpoints = [e for s in slices for e in s.endpoints or []]
         return sorted(e.target_ref.name for e in endpoints if e.conditions and e.conditions.ready)
 
-    wait_until(lambda: ready_endpoints() == ["web-a", "web-b"], timeout=30, what="both endpoints ready")
+    # Each Service has its own slices, updated one after the other.
+    for name in ("web", "web-headless", "web-lb"):
+        wait_until(
+            lambda name=name: ready_endpoints(name) == ["web-a", "web-b"],
+            timeout=30,
+            what=f"{name}'s endpoints",
+        )
     return ready_endpoints
 
 
