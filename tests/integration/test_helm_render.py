@@ -118,6 +118,8 @@ async def test_notebook_pod_with_home_and_profile_volumes_is_restricted(helm, tm
     assert mounts["home"]["mountPath"] == "/home/jovyan"
     assert mounts["profile-cvmfs"]["mountPropagation"] == "HostToContainer"
     assert pod["spec"]["securityContext"]["fsGroup"] == spawner.gid
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert RESTRICTED_CONTAINER.items() <= pod["spec"]["containers"][0]["securityContext"].items()
     assert [name for name, v in volumes.items() if "hostPath" in v] == ["profile-eos"]
 
@@ -280,8 +282,9 @@ def test_hub_config_refuses_a_non_identifier_at_start(helm, tmp_path):
 
 
 REFUSED = [
-    ("hub.config.Kube-Spawner.a=1", "'Kube-Spawner' does not match pattern"),
-    ("hub.config.KubeSpawner.start-timeout=1", "'start-timeout' does not match pattern"),
+    ("hub.config.Kube-Spawner.a=1", 'hub.config: "Kube-Spawner" is not a class name (a Python identifier'),
+    ("hub.config.KubeSpawner.start-timeout=1", 'hub.config.KubeSpawner: "start-timeout" is not a trait name'),
+    ("hub.config.KubeSpawner=3", "at '/hub/config/KubeSpawner'"),
     ("hub.extraEnv.GITLAB_TOKEN=x", "hub.extraEnv.GITLAB_TOKEN looks like a secret"),
     ("proxy.extraEnv.DB_PASSWORD=x", "proxy.extraEnv.DB_PASSWORD looks like a secret"),
     ("hub.extraEnv.A.valueFrom.secretKeyRef.name=s", "additional properties 'secretKeyRef' not allowed"),
