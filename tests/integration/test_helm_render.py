@@ -124,6 +124,14 @@ async def test_notebook_pod_with_home_and_profile_volumes_is_restricted(helm, tm
     assert [name for name, v in volumes.items() if "hostPath" in v] == ["profile-eos"]
 
 
+def test_singleuser_image_is_the_hubs_jupyterhub():
+    """jupyterhub-singleuser in the default notebook image talks to this hub: same release."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["singleuser"]["image"]
+    pins = (CHART.parents[1] / "constraints.txt").read_text().splitlines()
+    assert values["repository"] == "quay.io/jupyterhub/singleuser"
+    assert f"jupyterhub=={values['tag']}" in pins
+
+
 # -- image pre-pull ---------------------------------------------------------------------------
 
 CATALOG = """\
@@ -155,7 +163,7 @@ PREPULL = [
         "from-profiles",
         {},
         {
-            "cpu": ["quay.io/jupyterhub/singleuser:5.3", "r.cern.ch/own:1"],
+            "cpu": ["quay.io/jupyterhub/singleuser:6.1.1", "r.cern.ch/own:1"],
             "gpu-a100": ["r.cern.ch/tf:2", "r.cern.ch/torch:2"],
         },
     ),
@@ -163,7 +171,7 @@ PREPULL = [
         "extra-images",
         {"extraImages": ["r.cern.ch/extra:1"], "imagePullSecrets": ["pull"]},
         {
-            "cpu": ["quay.io/jupyterhub/singleuser:5.3", "r.cern.ch/own:1", "r.cern.ch/extra:1"],
+            "cpu": ["quay.io/jupyterhub/singleuser:6.1.1", "r.cern.ch/own:1", "r.cern.ch/extra:1"],
             "gpu-a100": ["r.cern.ch/tf:2", "r.cern.ch/torch:2", "r.cern.ch/extra:1"],
             "idle": ["r.cern.ch/extra:1"],
         },
