@@ -34,7 +34,10 @@ def table_name(prefix: str) -> str:
 
 
 def delete_table(prefix: str) -> None:
-    subprocess.run(["nft", "delete", "table", "ip", table_name(prefix)], capture_output=True)
+    try:
+        subprocess.run(["nft", "delete", "table", "ip", table_name(prefix)], capture_output=True)
+    except OSError:
+        pass  # no nft, so no table
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -249,7 +252,13 @@ class NodeServices:
         if "services" not in settings:  # a sandbox.json of an older `up`
             return None
         node = cls(api, network, settings)
-        node.proxy.setup()
+        try:
+            node.proxy.setup()
+        except (ServiceError, OSError) as e:
+            # Pods still run, as on a node whose kube-proxy is down; say what to fix.
+            log.error("Services and cluster DNS are off (is `nft` installed? `make deps`): %s", e)
+            node.proxy.teardown()
+            return None
         node.proxy.start()
         try:
             node.dns = DnsServer(network.gateway, node.settings["dns_port"], node.proxy.snapshot)
