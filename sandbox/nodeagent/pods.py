@@ -47,6 +47,17 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def probe_port(container, port) -> int:
+    """A probe's port: a number, or the name of one of the container's ports (as the kubelet
+    resolves it); ValueError when the name is not there."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for declared in container.ports or []:
+        if declared.name == port:
+            return int(declared.container_port)
+    raise ValueError(f"no container port named {port!r}")
+
+
 @dataclass
 class Container:
     name: str
@@ -420,10 +431,11 @@ class PodWorker(threading.Thread):
         try:
             # From the node, like kubelet's: NetworkPolicies let them through (netpolicy.NODE_MARK).
             if probe.tcp_socket is not None:
-                with netpolicy.node_connection(self.ip, int(probe.tcp_socket.port), timeout=1):
+                with netpolicy.node_connection(self.ip, probe_port(c.spec, probe.tcp_socket.port), timeout=1):
                     return True
             if probe.http_get is not None:
-                return netpolicy.http_probe(self.ip, int(probe.http_get.port), probe.http_get.path or "/", 1)
+                port = probe_port(c.spec, probe.http_get.port)
+                return netpolicy.http_probe(self.ip, port, probe.http_get.path or "/", 1)
         except (OSError, ValueError):
             return False
         return True  # exec probes are not run in the sandbox: treated as passing
