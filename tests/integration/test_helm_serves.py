@@ -6,11 +6,15 @@ secret, hub egress to the host's bridge address), proved from the host as a user
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import socket
 import ssl
+import time
 
 import pytest
+import requests
 import yaml
+from requests.adapters import HTTPAdapter
 
 from sandbox.keycloak import client_secret
 from tests.integration.chart import CHART
@@ -25,6 +29,8 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.shares("helm-release", "user-alice")]
 
 SANDBOX_VALUES = CHART / "ci" / "sandbox-values.yaml"
+TOKEN = secrets.token_hex(32)
+USER = "alice"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +44,22 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
         },
         # The host's bridge address, where the sandbox's services listen (inside the denied 10/8).
         "networkPolicy": {"hub": {"egressAllowed": [{"to": [{"ipBlock": {"cidr": f"{gateway}/32"}}]}]}},
+        # An API token for the test (as the sandbox's own hubs have): users cannot log in through the
+        # sandbox's Keycloak from a pod (it listens on, and names itself by, 127.0.0.1).
+        "hub": {
+            "config": {
+                "JupyterHub": {
+                    "services": [{"name": "automation", "api_token": TOKEN}],
+                    "load_roles": [
+                        {
+                            "name": "automation",
+                            "scopes": ["admin:users", "admin:servers", "access:servers"],
+                            "services": ["automation"],
+                        }
+                    ],
+                }
+            }
+        },
     }
     values = tmp_path_factory.mktemp("release") / "sandbox-known.yaml"
     values.write_text(yaml.safe_dump(known))
@@ -88,3 +110,85 @@ def test_hub_ready_and_proxy_public_serves_https(core, release, tls_certificate)
     served, answer = https_get(ip, port, "/hub/health", tls_certificate)
     assert served == tls_certificate["der"]
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:500]
+
+
+class _TlsHost(HTTPAdapter):
+    """Connects to the Service's address but checks the certificate against TLS_HOST, the name a
+    user's browser would have resolved to it."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs.update(server_hostname=TLS_HOST, assert_hostname=TLS_HOST)
+        super().init_poolmanager(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def public(core, release, tls_certificate, tmp_path_factory):  # noqa: F811
+    """(base URL of proxy-public, a session sending the automation service's token)."""
+    ip, port = public_address(core, release)
+    ca = tmp_path_factory.mktemp("ca") / "hub-tls.crt"
+    ca.write_bytes(tls_certificate["tls.crt"])
+    session = requests.Session()
+    session.mount("https://", _TlsHost())
+    session.trust_env = False  # or REQUESTS_CA_BUNDLE would replace the CA below
+    session.verify = str(ca)
+    session.headers["Authorization"] = f"token {TOKEN}"
+    return f"https://{ip}:{port}", session
+
+
+def server_state(public) -> dict | None:
+    base, session = public
+    answer = session.get(f"{base}/hub/api/users/{USER}", timeout=10)
+    answer.raise_for_status()
+    return answer.json()["servers"].get("")
+
+
+def start_server(public) -> None:
+    base, session = public
+    answer = session.post(f"{base}/hub/api/users/{USER}/server", json={"profile": "shared-2g"}, timeout=30)
+    assert answer.status_code in (201, 202), answer.text
+    wait_until(lambda: (server_state(public) or {}).get("ready"), timeout=60, what=f"{USER}'s server")
+
+
+def stop_server(public) -> None:
+    base, session = public
+    answer = session.delete(f"{base}/hub/api/users/{USER}/server", timeout=30)
+    assert answer.status_code in (202, 204), answer.text
+    wait_until(lambda: server_state(public) is None, timeout=60, what=f"{USER}'s server to stop")
+
+
+@pytest.fixture(scope="module")
+def alice(public):
+    """alice's shared-profile server, started through the installed hub's API."""
+    base, session = public
+    session.post(f"{base}/hub/api/users/{USER}", timeout=10)  # 201, or 409 when she exists
+    start_server(public)
+    return f"{base}/user/{USER}"
+
+
+def test_alice_server_answers_through_proxy_public(public, alice):
+    _, session = public
+    answer = session.get(f"{alice}/api/status", timeout=10)
+    assert answer.status_code == 200, answer.text[:300]
+    assert "started" in answer.json()
+
+
+def test_home_survives_stop_and_start(core, release, public, alice):
+    """A file written through the Jupyter contents API is on alice's home claim after a restart."""
+    _, session = public
+    (pod,) = core.list_namespaced_pod(release, label_selector="component=singleuser-server").items
+    (claim,) = [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.name == "home"]
+    assert core.read_namespaced_persistent_volume_claim(claim, release).status.phase == "Bound"
+    text = f"written at {time.time()}"
+    put = session.put(
+        f"{alice}/api/contents/proof.txt",
+        json={"type": "file", "format": "text", "content": text},
+        timeout=10,
+    )
+    assert put.status_code in (200, 201), put.text[:300]
+    stop_server(public)
+    start_server(public)
+    read = session.get(f"{alice}/api/contents/proof.txt", timeout=10)
+    assert read.status_code == 200, read.text[:300]
+    assert read.json()["content"] == text
+    (again,) = core.list_namespaced_pod(release, label_selector="component=singleuser-server").items
+    assert again.metadata.uid != pod.metadata.uid  # a new pod, the same claim
