@@ -17,11 +17,12 @@ import yaml
 from requests.adapters import HTTPAdapter
 
 from sandbox.keycloak import client_secret
-from tests.integration.chart import CHART
+from tests.integration.chart import CHART, run
 from tests.integration.test_helm import (  # noqa: F401 (fixtures)
     TLS_HOST,
     helm,
     helm_installed,
+    kubectl,
     tls_certificate,
 )
 from tests.waiting import wait_until
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.shares("helm-release", "user-
 SANDBOX_VALUES = CHART / "ci" / "sandbox-values.yaml"
 TOKEN = secrets.token_hex(32)
 USER = "alice"
+READER = "catalog-reader"  # a hub user allowed read:hub, to read the catalog's status
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,10 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
                     "load_roles": [
                         {
                             "name": "automation",
-                            "scopes": ["admin:users", "admin:servers", "access:servers"],
+                            "scopes": ["admin:users", "admin:servers", "access:servers", "tokens"],
                             "services": ["automation"],
-                        }
+                        },
+                        {"name": "catalog-reader", "scopes": ["read:hub"], "users": [READER]},
                     ],
                 }
             }
@@ -192,3 +195,43 @@ def test_home_survives_stop_and_start(core, release, public, alice):
     assert read.json()["content"] == text
     (again,) = core.list_namespaced_pod(release, label_selector="component=singleuser-server").items
     assert again.metadata.uid != pod.metadata.uid  # a new pod, the same claim
+
+
+def test_profile_edits_reach_the_installed_hub(sandbox, core, kubectl, release, public):  # noqa: F811
+    """A profiles ConfigMap edited with kubectl is the installed hub's catalog within the sandbox's
+    volume sync period + 5 s; a broken edit is refused while the edited catalog is still served.
+
+    Read through the hub's catalog API as a user (whose spawner checks the files): the spawn form
+    itself needs a browser login, which the sandbox's Keycloak cannot give to a hub in a pod."""
+    base, session = public
+    made = session.post(
+        f"{base}/hub/api/users/{READER}/tokens", json={"expires_in": 600, "scopes": ["read:hub"]}, timeout=10
+    )
+    assert made.status_code == 201, made.text
+    reader = {"Authorization": f"token {made.json()['token']}"}
+
+    def catalog() -> dict:
+        answer = session.get(f"{base}/hub/api/cern/catalog", headers=reader, timeout=10)
+        assert answer.status_code == 200, answer.text[:300]
+        (store,) = answer.json()["catalogs"]
+        return store
+
+    assert catalog()["profiles"] == ["shared-2g"]
+    configmap = yaml.safe_load(
+        run(*kubectl, "-n", release, "get", "configmap", "hub-cern-spawner-profiles", "-o", "yaml").stdout
+    )
+    for stale in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        configmap["metadata"].pop(stale, None)  # or the second apply conflicts with the first
+    edited = configmap["data"]["default.yaml"].replace("slug: shared-2g", "slug: shared-edited")
+    within = sandbox["volume_sync_seconds"] + 5
+
+    def apply(text: str) -> None:
+        configmap["data"] = {"default.yaml": text}
+        run(*kubectl, "-n", release, "apply", "-f", "-", input=yaml.safe_dump(configmap))
+
+    apply(edited)
+    wait_until(lambda: catalog()["profiles"] == ["shared-edited"], timeout=within, what="the edited catalog")
+    apply(edited.replace("kind: shared", "kind: no-such-kind"))
+    refused = wait_until(lambda: catalog()["refused_edit"], timeout=within, what="the broken edit's refusal")
+    assert "previous catalog is still served" in refused["message"]
+    assert catalog()["profiles"] == ["shared-edited"]
