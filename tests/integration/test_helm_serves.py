@@ -6,6 +6,7 @@ secret, hub egress to the host's bridge address), proved from the host as a user
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import socket
 import ssl
@@ -235,3 +236,63 @@ def test_profile_edits_reach_the_installed_hub(sandbox, core, kubectl, release, 
     refused = wait_until(lambda: catalog()["refused_edit"], timeout=within, what="the broken edit's refusal")
     assert "previous catalog is still served" in refused["message"]
     assert catalog()["profiles"] == ["shared-edited"]
+
+
+# Run in a pod with a notebook's labels; prints what it reached: True (connected/answered) or False.
+PROBE = """
+import json, socket, urllib.request
+def connects(host, port):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+def answers(url):
+    try:
+        return urllib.request.urlopen(url, timeout=5).status == 200
+    except OSError:
+        return False
+print(json.dumps({
+    "dns": bool(socket.gethostbyname("hub-cern-spawner-hub")),
+    "hub_api": answers("http://hub-cern-spawner-hub:8081/hub/api"),
+    "proxy_api": connects("hub-cern-spawner-proxy-api", 8001),
+    "metadata": connects("169.254.169.254", 80),
+}))
+"""
+
+
+def test_notebook_network(core, release, alice):
+    """From the notebooks' network (a pod with their labels, next to alice's): the cluster DNS and
+    the hub's API through its Service, as jupyterhub-singleuser needs; not the proxy's API (it
+    would let a user reroute others' traffic) nor the cloud's metadata service."""
+    restricted = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    core.create_namespaced_pod(
+        release,
+        {
+            "metadata": {"name": "notebook-probe", "labels": {"component": "singleuser-server"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": "probe",
+                        "command": ["python", "-c", PROBE],
+                        "securityContext": restricted,
+                    }
+                ],
+            },
+        },
+    )
+    wait_until(
+        lambda: core.read_namespaced_pod("notebook-probe", release).status.phase in ("Succeeded", "Failed"),
+        timeout=30,
+        what="the probe pod to finish",
+    )
+    reached = json.loads(core.read_namespaced_pod_log("notebook-probe", release).strip().splitlines()[-1])
+    assert reached == {"dns": True, "hub_api": True, "proxy_api": False, "metadata": False}
