@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.shares("helm-release", "user-
 SANDBOX_VALUES = CHART / "ci" / "sandbox-values.yaml"
 TOKEN = secrets.token_hex(32)
 USER = "alice"
+RELEASE_VALUES: dict = {}  # namespace -> the test's values file, for upgrades
+ALICE_POD = f"component=singleuser-server,hub.jupyter.org/username={USER}"
 READER = "catalog-reader"  # a hub user allowed read:hub, to read the catalog's status
 
 
@@ -69,6 +71,7 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
     values.write_text(yaml.safe_dump(known))
     with helm_installed(helm, sandbox, core, SANDBOX_VALUES, "-f", values, tls=tls_certificate) as namespace:
         wait_until(lambda: hub_ready(core, namespace), timeout=90, what="the hub pod to be Ready")
+        RELEASE_VALUES[namespace] = values
         yield namespace
 
 
@@ -179,7 +182,7 @@ def test_alice_server_answers_through_proxy_public(public, alice):
 def test_home_survives_stop_and_start(core, release, public, alice):
     """A file written through the Jupyter contents API is on alice's home claim after a restart."""
     _, session = public
-    (pod,) = core.list_namespaced_pod(release, label_selector="component=singleuser-server").items
+    (pod,) = core.list_namespaced_pod(release, label_selector=ALICE_POD).items
     (claim,) = [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.name == "home"]
     assert core.read_namespaced_persistent_volume_claim(claim, release).status.phase == "Bound"
     text = f"written at {time.time()}"
@@ -194,7 +197,7 @@ def test_home_survives_stop_and_start(core, release, public, alice):
     read = session.get(f"{alice}/api/contents/proof.txt", timeout=10)
     assert read.status_code == 200, read.text[:300]
     assert read.json()["content"] == text
-    (again,) = core.list_namespaced_pod(release, label_selector="component=singleuser-server").items
+    (again,) = core.list_namespaced_pod(release, label_selector=ALICE_POD).items
     assert again.metadata.uid != pod.metadata.uid  # a new pod, the same claim
 
 
@@ -295,4 +298,28 @@ def test_notebook_network(core, release, alice):
         what="the probe pod to finish",
     )
     reached = json.loads(core.read_namespaced_pod_log("notebook-probe", release).strip().splitlines()[-1])
+    core.delete_namespaced_pod("notebook-probe", release)
     assert reached == {"dns": True, "hub_api": True, "proxy_api": False, "metadata": False}
+
+
+def test_upgrade_keeps_alices_server(helm, sandbox, core, release, public, alice):  # noqa: F811
+    """`helm upgrade` with a harmless change restarts the hub (its config checksum changed); alice's
+    pod keeps running and still answers through proxy-public, and the hub knows it again."""
+    _, session = public
+    (before,) = core.list_namespaced_pod(release, label_selector=ALICE_POD).items
+    (hub,) = core.list_namespaced_pod(release, label_selector="app.kubernetes.io/component=hub").items
+    kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", release]
+    run(helm, "upgrade", "hub", CHART, *kube, "-f", SANDBOX_VALUES, "-f", RELEASE_VALUES[release],
+        "--set", "hub.extraConfig=# upgraded by the test")  # fmt: skip
+
+    def new_hub_ready():
+        pods = core.list_namespaced_pod(release, label_selector="app.kubernetes.io/component=hub").items
+        return all(p.metadata.uid != hub.metadata.uid for p in pods) and hub_ready(core, release)
+
+    wait_until(new_hub_ready, timeout=60, what="the upgraded hub to be Ready")
+    wait_until(
+        lambda: (server_state(public) or {}).get("ready"), timeout=30, what=f"{USER}'s server, known again"
+    )
+    (after,) = core.list_namespaced_pod(release, label_selector=ALICE_POD).items
+    assert after.metadata.uid == before.metadata.uid
+    assert session.get(f"{alice}/api/status", timeout=10).status_code == 200
