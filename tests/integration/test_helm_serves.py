@@ -5,12 +5,14 @@ secret, hub egress to the host's bridge address), proved from the host as a user
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import secrets
 import socket
 import ssl
 import time
+import uuid
 
 import pytest
 import requests
@@ -18,11 +20,11 @@ import yaml
 from requests.adapters import HTTPAdapter
 
 from sandbox.keycloak import client_secret
+from tests.conftest import PSA_RESTRICTED
 from tests.integration.chart import CHART, run
 from tests.integration.test_helm import (  # noqa: F401 (fixtures)
     TLS_HOST,
     helm,
-    helm_installed,
     kubectl,
     tls_certificate,
 )
@@ -69,10 +71,21 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
     }
     values = tmp_path_factory.mktemp("release") / "sandbox-known.yaml"
     values.write_text(yaml.safe_dump(known))
-    with helm_installed(helm, sandbox, core, SANDBOX_VALUES, "-f", values, tls=tls_certificate) as namespace:
+    namespace = f"helm-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": namespace, "labels": PSA_RESTRICTED}})
+    tls = {key: base64.b64encode(tls_certificate[key]).decode() for key in ("tls.crt", "tls.key")}
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "hub-tls"}, "type": "kubernetes.io/tls", "data": tls}
+    )
+    kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", namespace]
+    try:
+        run(helm, "install", "hub", CHART, *kube, "-f", SANDBOX_VALUES, "-f", values)
         wait_until(lambda: hub_ready(core, namespace), timeout=90, what="the hub pod to be Ready")
         RELEASE_VALUES[namespace] = values
         yield namespace
+        run(helm, "uninstall", "hub", *kube, "--ignore-not-found")  # the last test uninstalls it
+    finally:
+        core.delete_namespace(namespace)
 
 
 def hub_ready(core, namespace: str) -> bool:
@@ -323,3 +336,11 @@ def test_upgrade_keeps_alices_server(helm, sandbox, core, release, public, alice
     (after,) = core.list_namespaced_pod(release, label_selector=ALICE_POD).items
     assert after.metadata.uid == before.metadata.uid
     assert session.get(f"{alice}/api/status", timeout=10).status_code == 200
+
+
+def test_uninstall_stops_the_users_servers(helm, sandbox, core, release, alice):  # noqa: F811
+    """`helm uninstall` leaves no notebook pod of the release behind (its pre-delete hook)."""
+    assert core.list_namespaced_pod(release, label_selector=ALICE_POD).items
+    kube = ["--kubeconfig", sandbox["kubeconfig"], "--namespace", release]
+    run(helm, "uninstall", "hub", *kube, "--wait", "--timeout", "60s")
+    assert not core.list_namespaced_pod(release, label_selector="component=singleuser-server").items

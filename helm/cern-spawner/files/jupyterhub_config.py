@@ -41,6 +41,8 @@ else:
 # Notebook pods, profiles and node-group growth.
 c.JupyterHub.spawner_class = "cern"
 c.KubeSpawner.namespace = settings["namespace"]
+# Which release made a pod: `helm uninstall` stops this release's notebooks (hook-stop-servers.yaml).
+c.KubeSpawner.common_labels = {"app": "jupyterhub", "heritage": "jupyterhub", **settings["releaseLabels"]}
 c.KubeSpawner.default_url = "/lab"
 c.KubeSpawner.image = settings["singleuserImage"]
 c.KubeSpawner.image_pull_policy = settings["singleuserImagePullPolicy"]

@@ -28,6 +28,12 @@ app.kubernetes.io/instance: {{ $.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/* What marks the notebook pods (and claims) of this release, for the pre-delete hook to find them. */}}
+{{- define "cs.userPodLabels" -}}
+cern.ch/hub-release: {{ .Release.Name }}
+cern.ch/hub-namespace: {{ .Release.Namespace }}
+{{- end -}}
+
 {{- define "cs.userNamespace" -}}
 {{- default .Release.Namespace .Values.singleuser.namespace -}}
 {{- end -}}
@@ -159,6 +165,7 @@ seccompProfile:
   "namespace" (include "cs.userNamespace" .)
   "publicUrl" (trimSuffix "/" .Values.hub.publicUrl)
   "hubService" (printf "%s-hub" $fullname)
+  "releaseLabels" (include "cs.userPodLabels" . | fromYaml)
   "proxyApiService" (printf "%s-proxy-api" $fullname)
   "db" .Values.hub.db.type
   "issuerUrl" .Values.auth.issuerUrl
