@@ -94,7 +94,9 @@ def hub_ready(core, namespace: str) -> bool:
 
 
 def public_address(core, namespace: str) -> tuple[str, int]:
-    """proxy-public's status.loadBalancer address and its https port."""
+    """proxy-public's status.loadBalancer address and its https node port: port 443 there goes to
+    the first LoadBalancer asking for it by namespace/name (docs/sandbox.md), which may be another
+    module's release; the node port is this Service's own."""
 
     def address():
         service = core.read_namespaced_service("proxy-public", namespace)
@@ -103,7 +105,7 @@ def public_address(core, namespace: str) -> tuple[str, int]:
 
     ip = wait_until(address, timeout=30, what="proxy-public's status.loadBalancer")
     (port,) = [
-        p.port
+        p.node_port
         for p in core.read_namespaced_service("proxy-public", namespace).spec.ports
         if p.name == "https"
     ]
