@@ -9,7 +9,7 @@ import json
 import time
 from datetime import datetime
 
-from jupyterhub.utils import AnyTimeoutError, wait_for_http_server
+from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_server
 from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
@@ -327,7 +327,14 @@ class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
                 if blocker and not starting.done() and await self._pod_unscheduled():
                     # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
                     raise GrowthImpossible(blocker.user_message)
-            return starting.result()
+            url = starting.result()
+            # JupyterHub then gives the notebook only http_timeout to answer, though its first start
+            # on a node that just booted (or a loaded one) is part of the start: wait for it here,
+            # within the start's own deadline, as poll() does after a hub restart.
+            if self.server is not None and not self.internal_ssl:
+                notebook = url_path_join(url, self.server.base_url)
+                await wait_for_http_server(notebook, timeout=self.start_timeout)
+            return url
         finally:
             # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
             # stops too; JupyterHub's stop then deletes the pod.

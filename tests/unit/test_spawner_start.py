@@ -273,3 +273,56 @@ async def test_the_story_of_a_grown_node_in_plain_words():
     # The scheduler's text is kept, behind the details.
     assert any("nodes are available" in e.get("details", "") for e in events)
     assert all("<details>" in e["html_message"] for e in events if e.get("details"))
+
+
+@pytest.fixture
+async def late_notebook(monkeypatch):
+    """KubeSpawner's start returns the pod's URL at once; the notebook there answers only once
+    `answer()` is called (a process still importing JupyterLab on a node that just booted)."""
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+    from tornado.web import Application, RequestHandler
+
+    requests = []
+
+    class Lab(RequestHandler):
+        def get(self, _path):
+            requests.append(self.request.path)
+            self.write("lab")
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    server = HTTPServer(Application([(r"/(.*)", Lab)]))
+
+    async def start(self):
+        return f"http://127.0.0.1:{port}"
+
+    monkeypatch.setattr(KubeSpawner, "start", start)
+    monkeypatch.setattr("cern_spawner.spawner.shared_controller", lambda spawner, log: FakeController())
+    yield SimpleNamespace(answer=lambda: server.add_sockets(sockets), requests=requests)
+    server.stop()
+
+
+def with_server(spawner: CERNSpawner) -> CERNSpawner:
+    spawner.server = SimpleNamespace(base_url="/user/bob/")  # what JupyterHub's User gives a spawner
+    return spawner
+
+
+async def test_start_returns_once_the_notebook_answers_not_only_its_pod(late_notebook):
+    spawner = with_server(spawner_for([]))
+    await spawner._run_apply_user_options({})
+    spawn = asyncio.ensure_future(spawner.start())
+    await asyncio.sleep(0.5)
+    assert not spawn.done()  # JupyterHub would now allow only http_timeout for the notebook
+    late_notebook.answer()
+    url = await asyncio.wait_for(spawn, 10)
+    assert url.startswith("http://127.0.0.1:")
+    assert late_notebook.requests == ["/user/bob/"]
+
+
+async def test_a_notebook_that_never_answers_ends_the_start_at_its_deadline(late_notebook):
+    spawner = with_server(spawner_for([], start_timeout=2))
+    await spawner._run_apply_user_options({})
+    with pytest.raises(StartTimedOut):
+        await asyncio.wait_for(spawner.start(), 2)
+    assert late_notebook.requests == []
