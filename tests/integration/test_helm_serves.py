@@ -329,7 +329,12 @@ def test_upgrade_keeps_alices_server(helm, sandbox, core, release, public, alice
 
     def new_hub_ready():
         pods = core.list_namespaced_pod(release, label_selector="app.kubernetes.io/component=hub").items
-        return all(p.metadata.uid != hub.metadata.uid for p in pods) and hub_ready(core, release)
+        if not (all(p.metadata.uid != hub.metadata.uid for p in pods) and hub_ready(core, release)):
+            return False
+        # Ready is not yet reachable: the hub Service's rules follow the new endpoint a moment later
+        # (kube-proxy's lag, modelled), and meanwhile the proxy answers 503.
+        base, session = public
+        return session.get(f"{base}/hub/health", timeout=10).status_code == 200
 
     wait_until(new_hub_ready, timeout=60, what="the upgraded hub to be Ready")
     wait_until(
