@@ -41,11 +41,6 @@ def shown(value, limit: int = SHOWN_LIMIT) -> str:
     return f"'{text}…'" if cut else f"'{text}'"
 
 
-def has_hidden_characters(value: str) -> bool:
-    """True when `value` holds a control, format (bidi, zero-width) or line-separator character."""
-    return any(_escaped(ch) != ch and ch not in "\\'" for ch in value)
-
-
 class RefusalLogFilter(logging.Filter):
     """Makes a log record about a refused spawn a one-line warning without a traceback.
 
