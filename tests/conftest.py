@@ -88,6 +88,25 @@ def pytest_configure(config):
         os.environ.setdefault(RUN, uuid.uuid4().hex)  # before the workers start: they inherit it
 
 
+# Each test is marked by the folder it lives in, so that `-m unit` (`make unit`) selects every unit
+# test whether or not its module remembered a `pytestmark`.
+FOLDER_MARKS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+TESTS = Path(__file__).resolve().parent
+
+
+# tryfirst: the marks must be on the items before pytest's own hook deselects by `-m`.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        try:
+            folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (named on the command line): no folder mark
+            continue
+        mark = FOLDER_MARKS.get(folder)
+        if mark is not None:
+            item.add_marker(mark)
+
+
 def pytest_sessionfinish(session):
     """Under xdist: stop the sandbox a worker started for this run, now that every worker is done."""
     if not _controller(session.config) or os.environ.get("CERN_SANDBOX_KEEP"):

@@ -41,13 +41,6 @@ HUB_EXTRA = (
 SECONDS = 1000  # Playwright counts in milliseconds
 
 
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.e2e)
-
-
 # Per module, not per session: while Playwright's sync API is open, an event loop counts as running
 # in this thread, and every async test collected after the browser tests would fail to start.
 @pytest.fixture(scope="module")
