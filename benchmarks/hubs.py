@@ -1,0 +1,327 @@
+"""The hubs the benchmarks compare, and how they are measured. Shared by every benchmark.
+
+- `cern_hub`: the repository's jupyterhub_config.py (CERNSpawner, its authenticator, handlers and
+  templates) plus a few lines, through `sandbox.hubrunner.start_hub`.
+- `anchor_hub`: plain `kubespawner.KubeSpawner` with a config written here that loads NO code of
+  ours: it never reads jupyterhub_config.py, and an import hook installed first in its config makes
+  any import of `cern_spawner` or `sandbox` fail, so the hub would not start if anything tried (fair
+  by construction, not by reading logs). It gets the same knobs ours gets from jupyterhub_config.py
+  that change a spawn's cost (start and HTTP timeouts, default URL, a service token for the REST API).
+- `Meter`: CPU seconds (utime + stime from /proc: process time, so other load on the shared machine
+  does not count) of a hub process and its children except configurable-http-proxy (measured
+  apart), and its resident memory.
+- `machine()` / `load()`: cores, Python, load averages, recorded beside every figure.
+- `alternating(names, round)`: the order in which round `round` runs the hubs (first one side, then
+  the other), so neither always runs first on a machine that warms up or gets busier.
+- `standin_notebook()`: for a `--fake` sandbox, where pods run nothing, one tiny HTTP server on
+  the loopback answering for every user's notebook; `STANDIN_CONFIG` points both hubs at it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.controlplane import _http_ok, free_port  # noqa: E402
+from sandbox.hubrunner import Hub, start_hub  # noqa: E402
+from sandbox.nodeagent.network import PodNetwork  # noqa: E402
+from sandbox.procs import wait_for  # noqa: E402
+
+STANDIN_PORT = 8888  # KubeSpawner's default notebook port: the pods' port and the stand-in's
+# Both hubs connect to every notebook at the stand-in (pod_connect_ip) instead of the pod's IP.
+STANDIN_CONFIG = 'c.KubeSpawner.pod_connect_ip = "127.0.0.1"\n'
+
+# Installed first in the anchor's config: nothing of ours can be imported in that process.
+_REFUSE_OURS = '''
+import sys
+
+
+class _NoCodeOfOurs:
+    """The anchor hub is plain KubeSpawner: importing our packages is an error, not a detail."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("cern_spawner", "sandbox", "benchmarks"):
+            raise ImportError(f"the anchor hub loads no code of cern-spawner (something imported {name})")
+        return None
+
+
+sys.meta_path.insert(0, _NoCodeOfOurs())
+'''
+
+
+def load() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine(**extra) -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_1_5_15": load(),
+        **extra,
+    }
+
+
+def alternating(names: tuple[str, ...] | list[str], round_index: int) -> list[str]:
+    """Round 0 runs the hubs in the given order, round 1 reversed, and so on."""
+    return list(names) if round_index % 2 == 0 else list(reversed(names))
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (with `children`: plus its reaped children's)."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+class Meter:
+    """CPU and memory of one hub process: children (git, helpers) counted, the proxy apart."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.proxy = int((Path(hub.directory) / "proxy.pid").read_text().strip())
+
+    def sample(self) -> dict:
+        pid = self.hub.process.pid
+        others = 0.0
+        for child in _descendants(pid):
+            if child != self.proxy:
+                try:
+                    others += cpu_seconds(child)
+                except OSError:
+                    pass
+        return {
+            "hub_cpu_s": cpu_seconds(pid, children=True) + others,
+            "proxy_cpu_s": cpu_seconds(self.proxy),
+            "hub_rss_bytes": rss_bytes(pid),
+        }
+
+
+def cern_hub(directory: Path, extra_config: str = "", env: dict | None = None, timeout: float = 120) -> Hub:
+    """CERNSpawner with the repository's jupyterhub_config.py (and `extra_config` after it)."""
+    hub = start_hub(directory, extra_config, timeout=timeout, env=env)
+    hub.directory = directory
+    return hub
+
+
+def ensure_namespace(core, name: str) -> None:
+    """`core`: a kubernetes (sync) CoreV1Api."""
+    from kubernetes import client
+
+    try:
+        core.create_namespace({"metadata": {"name": name}})
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+
+
+def anchor_config(report: dict, namespace: str, token: str, directory: Path, ports: dict) -> str:
+    """The anchor hub's whole config: plain KubeSpawner, none of our code (see the module doc)."""
+    # Where pods reach the hub: as jupyterhub_config.py computes it, from the sandbox's own settings.
+    settings = json.loads((Path(report["state_dir"]) / "sandbox.json").read_text())
+    gateway = "127.0.0.1" if settings.get("fake") else PodNetwork(**settings["network"]).gateway
+    return (
+        _REFUSE_OURS
+        + f"""
+c = get_config()  # noqa: F821
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.JupyterHub.authenticator_class = "dummy"  # the benchmarks spawn through the REST API
+c.KubeSpawner.namespace = {namespace!r}
+c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeSpawner.default_url = "/lab"
+c.KubeSpawner.start_timeout = 120
+c.KubeSpawner.http_timeout = 60
+c.JupyterHub.hub_bind_url = "http://{gateway}:{ports["hub"]}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{ports["proxy"]}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{ports["proxy_api"]}"
+c.ConfigurableHTTPProxy.command = [{str(ROOT / "node_modules" / ".bin" / "configurable-http-proxy")!r}]
+c.ConfigurableHTTPProxy.pid_file = {str(directory / "proxy.pid")!r}
+c.JupyterHub.db_url = "sqlite:///{directory / "jupyterhub.sqlite"}"
+c.JupyterHub.cookie_secret_file = {str(directory / "jupyterhub_cookie_secret")!r}
+c.JupyterHub.services = [{{"name": "automation", "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [
+    {{
+        "name": "automation",
+        "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "admin:groups",
+                   "read:metrics"],
+        "services": ["automation"],
+    }}
+]
+"""
+    )
+
+
+def anchor_hub(
+    directory: Path,
+    report: dict,
+    namespace: str,
+    extra_config: str = "",
+    timeout: float = 120,
+) -> Hub:
+    """Plain KubeSpawner on the sandbox described by `report` (`python -m sandbox up --json`),
+    spawning into `namespace` (create it first: `ensure_namespace`). No code of ours is loaded."""
+    directory.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    ports = {name: free_port() for name in ("hub", "proxy", "proxy_api")}
+    config = directory / "anchor_config.py"
+    config.write_text(anchor_config(report, namespace, token, directory, ports) + extra_config)
+    config.chmod(0o600)  # it holds the token
+    # kubernetes_asyncio reads $KUBECONFIG when first imported; the hub runs outside the repository.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["KUBECONFIG"] = report["kubeconfig"]
+    log = directory / "hub.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(config)],
+            cwd=directory,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    hub = Hub(f"http://127.0.0.1:{ports['proxy']}", token, process, log)
+    hub.directory = directory
+    try:
+        wait_for(
+            lambda: _http_ok(f"{hub.url}/hub/health"),
+            timeout=timeout,
+            what="the anchor hub's /hub/health",
+            hint=f"see {log}",
+            give_up=lambda: (
+                None
+                if process.poll() is None
+                else f"the anchor hub exited with {process.returncode}: {log.read_text()[-3000:]}"
+            ),
+        )
+    except Exception as e:
+        hub.stop()
+        raise RuntimeError(str(e)) from e
+    return hub
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = b'{"stand-in": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+def standin_notebook(port: int = STANDIN_PORT) -> http.server.ThreadingHTTPServer:
+    """One HTTP server on 127.0.0.1:`port` answering 200 to every path: every user's "notebook" on a
+    --fake sandbox. `.shutdown()` stops it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Answer)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def sandbox_up(state: Path, topology: Path | None = None, fake: bool = False) -> dict:
+    """Start (or reuse) the sandbox at `state`; its report."""
+    command = [sys.executable, "-m", "sandbox", "up", "--json"]
+    if topology:
+        command += ["--topology", str(topology)]
+    if fake:
+        command.append("--fake")
+    up = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CERN_SANDBOX_STATE": str(state)},
+    )
+    if up.returncode != 0:
+        raise SystemExit(up.stderr)
+    return json.loads(up.stdout)
+
+
+def sandbox_down(state: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "sandbox", "down"],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "CERN_SANDBOX_STATE": str(state)},
+    )
+
+
+def servers_ready(hub: Hub, users: list[str]) -> dict[str, bool | None]:
+    """Each user's default server: True ready, False starting, None none (stopped or failed)."""
+    states: dict[str, bool | None] = {}
+    offset = 0
+    while True:
+        page = hub.api("GET", f"/users?limit=200&offset={offset}").json()
+        for user in page:
+            server = user["servers"].get("")
+            states[user["name"]] = None if not server else bool(server.get("ready"))
+        if len(page) < 200:
+            break
+        offset += 200
+    return {u: states.get(u) for u in users}
+
+
+__all__ = [
+    "STANDIN_CONFIG",
+    "Hub",
+    "Meter",
+    "alternating",
+    "anchor_hub",
+    "cern_hub",
+    "cpu_seconds",
+    "ensure_namespace",
+    "load",
+    "machine",
+    "rss_bytes",
+    "sandbox_down",
+    "sandbox_up",
+    "servers_ready",
+    "standin_notebook",
+]
