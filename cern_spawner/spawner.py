@@ -18,6 +18,7 @@ from .binder.errors import BinderRefused
 from .binder.spawning import BinderSpawnerMixin, SpawnRefused
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
+from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
@@ -37,7 +38,7 @@ NB_GID = 100
 REFUSALS = (SpawnRefused, OptionsRefused, BinderRefused)
 
 
-class CERNSpawner(BinderSpawnerMixin, KubeSpawner):
+class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
     profiles_path = List(
