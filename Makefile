@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHELL := /bin/bash
 
-.PHONY: demo test unit integration lint sandbox-up down clean deps tools
+.PHONY: demo test unit integration lint package docs sandbox-up down clean deps tools
 
 CHROMIUM := /usr/bin/chromium
 
@@ -30,10 +30,12 @@ $(NFT):
 	   || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; } ) \
 	   || { echo "could not install nftables: run 'apt-get install nftables' as root" >&2; exit 1; }
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# cern-spawner and, beside it, the sandbox: a distribution of its own (sandbox/pyproject.toml), never in
+# cern-spawner's wheel nor in the hub image.
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]' -e ./sandbox
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -57,6 +59,18 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# cern-spawner's wheel and sdist, built in a scratch folder from the files the hub image gets (the
+# Dockerfile's COPY lines): twine checks their metadata, scripts/check_wheel.py that the wheel holds
+# cern_spawner only, with all of its files.
+package: deps
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir "$$tmp/src"; cp -r pyproject.toml README.md LICENSE cern_spawner "$$tmp/src/"; \
+	find "$$tmp/src" -name __pycache__ -prune -exec rm -rf {} +; \
+	$(PY) -m build --outdir "$$tmp/dist" "$$tmp/src" > "$$tmp/build.log" 2>&1 \
+	  || { cat "$$tmp/build.log"; echo "python -m build failed" >&2; exit 1; }; \
+	$(VENV)/bin/twine check --strict "$$tmp"/dist/*; \
+	$(PY) scripts/check_wheel.py "$$tmp"/dist/*.whl "$$tmp/src/cern_spawner"
+
 unit: deps
 	$(PY) -m pytest -m unit
 
@@ -72,7 +86,7 @@ tools: deps
 # Two workers share it; modules that share a part of it never run at once (tests/conftest.py).
 # Serially: `$(PY) -m pytest`.
 TEST_WORKERS ?= 2
-test: lint tools
+test: lint package tools
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 down:
