@@ -71,6 +71,12 @@ package: deps
 	$(VENV)/bin/twine check --strict "$$tmp"/dist/*; \
 	$(PY) scripts/check_wheel.py "$$tmp"/dist/*.whl "$$tmp/src/cern_spawner"
 
+# The docs site (Sphinx, MyST, pydata-sphinx-theme) in build/docs/html. As JupyterHub's docs: every
+# warning is an error (-W), all of them are reported (--keep-going), and every cross-reference must
+# resolve (-n); -E rereads every page so that a warning is never hidden by the previous build.
+docs: deps
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs build/docs/html
+
 unit: deps
 	$(PY) -m pytest -m unit
 
@@ -86,7 +92,7 @@ tools: deps
 # Two workers share it; modules that share a part of it never run at once (tests/conftest.py).
 # Serially: `$(PY) -m pytest`.
 TEST_WORKERS ?= 2
-test: lint package tools
+test: lint package docs tools
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 down:
