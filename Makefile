@@ -73,9 +73,12 @@ package: deps
 
 # The docs site (Sphinx, MyST, pydata-sphinx-theme) in build/docs/html. As JupyterHub's docs: every
 # warning is an error (-W), all of them are reported (--keep-going), and every cross-reference must
-# resolve (-n); -E rereads every page so that a warning is never hidden by the previous build.
+# resolve (-n). Its pickled state goes to a scratch folder: every build rereads every page, so that a
+# warning is never hidden by the previous build, and two builds at once do not share it.
 docs: deps
-	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs build/docs/html
+	@set -e; doctrees=$$(mktemp -d); trap 'rm -rf "$$doctrees"' EXIT; \
+	$(PY) -m sphinx -W --keep-going -n -q -b html -d "$$doctrees" docs build/docs/html
+	@echo "docs: build/docs/html/index.html"
 
 unit: deps
 	$(PY) -m pytest -m unit

@@ -32,6 +32,8 @@ myst_heading_anchors = 3
 # own docs (see cern_docs.skip_foreign_traits).
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "none"
+# The settings page's outline lists each setting under its class, not the class twice.
+toc_object_entries_show_parents = "hide"
 
 html_theme = "pydata_sphinx_theme"
 html_title = "cern-spawner"
