@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHELL := /bin/bash
 
-.PHONY: demo test unit integration lint package docs sandbox-up down clean deps tools
+.PHONY: demo test unit integration lint package docs sandbox-up down clean deps tools bench
 
 CHROMIUM := /usr/bin/chromium
 
@@ -97,6 +97,24 @@ tools: deps
 TEST_WORKERS ?= 2
 test: lint package docs tools
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+
+# Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
+# of docs/performance.md from them (`python -m benchmarks.report`). About an hour on 2 cores; run it
+# on a machine doing nothing else. Each hub comparison is against the anchor of benchmarks/hubs.py
+# (plain KubeSpawner, no code of ours). hub_cost and gpu_burst start sandboxes of their own; the
+# others share one at $(BENCH_STATE), stopped at the end.
+BENCH_STATE ?= /tmp/sbx-bench
+bench: deps tools
+	$(PY) benchmarks/scaling_decisions.py
+	$(PY) benchmarks/form_render.py
+	$(PY) benchmarks/hub_cost.py
+	$(PY) benchmarks/gpu_burst.py
+	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/idle_cpu.py
+	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/spawn_latency.py
+	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/binder_launch.py
+	@if [ -f benchmarks/spawn_burst.py ]; then CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/spawn_burst.py; fi
+	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) -m sandbox down
+	$(PY) -m benchmarks.report
 
 down:
 	$(PY) -m sandbox down

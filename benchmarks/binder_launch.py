@@ -52,12 +52,12 @@ from kubernetes import client, config, watch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import hubs  # noqa: E402
 from cern_spawner.binder.config import BinderConfig  # noqa: E402
 from cern_spawner.binder.images import image_name  # noqa: E402
 from cern_spawner.binder.registry import RegistryClient  # noqa: E402
 from cern_spawner.binder.resolve import resolve_ref  # noqa: E402
 from sandbox.builder import oci  # noqa: E402
-from sandbox.hubrunner import start_hub  # noqa: E402
 
 PROFILE = "shared-1g"  # cpu 0.1-0.5, memory 512M-1G (profiles/default.yaml)
 REPO = "requirements"  # one of the sandbox git server's repositories
@@ -71,11 +71,9 @@ def plain_config(image: str) -> str:
     """Plain KubeSpawner given the repository's image directly, with the profile's resources; as
     in spawn_latency.py, its command (the default is the image's CMD, which the sandbox cannot run)
     and a namespace without PSA enforcement, which its default pods would fail."""
+    # The anchor hub of benchmarks/hubs.py (no code of ours) sets the spawner, namespace and cmd.
     return (
         COMMON_CONFIG
-        + 'c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"\n'
-        + f"c.KubeSpawner.namespace = {PLAIN_NAMESPACE!r}\n"
-        + 'c.KubeSpawner.cmd = ["jupyterhub-singleuser"]\n'
         + f"c.KubeSpawner.image = {image!r}\n"
         + "c.KubeSpawner.cpu_guarantee = 0.1\n"
         + "c.KubeSpawner.cpu_limit = 0.5\n"
@@ -341,8 +339,8 @@ def main() -> None:
     builds = BuildWatch(core, namespace)
     phases: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        cern = start_hub(Path(scratch) / "cern", COMMON_CONFIG)
-        plain = start_hub(Path(scratch) / "plain", plain_config(image))
+        cern = hubs.cern_hub(Path(scratch) / "cern", COMMON_CONFIG)
+        plain = hubs.anchor_hub(Path(scratch) / "plain", report, PLAIN_NAMESPACE, plain_config(image))
         logs = {"CERNSpawner": HubLog(cern), "KubeSpawner": HubLog(plain)}
         try:
             # Warm-up, not counted: first spawns of each hub (imports, caches); builds the image
@@ -364,7 +362,8 @@ def main() -> None:
             pod_to_ready = {name: [] for name in contenders}
             launch_steps, reuse_builds, firsts = [], 0, []
             for round_ in range(max(args.launches, args.builds)):
-                for name, (hub, ns, opts) in contenders.items():
+                for name in hubs.alternating(list(contenders), round_):
+                    hub, ns, opts = contenders[name]
                     if round_ >= args.launches:
                         break
                     user = f"bench-reuse-{round_}"
@@ -407,7 +406,8 @@ def main() -> None:
                     concurrent_launch(cern, core, namespace, builds, users, options, forget=image)
                 )
                 users = [f"bench-burst-{round_}-{i}" for i in range(args.concurrent)]
-                for name, (hub, ns, opts) in contenders.items():
+                for name in hubs.alternating(list(contenders), round_):
+                    hub, ns, opts = contenders[name]
                     bursts[name].append(concurrent_launch(hub, core, ns, builds, users, opts))
         finally:
             builds.stop()

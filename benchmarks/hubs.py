@@ -284,6 +284,13 @@ def sandbox_up(state: Path, topology: Path | None = None, fake: bool = False) ->
     return json.loads(up.stdout)
 
 
+def state_dir() -> Path:
+    """$CERN_SANDBOX_STATE, or the sandbox's default state directory."""
+    from sandbox.config import state_dir as configured
+
+    return configured()
+
+
 def sandbox_down(state: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "sandbox", "down"],

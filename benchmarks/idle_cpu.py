@@ -1,17 +1,13 @@
 """The hub's CPU while nobody uses it: CERNSpawner with GPU growth on, against plain KubeSpawner.
 
-Two hubs side by side on one sandbox, in the same run, both from `sandbox.hubrunner.start_hub`
-(the repository's jupyterhub_config.py: the same authenticator, handlers and templates):
+Two hubs side by side on one sandbox, in the same run, both from benchmarks/hubs.py:
 
 - CERNSpawner with growth on: `openstack_cloud` is the sandbox's OpenStack simulator (as
   jupyterhub_config.py sets it) and the catalog scales three of the sandbox's GPU groups (`gpu-v100`
   and `gpu-a100` by resize, `gpu-t4` by raising min), so the scaling controller starts with the hub
   (`start_with_hub`) and runs its watch of every Node and Pod and its slow cloud refresh.
-- plain `kubespawner.KubeSpawner` with NO scaling controller. jupyterhub_config.py sets
-  `openstack_cloud` and calls `start_with_hub` whenever the sandbox has an OpenStack simulator
-  (issue 16: gpu_burst.py's plain hub ran the controller too). This hub therefore reads the sandbox
-  through a view of its state directory (every entry linked, `sandbox.json` without `openstack`),
-  so the config neither sets a cloud nor starts the controller; its config asserts it.
+- plain `kubespawner.KubeSpawner`: the anchor hub of benchmarks/hubs.py, whose config loads no code
+  of ours (no jupyterhub_config.py, no scaling controller; an import hook refuses cern_spawner).
 
 Neither hub has a user or a server. After `--settle` seconds, `--rounds` windows of `--window`
 seconds each: the CPU seconds (utime + stime from /proc, so robust to other load on the machine)
@@ -53,8 +49,8 @@ from kubernetes import client, config, watch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import hubs  # noqa: E402
 from cern_spawner.scaling.config import GPUScaling  # noqa: E402
-from sandbox.hubrunner import start_hub, state_without_cloud  # noqa: E402
 
 # Recorded with the results, from the code measured rather than written down by hand.
 IDLE_REFRESH = GPUScaling.class_traits()["idle_refresh"].default_value
@@ -109,15 +105,9 @@ profiles:
 """
 PLAIN_NAMESPACE = "bench-kubespawner"
 CERN_CONFIG = """
-assert c.CERNSpawner.openstack_cloud == "sandbox", "the CERN hub must grow groups"  # noqa: F821
+assert c.GPUScaling.openstack_cloud == "sandbox", "the CERN hub must grow groups"  # noqa: F821
 """
-PLAIN_CONFIG = f"""
-c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-c.KubeSpawner.namespace = {PLAIN_NAMESPACE!r}
-c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
-# jupyterhub_config.py read a sandbox without a cloud: no openstack_cloud, no start_with_hub.
-assert "openstack_cloud" not in c.CERNSpawner, "the plain hub must not run the scaling controller"
-"""
+PLAIN_CONFIG = ""  # the anchor hub as benchmarks/hubs.py writes it
 
 
 def load() -> list[float]:
@@ -277,11 +267,10 @@ def main() -> None:
         scratch = Path(scratch_name)
         (scratch / "profiles").mkdir()
         (scratch / "profiles" / "idle.yaml").write_text(CATALOG)
-        plain_state = state_without_cloud(Path(report["state_dir"]), scratch / "plain-state")
-        cern = start_hub(scratch / "cern", CERN_CONFIG, env={"CERN_PROFILES": str(scratch / "profiles")})
+        cern = hubs.cern_hub(scratch / "cern", CERN_CONFIG, env={"CERN_PROFILES": str(scratch / "profiles")})
         plain = None
         try:
-            plain = start_hub(scratch / "plain", PLAIN_CONFIG, env={"CERN_SANDBOX_STATE": str(plain_state)})
+            plain = hubs.anchor_hub(scratch / "plain", report, PLAIN_NAMESPACE, PLAIN_CONFIG)
             meters = {
                 "CERNSpawner": HubCPU(cern, scratch / "cern"),
                 "KubeSpawner": HubCPU(plain, scratch / "plain"),
@@ -369,8 +358,7 @@ def main() -> None:
             "scaled_groups": list(GROUPS),
             "cern_hub": "CERNSpawner, openstack_cloud = the sandbox's simulator, start_with_hub, defaults "
             f"(scaling_interval 2 s, GPUScaling.idle_refresh {IDLE_REFRESH:g} s)",
-            "plain_hub": "kubespawner.KubeSpawner; jupyterhub_config.py read a sandbox without a cloud "
-            "(no openstack_cloud, no start_with_hub)",
+            "plain_hub": "the anchor hub of benchmarks/hubs.py: kubespawner.KubeSpawner, no code of ours",
             "plain_hub_log_mentions_scaling": "scaling" in plain_log.lower(),
         },
         "machine": {

@@ -1,21 +1,21 @@
 """Spawn and stop latency: CERNSpawner against plain KubeSpawner, side by side on the sandbox.
 
-Two hubs run at once against the same cluster; spawns alternate between them so that both see the
-same machine load. Each spawn is timed from the REST request to the server being ready (pod
-scheduled, process started, notebook answering the hub), each stop until the pod object is gone.
+Two hubs run at once against the same cluster (benchmarks/hubs.py: CERNSpawner, and the anchor,
+plain KubeSpawner with no code of ours); spawns alternate between them so that both see the same
+machine load, and which hub goes first alternates by round. Each spawn is timed from the REST
+request to the server being ready (pod scheduled, process started, notebook answering the hub),
+each stop until the pod object is gone.
 
     .venv/bin/python benchmarks/spawn_latency.py [--rounds N]
 
-Writes benchmarks/results/spawn_latency.json and the table in docs/performance.md.
+Writes benchmarks/results/spawn_latency.json (`python -m benchmarks.report` makes the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,16 +26,13 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sandbox.hubrunner import start_hub  # noqa: E402
+from benchmarks import hubs  # noqa: E402
 
 PLAIN_NAMESPACE = "bench-kubespawner"
 # Plain KubeSpawner as most deployments start: its defaults, plus the command (its default is the
 # image's CMD, which the sandbox cannot run) and a namespace that does not enforce PSA restricted,
 # which its default pods would fail.
-PLAIN_CONFIG = f"""
-c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-c.KubeSpawner.namespace = {PLAIN_NAMESPACE!r}
-c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+PLAIN_CONFIG = """
 c.KubeSpawner.cpu_limit = 1.0
 c.KubeSpawner.mem_limit = "2G"
 """
@@ -89,21 +86,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    up = subprocess.run(
-        [sys.executable, "-m", "sandbox", "up", "--json"], cwd=ROOT, capture_output=True, text=True
-    )
-    if up.returncode != 0:
-        raise SystemExit(up.stderr)
-    report = json.loads(up.stdout)
+    began, load_start = time.time(), hubs.load()
+    report = hubs.sandbox_up(hubs.state_dir())
     core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
-    try:
-        core.create_namespace({"metadata": {"name": PLAIN_NAMESPACE}})
-    except client.ApiException as e:
-        if e.status != 409:
-            raise
+    hubs.ensure_namespace(core, PLAIN_NAMESPACE)
     with tempfile.TemporaryDirectory() as scratch:
-        cern = start_hub(Path(scratch) / "cern")
-        plain = start_hub(Path(scratch) / "plain", PLAIN_CONFIG)
+        cern = hubs.cern_hub(Path(scratch) / "cern")
+        plain = hubs.anchor_hub(Path(scratch) / "plain", report, PLAIN_NAMESPACE, PLAIN_CONFIG)
         try:
             contenders = {
                 "CERNSpawner": (cern, report["user_namespace"], {"profile": "shared-2g"}),
@@ -112,7 +101,8 @@ def main() -> None:
             spawns = {name: [] for name in contenders}
             stops = {name: [] for name in contenders}
             for round_ in range(args.rounds + 1):
-                for name, (hub, namespace, options) in contenders.items():
+                for name in hubs.alternating(list(contenders), round_):
+                    hub, namespace, options = contenders[name]
                     spawn, stop = spawn_and_stop(hub, core, namespace, f"bench-{round_}", options)
                     if round_ > 0:  # the first round warms caches (imports, page cache)
                         spawns[name].append(spawn)
@@ -123,7 +113,9 @@ def main() -> None:
     results = {
         "benchmark": "spawn_latency",
         "rounds": args.rounds,
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)),
+        "duration_s": round(time.time() - began, 1),
+        "machine": hubs.machine(loadavg_start=load_start),
         "spawn": {name: summary(samples) for name, samples in spawns.items()},
         "stop": {name: summary(samples) for name, samples in stops.items()},
     }

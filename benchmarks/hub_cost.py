@@ -1,0 +1,422 @@
+"""What the hub process itself costs: CPU per spawn (shared and GPU), idle CPU, and CPU and memory
+at rest with 1,000 running servers — CERNSpawner against the anchor (plain KubeSpawner, none of our
+code loaded: benchmarks/hubs.py).
+
+A `--fake` sandbox of its own (cluster `cost`): pods are bound by the real scheduler and marked
+Running by the node agent without starting anything, and every user's "notebook" is one stand-in
+HTTP server on the loopback (`hubs.standin_notebook`, both hubs connect there). So what is measured
+is the hub's own work — the REST request, the spawner, the Kubernetes API calls, the watches, the
+readiness check, the proxy route — without two cores also starting Jupyter servers, which made the
+earlier burst figures depend on the machine's load more than on the hub. Modelled, not real: the
+notebook processes; the pods, nodes, scheduler, API server and (for GPU) the cloud's node boots
+(the OpenStack simulator, nodes joining as the Node objects a kubelet would post) are real.
+
+Both hubs run all along, each in its own namespace, with the same two profiles: CERNSpawner's
+catalog (shared-1g, and gpu-1 on the group `gpu-grow` that it grows from 0 nodes through the
+simulator) and, for the anchor, KubeSpawner's `profile_list` with the same pods (resources, node
+selector, toleration); the anchor cannot grow a group, so its GPU profile selects the group
+`gpu-hand`, which an admin sizes by hand (same cloud API) before its GPU round, outside the clock.
+
+1. Idle: `--idle-rounds` windows of `--window` s, no servers.
+2. Per spawn: `--rounds` rounds; in each, `--spawns` users start the shared profile at once on one
+   hub, then on the other (the order alternates by round), then the same for the GPU profile. CPU
+   per spawn = the hub's CPU from the first request until every server is ready, divided by the
+   spawns; the servers are then stopped and the pods gone before the next hub's turn.
+3. At rest with `--servers` running servers: the anchor's servers are started, left `--settle` s,
+   then `--rest-rounds` windows measure its CPU and RSS; then the CERN hub's, measured the same way
+   (the anchor's servers still running: the CERN hub's cluster-wide watch holds them too), then the
+   anchor again, now with both hubs' servers in the cluster.
+
+    .venv/bin/python benchmarks/hub_cost.py [--spawns 40] [--rounds 2] [--servers 1000]
+
+Writes benchmarks/results/hub_cost.json; `python -m benchmarks.report` makes docs/performance.md's tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from kubernetes import client, config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import hubs  # noqa: E402
+from cern_spawner.scaling.hub import connect  # noqa: E402
+from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
+
+LABEL = "magnum.openstack.org/nodegroup"
+PER_NODE, CEILING = 4, 16
+ANCHOR_NAMESPACE = "bench-anchor"
+TOPOLOGY = f"""
+cluster: cost
+node_group_label: {LABEL}
+node_groups:
+  default-worker: {{nodes: 20, cpu: "64", memory: 512Gi, zones: [cern-geneva-a]}}
+  gpu-grow:
+    nodes: 0
+    cpu: "64"
+    memory: 256Gi
+    zones: [cern-geneva-a]
+    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
+    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
+  gpu-hand:
+    nodes: 0
+    cpu: "64"
+    memory: 256Gi
+    zones: [cern-geneva-a]
+    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
+    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
+"""
+CATALOG = f"""
+node_groups:
+  default-worker: {{}}
+  gpu-grow:
+    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
+    taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{backend: magnum, cluster: cost, mode: resize, min_nodes: 0, max_nodes: {CEILING}}}
+profiles:
+  - slug: shared-1g
+    display_name: "Shared, 1 GB memory"
+    kind: shared
+    cpu: {{guarantee: 0.1, limit: 1}}
+    memory: {{guarantee: 256M, limit: 1G}}
+    node_group: default-worker
+    default: true
+  - slug: gpu-1
+    display_name: "Dedicated 1 GPU"
+    kind: dedicated
+    cpu: 0.5
+    memory: 1G
+    gpus: 1
+    node_group: gpu-grow
+"""
+# Both hubs: wait for the stand-in, and let a burst start at once (JupyterHub's default limit is 100).
+COMMON = hubs.STANDIN_CONFIG + "c.JupyterHub.concurrent_spawn_limit = 0\n"
+CERN_CONFIG = (
+    COMMON
+    + "import os\nc.JupyterHub.hub_bind_url = f\"http://127.0.0.1:{os.environ['CERN_HUB_PORT']}\"\n"
+    + "c.GPUScaling.interval = 1\nc.GPUScaling.grace_period = 10\n"
+)
+TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
+ANCHOR_PROFILES = [
+    {
+        "display_name": "Shared, 1 GB memory",
+        "slug": "shared-1g",
+        "default": True,
+        "kubespawner_override": {
+            "cpu_guarantee": 0.1,
+            "cpu_limit": 1.0,
+            "mem_guarantee": "256M",
+            "mem_limit": "1G",
+            "node_selector": {LABEL: "default-worker"},
+        },
+    },
+    {
+        "display_name": "Dedicated 1 GPU",
+        "slug": "gpu-1",
+        "kubespawner_override": {
+            "cpu_guarantee": 0.5,
+            "cpu_limit": 0.5,
+            "mem_guarantee": "1G",
+            "mem_limit": "1G",
+            "extra_resource_guarantees": {"nvidia.com/gpu": "1"},
+            "extra_resource_limits": {"nvidia.com/gpu": "1"},
+            "node_selector": {LABEL: "gpu-hand"},
+            "tolerations": [TOLERATION],
+        },
+    },
+]
+ANCHOR_CONFIG = COMMON + f"c.KubeSpawner.profile_list = {ANCHOR_PROFILES!r}\n"
+
+
+def wait(predicate, timeout: float, what: str, step: float = 0.5) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(what)
+        time.sleep(step)
+    return time.perf_counter() - start
+
+
+class Side:
+    def __init__(self, name: str, hub, namespace: str, gpu_group: str):
+        self.name, self.hub, self.namespace, self.gpu_group = name, hub, namespace, gpu_group
+        self.meter = hubs.Meter(hub)
+
+
+def create_users(hub, users: list[str]) -> None:
+    for start in range(0, len(users), 200):
+        response = hub.api("POST", "/users", json={"usernames": users[start : start + 200]})
+        if response.status_code not in (201, 409):
+            raise RuntimeError(f"creating users: {response.status_code} {response.text[:300]}")
+
+
+def start_servers(side: Side, users: list[str], options: dict, timeout: float = 1800) -> dict:
+    """All at once; the hub's CPU from the first request until every server is ready."""
+    before = side.meter.sample()
+    began = time.perf_counter()
+
+    def spawn(user):
+        response = side.hub.api("POST", f"/users/{user}/server", json=options)
+        if response.status_code not in (201, 202):
+            raise RuntimeError(f"{side.name} {user}: {response.status_code} {response.text[:200]}")
+
+    with ThreadPoolExecutor(min(len(users), 50)) as pool:
+        list(pool.map(spawn, users))
+
+    def all_ready():
+        states = hubs.servers_ready(side.hub, users)
+        gone = [u for u, s in states.items() if s is None]
+        if gone:
+            raise RuntimeError(
+                f"{side.name}: {len(gone)} spawn(s) failed, e.g. {gone[0]}: see {side.hub.log}"
+            )
+        return all(states.values())
+
+    wait(all_ready, timeout, f"{side.name}: all servers ready", step=1)
+    seconds = time.perf_counter() - began
+    after = side.meter.sample()
+    cpu = after["hub_cpu_s"] - before["hub_cpu_s"]
+    return {
+        "spawns": len(users),
+        "all_ready_s": round(seconds, 1),
+        "hub_cpu_s": round(cpu, 3),
+        "hub_cpu_s_per_spawn": round(cpu / len(users), 4),
+        "loadavg_1_5_15": hubs.load(),
+    }
+
+
+def stop_servers(side: Side, users: list[str], core) -> None:
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(lambda u: side.hub.api("DELETE", f"/users/{u}/server"), users))
+    wait(
+        lambda: (
+            not core.list_namespaced_pod(side.namespace, label_selector="component=singleuser-server").items
+        ),
+        900,
+        f"{side.name}: pods gone",
+        step=1,
+    )
+
+
+def windows(sides: list[Side], rounds: int, seconds: float) -> list[dict]:
+    """CPU s/s and RSS of each hub over `rounds` windows of `seconds`."""
+    out = []
+    for _ in range(rounds):
+        before = {s.name: s.meter.sample() for s in sides}
+        began = time.monotonic()
+        time.sleep(seconds)
+        after = {s.name: s.meter.sample() for s in sides}
+        elapsed = time.monotonic() - began
+        out.append(
+            {
+                "seconds": round(elapsed, 1),
+                "loadavg_1_5_15": hubs.load(),
+                **{
+                    s.name: {
+                        "hub_cpu_s_per_s": round(
+                            (after[s.name]["hub_cpu_s"] - before[s.name]["hub_cpu_s"]) / elapsed, 5
+                        ),
+                        "proxy_cpu_s_per_s": round(
+                            (after[s.name]["proxy_cpu_s"] - before[s.name]["proxy_cpu_s"]) / elapsed, 5
+                        ),
+                        "hub_rss_mib": round(after[s.name]["hub_rss_bytes"] / 2**20, 1),
+                    }
+                    for s in sides
+                },
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def median_of(samples: list[dict], name: str, field: str) -> float:
+    return statistics.median(w[name][field] for w in samples)
+
+
+def run(args, report: dict, scratch: Path) -> dict:
+    core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
+    hubs.ensure_namespace(core, ANCHOR_NAMESPACE)
+    wait(
+        lambda: any(
+            a.metadata.name == "default" for a in core.list_namespaced_service_account(ANCHOR_NAMESPACE).items
+        ),
+        60,
+        "the anchor namespace's default service account",
+    )
+    cloud_url = report["openstack"]["url"]
+    requests.post(f"{cloud_url}/_simulator/settings", json={"boot_delay": 5, "gpu_delay": 2}, timeout=10)
+    magnum = MagnumGroups(connect("sandbox", report["openstack"]["clouds_yaml"]), "cost")
+    standin = hubs.standin_notebook()
+    cern = anchor = None
+    try:
+        (scratch / "profiles").mkdir()
+        (scratch / "profiles" / "cost.yaml").write_text(CATALOG)
+        cern = hubs.cern_hub(scratch / "cern", CERN_CONFIG, env={"CERN_PROFILES": str(scratch / "profiles")})
+        anchor = hubs.anchor_hub(scratch / "anchor", report, ANCHOR_NAMESPACE, ANCHOR_CONFIG)
+        sides = {
+            "CERNSpawner": Side("CERNSpawner", cern, report["user_namespace"], "gpu-grow"),
+            "KubeSpawner": Side("KubeSpawner", anchor, ANCHOR_NAMESPACE, "gpu-hand"),
+        }
+        time.sleep(args.settle)
+        results: dict = {"idle": windows(list(sides.values()), args.idle_rounds, args.window)}
+
+        spawn_rounds = []
+        for index in range(args.rounds):
+            entry: dict = {"order": hubs.alternating(list(sides), index)}
+            for kind, options in (("shared", {"profile": "shared-1g"}), ("gpu", {"profile": "gpu-1"})):
+                for name in entry["order"]:
+                    side = sides[name]
+                    users = [f"{kind}-{index}-{i}" for i in range(args.spawns)]
+                    create_users(side.hub, users)
+                    if kind == "gpu" and name == "KubeSpawner":  # an admin sizes its group first
+                        magnum.resize("gpu-hand", math.ceil(args.spawns / PER_NODE))
+                        wait(
+                            lambda: gpu_ready(core, "gpu-hand") >= math.ceil(args.spawns / PER_NODE),
+                            600,
+                            "hand-sized nodes",
+                        )
+                    entry[f"{kind} {name}"] = start_servers(side, users, options)
+                    print(name, kind, json.dumps(entry[f"{kind} {name}"]), flush=True)
+                    stop_servers(side, users, core)
+                    if kind == "gpu" and name == "KubeSpawner":
+                        magnum.resize("gpu-hand", 0)
+            spawn_rounds.append(entry)
+        results["spawn_rounds"] = spawn_rounds
+        magnum.resize("gpu-hand", 0)
+
+        rest: dict = {}
+        if args.servers:
+            for name, label in (("KubeSpawner", "alone"), ("CERNSpawner", "alone"), ("KubeSpawner", "both")):
+                side = sides[name]
+                if label == "alone":
+                    users = [f"rest-{i}" for i in range(args.servers)]
+                    create_users(side.hub, users)
+                    rest[f"{name} start"] = start_servers(side, users, {"profile": "shared-1g"}, timeout=3600)
+                    print(name, "started", args.servers, json.dumps(rest[f"{name} start"]), flush=True)
+                    time.sleep(args.settle)
+                rest[f"{name} {label}"] = windows([side], args.rest_rounds, args.window)
+        results["at_rest"] = rest
+        results["cluster"] = {
+            "nodes": len(core.list_node().items),
+            "pods_all_namespaces": len(core.list_pod_for_all_namespaces().items),
+        }
+        return results
+    finally:
+        for hub in (cern, anchor):
+            if hub is not None:
+                hub.stop()
+        standin.shutdown()
+
+
+def gpu_ready(core, group: str) -> int:
+    count = 0
+    for node in core.list_node(label_selector=f"{LABEL}={group}").items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        count += ready and int((node.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0
+    return count
+
+
+def summary(results: dict, args) -> dict:
+    out: dict = {}
+    idle = results["idle"]
+    cern_idle, plain_idle = (
+        median_of(idle, "CERNSpawner", "hub_cpu_s_per_s"),
+        median_of(idle, "KubeSpawner", "hub_cpu_s_per_s"),
+    )
+    out["idle_hub_cpu_s_per_s"] = {
+        "CERNSpawner": cern_idle,
+        "KubeSpawner": plain_idle,
+        "ratio": round(cern_idle / plain_idle, 3),
+    }
+    for kind in ("shared", "gpu"):
+        per = {
+            name: [r[f"{kind} {name}"]["hub_cpu_s_per_spawn"] for r in results["spawn_rounds"]]
+            for name in ("CERNSpawner", "KubeSpawner")
+        }
+        medians = {name: statistics.median(v) for name, v in per.items()}
+        out[f"{kind}_hub_cpu_s_per_spawn"] = {
+            **{name: {"median": round(m, 4), "samples": per[name]} for name, m in medians.items()},
+            "ratio": round(medians["CERNSpawner"] / medians["KubeSpawner"], 3),
+            "ratio_per_round": [
+                round(c / p, 3) for c, p in zip(per["CERNSpawner"], per["KubeSpawner"], strict=True)
+            ],
+        }
+    rest = results.get("at_rest") or {}
+    if rest:
+        table = {}
+        for key in ("KubeSpawner alone", "CERNSpawner alone", "KubeSpawner both"):
+            name = key.split()[0]
+            samples = rest[key]
+            table[key] = {
+                "hub_cpu_s_per_s": round(median_of(samples, name, "hub_cpu_s_per_s"), 5),
+                "hub_rss_mib": round(median_of(samples, name, "hub_rss_mib"), 1),
+                "loadavg_1_5_15": samples[-1]["loadavg_1_5_15"],
+            }
+        plain = [table["KubeSpawner alone"], table["KubeSpawner both"]]
+        table["ratio_cpu"] = round(
+            table["CERNSpawner alone"]["hub_cpu_s_per_s"]
+            / statistics.mean(p["hub_cpu_s_per_s"] for p in plain),
+            3,
+        )
+        table["ratio_rss"] = round(
+            table["CERNSpawner alone"]["hub_rss_mib"] / statistics.mean(p["hub_rss_mib"] for p in plain), 3
+        )
+        out[f"at_rest_{args.servers}_servers"] = table
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spawns", type=int, default=40, help="servers started at once per hub and round")
+    parser.add_argument("--rounds", type=int, default=2, help="per-spawn rounds (order alternates)")
+    parser.add_argument(
+        "--servers", type=int, default=1000, help="running servers for the at-rest part (0: skip)"
+    )
+    parser.add_argument("--window", type=float, default=60, help="seconds per measured window")
+    parser.add_argument("--idle-rounds", type=int, default=3)
+    parser.add_argument("--rest-rounds", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=20, help="seconds before a measurement at rest")
+    args = parser.parse_args()
+    began, load_start = time.time(), hubs.load()
+    scratch = Path(tempfile.mkdtemp(prefix="hub-cost-"))
+    state = scratch / "state"
+    (scratch / "topology.yaml").write_text(TOPOLOGY)
+    os.environ["CERN_SANDBOX_STATE"] = str(state)  # the CERN hub's config reads this sandbox
+    report = hubs.sandbox_up(state, scratch / "topology.yaml", fake=True)
+    try:
+        results = run(args, report, scratch)
+    finally:
+        hubs.sandbox_down(state)
+    document = {
+        "benchmark": "hub_cost",
+        "date": datetime.datetime.fromtimestamp(began, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": round(time.time() - began, 1),
+        "parameters": vars(args),
+        "modelled": "--fake sandbox: pods bound by the real scheduler and marked Running without a process; "
+        "one stand-in HTTP server answers for every notebook (pod_connect_ip 127.0.0.1) on both hubs",
+        "machine": hubs.machine(loadavg_start=load_start, **results.pop("cluster")),
+        "summary": summary(results, args),
+        **results,
+    }
+    out = ROOT / "benchmarks" / "results" / "hub_cost.json"
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    print(json.dumps(document["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

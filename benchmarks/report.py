@@ -1,0 +1,326 @@
+"""docs/performance.md's tables, generated from benchmarks/results/*.json.
+
+    .venv/bin/python -m benchmarks.report          # rewrite the tables in place
+    .venv/bin/python -m benchmarks.report --check  # exit 1 if a table differs from its JSON
+
+Each table sits between `<!-- report:NAME -->` and `<!-- /report:NAME -->` in the document, NAME
+being a results file's stem (`hub_cost` for results/hub_cost.json); everything outside the markers
+is prose and is left alone. A results file is rendered by the function registered here under its
+name, or from its own `report` key when it has one — a list of tables, each
+`{"title": str, "columns": [str, ...], "rows": [[cell, ...], ...], "notes": [str, ...]}` — so that a
+new benchmark needs no change here; a file with neither gets a table of its medians and ratios.
+Every table says the run's date, the machine's cores and its load averages (1/5/15 min) as
+recorded in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENT = ROOT / "docs" / "performance.md"
+MARKER = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
+
+RENDERERS: dict[str, Callable[[dict], list[str]]] = {}
+
+
+def renders(name: str):
+    def register(fn):
+        RENDERERS[name] = fn
+        return fn
+
+    return register
+
+
+def table(columns: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def load_text(load) -> str:
+    if isinstance(load, dict):
+        return "; ".join(f"{k} {' / '.join(str(x) for x in v)}" for k, v in load.items())
+    if isinstance(load, list | tuple):
+        return " / ".join(str(x) for x in load)
+    return "not recorded"
+
+
+def run_line(data: dict) -> str:
+    machine = data.get("machine") or {}
+    parts = [f"Run of {data['date'][:10]}" if data.get("date") else "Undated run"]
+    if machine.get("cpus"):
+        parts.append(f"{machine['cpus']} cores")
+    if machine.get("python"):
+        parts.append(f"Python {machine['python']}")
+    if "duration_s" in data:
+        parts.append(f"{data['duration_s']:.0f} s")
+    load = machine.get("loadavg_1_5_15")
+    if machine.get("loadavg_start") is not None:
+        load = {"start": machine["loadavg_start"], "end": load}
+    parts.append(f"load average (1/5/15 min) {load_text(load)}")
+    return "_" + ", ".join(parts) + "._"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+@renders("hub_cost")
+def hub_cost(data: dict) -> list[str]:
+    summary = data["summary"]
+    lines = [run_line(data), ""]
+    rows = []
+    for kind, label in (("shared", "shared profile"), ("gpu", "GPU profile (CERN: group from 0 nodes)")):
+        entry = summary[f"{kind}_hub_cpu_s_per_spawn"]
+        loads = [
+            r[f"{kind} {name}"]["loadavg_1_5_15"][0] for r in data["spawn_rounds"] for name in r["order"]
+        ]
+        rows.append(
+            [
+                f"hub CPU per spawn, {label}",
+                ms(entry["CERNSpawner"]["median"]),
+                ms(entry["KubeSpawner"]["median"]),
+                f"**{entry['ratio']}** (per round: {', '.join(str(r) for r in entry['ratio_per_round'])})",
+                "≤ 1.05",
+                f"{min(loads)}–{max(loads)}",
+            ]
+        )
+    idle = summary["idle_hub_cpu_s_per_s"]
+    idle_loads = [w["loadavg_1_5_15"][0] for w in data["idle"]]
+    rows.append(
+        [
+            "idle hub CPU (no servers)",
+            f"{idle['CERNSpawner']:.5f} s/s",
+            f"{idle['KubeSpawner']:.5f} s/s",
+            f"**{idle['ratio']}**",
+            "≤ 1.1",
+            f"{min(idle_loads)}–{max(idle_loads)}",
+        ]
+    )
+    rest = next((v for k, v in summary.items() if k.startswith("at_rest_")), None)
+    if rest:
+        servers = data["parameters"]["servers"]
+        plain = [rest["KubeSpawner alone"], rest["KubeSpawner both"]]
+        rows.append(
+            [
+                f"hub CPU at rest, {servers} running servers",
+                f"{rest['CERNSpawner alone']['hub_cpu_s_per_s']:.5f} s/s",
+                " / ".join(f"{p['hub_cpu_s_per_s']:.5f}" for p in plain) + " s/s",
+                f"**{rest['ratio_cpu']}**",
+                "",
+                f"{rest['CERNSpawner alone']['loadavg_1_5_15'][0]} / "
+                + " / ".join(str(p["loadavg_1_5_15"][0]) for p in plain),
+            ]
+        )
+        rows.append(
+            [
+                f"hub RSS at rest, {servers} running servers",
+                f"{rest['CERNSpawner alone']['hub_rss_mib']:.0f} MiB",
+                " / ".join(f"{p['hub_rss_mib']:.0f}" for p in plain) + " MiB",
+                f"**{rest['ratio_rss']}**",
+                "",
+                "",
+            ]
+        )
+    lines += table(
+        ["", "CERNSpawner", "KubeSpawner (anchor)", "ratio", "target", "load avg (1 min) during"], rows
+    )
+    lines += [
+        "",
+        f"Per spawn: median of {data['parameters']['rounds']} rounds of {data['parameters']['spawns']} "
+        f"concurrent spawns per hub (order alternating by round). Idle: median of "
+        f"{data['parameters']['idle_rounds']} windows of {data['parameters']['window']:g} s. At rest: "
+        "KubeSpawner measured before (alone) and after (both) the CERN hub's servers were started. "
+        f"Cluster at the end: {data['machine'].get('nodes')} nodes, "
+        f"{data['machine'].get('pods_all_namespaces')} pods. Modelled: {data.get('modelled', '')}.",
+    ]
+    return lines
+
+
+@renders("gpu_burst")
+def gpu_burst(data: dict) -> list[str]:
+    cern, plain = data["CERNSpawner_from_0_nodes"], data["KubeSpawner_hand_sized"]
+    rows = [
+        [f"cloud writes to serve all {data['users']}", cern["cloud_writes"], "1 (the admin's resize)", ""],
+        ["nodes beyond those needed", cern["over_provisioned_nodes"], 0, ""],
+        [
+            f"all {data['users']} notebooks ready",
+            f"{cern['all_ready_s']} s",
+            f"{plain['all_ready_s']} s",
+            round(cern["all_ready_s"] / plain["all_ready_s"], 2),
+        ],
+        [
+            "hub CPU per spawn",
+            ms(cern["hub_cpu_s_per_spawn"]),
+            ms(plain["hub_cpu_s_per_spawn"]),
+            data["ratio_hub_cpu_per_spawn_cern_over_kubespawner"],
+        ],
+        [
+            "back to 0 nodes after the last pod went",
+            f"{cern.get('shrink_back_s')} s, {cern.get('writes_including_shrink')} writes in all",
+            "—",
+            "",
+        ],
+    ]
+    return [run_line(data), ""] + table(
+        ["", "CERNSpawner, group at 0 nodes", "KubeSpawner, group sized by hand", "ratio"], rows
+    )
+
+
+@renders("scaling_decisions")
+def scaling_decisions(data: dict) -> list[str]:
+    objects = data["objects"]
+    rows = [["planner, per decision", f"{data['planner_us_per_decision']} µs"]]
+    if "capacity_us_per_round" in data:
+        rows.append(
+            ["capacity of one group from the index, per round", f"{data['capacity_us_per_round']} µs"]
+        )
+    if "index_us_per_pod_event" in data:
+        rows.append(["capacity index, per pod event", f"{data['index_us_per_pod_event']} µs"])
+    if "recount_us_per_round" in data:
+        rows.append(
+            ["recounting every pod (before: each round did this)", f"{data['recount_us_per_round']} µs"]
+        )
+    return [
+        run_line(data),
+        "",
+        f"{objects['nodes']} nodes, {objects['pods']} pods of which {objects['waiting_gpu_pods']} "
+        "wait for a GPU (process time, median of 7 rounds):",
+        "",
+    ] + table(["", "CPU"], rows)
+
+
+def _median_range(entry: dict, unit: str = "s") -> str:
+    return f"{entry['median_s']:.2f} {unit} ({entry['min_s']:.2f}–{entry['max_s']:.2f})"
+
+
+@renders("spawn_latency")
+def spawn_latency(data: dict) -> list[str]:
+    rows = [
+        [
+            what,
+            _median_range(data[what]["CERNSpawner"]),
+            _median_range(data[what]["KubeSpawner"]),
+            data[what]["ratio_cern_over_kubespawner"],
+        ]
+        for what in ("spawn", "stop")
+    ]
+    return [run_line(data), ""] + table(["", "CERNSpawner median", "KubeSpawner median", "ratio"], rows)
+
+
+@renders("binder_launch")
+def binder_launch(data: dict) -> list[str]:
+    reuse, first, built = data["reuse"], data["first_launch"], data["concurrent"]["built"]
+    rows = [
+        [
+            "reuse launch: request → ready",
+            _median_range(reuse["ready"]["CERNSpawner"]),
+            _median_range(reuse["ready"]["KubeSpawner"]),
+            reuse["ratio_cern_over_kubespawner"],
+        ],
+        [
+            "first launch (build): request → ready",
+            _median_range(first["total"]),
+            "cannot build",
+            f"{first['ratio_first_over_reuse']} × reuse",
+        ],
+        [
+            f"{data['parameters']['concurrent']} users, image built, at once: all ready",
+            _median_range(built["CERNSpawner"]["all_ready"]),
+            _median_range(built["KubeSpawner"]["all_ready"]),
+            built["ratio_cern_over_kubespawner"],
+        ],
+    ]
+    return [run_line(data), ""] + table(["", "CERNSpawner", "KubeSpawner", "ratio"], rows)
+
+
+@renders("idle_cpu")
+def idle_cpu(data: dict) -> list[str]:
+    cpu, ratio = data["hub_cpu_s_per_s"], data["ratio_cern_over_kubespawner"]
+
+    def spread(entry: dict) -> str:
+        return f"{entry['median']:.5f} s/s ({entry['min']:.5f}–{entry['max']:.5f})"
+
+    gets = data.get("cloud_gets_per_group_per_10s") or {}
+    rows = [
+        [
+            "hub CPU, median (min–max)",
+            spread(cpu["CERNSpawner"]),
+            spread(cpu["KubeSpawner"]),
+            f"**{ratio['of_medians']}** (per window: {', '.join(str(r) for r in ratio['per_window'])})",
+        ],
+        ["cloud GETs per group per 10 s", ", ".join(f"{g} {n}" for g, n in gets.items()), "—", ""],
+    ]
+    return [run_line(data), ""] + table(["", "CERNSpawner, growth on", "KubeSpawner (anchor)", "ratio"], rows)
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _leaves(inner, (*path, str(key)))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for number, inner in enumerate(value):
+            yield from _leaves(inner, (*path, str(number)))
+    else:
+        yield path, value
+
+
+def _headline(data: dict) -> list[str]:
+    """A file with neither a renderer nor a `report` key: its medians and ratios, by path."""
+    rows = [
+        [" › ".join(path), value]
+        for path, value in _leaves(data)
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and any(word in path[-1] for word in ("median", "ratio", "mean", "failures", "orphans"))
+    ]
+    return [run_line(data), ""] + table(["figure", "value"], rows)
+
+
+def _from_report_key(data: dict) -> list[str]:
+    lines = [run_line(data)]
+    for part in data["report"]:
+        lines += ["", f"**{part['title']}**" if part.get("title") else ""]
+        lines += [""] + table(part["columns"], part["rows"])
+        for note in part.get("notes") or []:
+            lines += ["", note]
+    return lines
+
+
+def render(name: str) -> list[str]:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return [f"_No results yet: run `make bench` (benchmarks/results/{name}.json)._"]
+    data = json.loads(path.read_text())
+    if "report" in data:
+        return _from_report_key(data)
+    if name in RENDERERS:
+        return RENDERERS[name](data)
+    return _headline(data)
+
+
+def rewrite(text: str) -> str:
+    return MARKER.sub(lambda m: m.group(1) + "\n".join(render(m.group("name"))) + "\n" + m.group(4), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the document is out of date")
+    args = parser.parse_args()
+    text = DOCUMENT.read_text()
+    new = rewrite(text)
+    if args.check:
+        sys.exit(0 if new == text else 1)
+    DOCUMENT.write_text(new)
+    print(f"{DOCUMENT.relative_to(ROOT)}: {len(MARKER.findall(new))} tables from benchmarks/results/")
+
+
+if __name__ == "__main__":
+    main()
