@@ -207,9 +207,12 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
     current["git"] = gitserver.start(registry, state, address)
     current["builder"] = {"command": BUILDER_COMMAND}
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
-    current["openstack"] = start_openstack(registry, state, topology.cluster)
+    current["openstack"] = start_openstack(
+        registry, state, topology.cluster, None if fake else network.gateway
+    )
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
-    current["keycloak"] = keycloak.start(registry, state)  # CERN SSO: realm `cern` under /auth
+    # CERN SSO: realm `cern` under /auth; pods reach it at the gateway (sandbox/keycloak/relay.py).
+    current["keycloak"] = keycloak.start(registry, state, None if fake else network.gateway)
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
     return status()
 
@@ -240,8 +243,12 @@ def start_registry(registry: Registry, state: Path, address: str) -> dict:
     return {"host": f"{address}:{port}", "url": url}
 
 
-def start_openstack(registry: Registry, state: Path, cluster: str) -> dict:
-    """The OpenStack simulator, and the clouds.yaml through which the hub reaches it."""
+def start_openstack(
+    registry: Registry, state: Path, cluster: str, internal_address: str | None = None
+) -> dict:
+    """The OpenStack simulator, and the clouds.yaml through which the hub reaches it. With
+    `internal_address` (the pod network's gateway) it listens there too, for hubs in pods:
+    `internal_auth_url`, with clouds.yaml's `interface: internal` (docs/sandbox.md)."""
     port = controlplane.free_port()
     credentials = {
         "password": secrets.token_urlsafe(16),
@@ -251,9 +258,10 @@ def start_openstack(registry: Registry, state: Path, cluster: str) -> dict:
     path = state / "openstack-credentials.json"
     path.write_text(json.dumps(credentials))
     path.chmod(0o600)
+    internal = ["--internal-address", internal_address] if internal_address else []
     simulator = registry.start(
         "openstack",
-        [sys.executable, "-m", "sandbox.openstack", "--state", str(state), "--port", str(port)],
+        [sys.executable, "-m", "sandbox.openstack", "--state", str(state), "--port", str(port), *internal],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     url = f"http://127.0.0.1:{port}"
@@ -293,7 +301,10 @@ def start_openstack(registry: Registry, state: Path, cluster: str) -> dict:
     clouds_yaml = state / "clouds.yaml"
     clouds_yaml.write_text(yaml.safe_dump(clouds))
     clouds_yaml.chmod(0o600)
-    return {"url": url, "auth_url": auth_url, "cluster": cluster, "clouds_yaml": str(clouds_yaml)}
+    found = {"url": url, "auth_url": auth_url, "cluster": cluster, "clouds_yaml": str(clouds_yaml)}
+    if internal_address:
+        found["internal_auth_url"] = f"http://{internal_address}:{port}/identity/v3"
+    return found
 
 
 def _has_default_account(core, namespace: str) -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -71,8 +72,12 @@ def render_realm(client_secret: str, exchange_secret: str) -> dict:
     return realm
 
 
-def start(registry: Registry, state: Path) -> dict:
-    """Start Keycloak, wait until realm `cern` is served, and return what sandbox.json records."""
+def start(registry: Registry, state: Path, backchannel_address: str | None = None) -> dict:
+    """Start Keycloak, wait until realm `cern` is served, and return what sandbox.json records.
+
+    Browsers, tests and hubs on the host use the issuer at 127.0.0.1. With `backchannel_address`
+    (the pod network's gateway), hubs in pods reach the same Keycloak there, through a relay
+    (relay.py): `backchannel_url` in what is recorded."""
     java = dist.java_home()  # fail before the download when no JDK fits
     install = dist.install()
     root = state / "keycloak"
@@ -135,5 +140,33 @@ def start(registry: Registry, state: Path) -> dict:
         "log": daemon.log,
         "start_seconds": round(ready - started, 1),
     }
+    if backchannel_address:
+        recorded["backchannel_url"] = start_relay(registry, backchannel_address, port)
     admin.add_exchange_scope(recorded, EXCHANGE_SCOPE)
     return recorded
+
+
+def start_relay(registry: Registry, address: str, port: int) -> str:
+    """The relay from `address`:`port` to Keycloak's 127.0.0.1:`port`; its base URL once it answers."""
+    relay = registry.start(
+        "keycloak-relay",
+        [
+            sys.executable,
+            "-m",
+            "sandbox.keycloak.relay",
+            "--listen",
+            f"{address}:{port}",
+            "--to",
+            f"127.0.0.1:{port}",
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    url = f"http://{address}:{port}{RELATIVE_PATH}"
+    wait_for(
+        lambda: _http_ok(f"{url}/realms/{REALM}/.well-known/openid-configuration"),
+        timeout=30,
+        what="Keycloak's relay for pods",
+        hint=f"see {relay.log}",
+        give_up=lambda: None if alive(relay) else "it exited",
+    )
+    return url

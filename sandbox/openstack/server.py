@@ -19,6 +19,29 @@ class Base(web.RequestHandler):
     def cloud(self) -> Cloud:
         return self.application.settings["cloud"]
 
+    @property
+    def here(self) -> str:
+        """The address the client asked at: version documents link there, as Keystone's and
+        Magnum's do without a configured public endpoint (a pod asks at the gateway, the host at
+        127.0.0.1, and each must be sent back to where it can reach)."""
+        return f"{self.request.protocol}://{self.request.host}"
+
+    def endpoints(self, service: str, path: str) -> list[dict]:
+        """A catalog entry's endpoints: `public` at 127.0.0.1, and `internal` at the pod
+        network's gateway when the simulator listens there (clouds.yaml `interface: internal`)."""
+        urls = {"public": self.cloud.base_url, "internal": self.application.settings["internal_url"]}
+        return [
+            {
+                "id": f"{service}-{interface}",
+                "interface": interface,
+                "region": "RegionOne",
+                "region_id": "RegionOne",
+                "url": f"{base}{path}",
+            }
+            for interface, base in urls.items()
+            if base
+        ]
+
     def reply(self, status: int, body: dict | None = None, **headers) -> None:
         self.set_status(status)
         for name, value in headers.items():
@@ -51,7 +74,7 @@ class IdentityRoot(Base):
         self.reply(300 if self.request.path.rstrip("/").endswith("identity") else 200, self.document())
 
     def document(self):
-        base = self.cloud.base_url
+        base = self.here
         if self.request.path.rstrip("/").endswith("identity"):
             return {"versions": {"values": [_version(base)]}}
         return {"version": _version(base)}
@@ -75,7 +98,6 @@ class Tokens(Base):
         token = secrets.token_hex(16)
         expires = time.time() + 3600
         self.cloud.tokens[token] = expires
-        base = self.cloud.base_url
         stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(t))  # noqa: E731
         self.reply(
             201,
@@ -96,29 +118,13 @@ class Tokens(Base):
                             "type": "container-infra",
                             "name": "magnum",
                             "id": "magnum",
-                            "endpoints": [
-                                {
-                                    "id": "magnum-public",
-                                    "interface": "public",
-                                    "region": "RegionOne",
-                                    "region_id": "RegionOne",
-                                    "url": f"{base}/container-infra/v1",
-                                }
-                            ],
+                            "endpoints": self.endpoints("magnum", "/container-infra/v1"),
                         },
                         {
                             "type": "identity",
                             "name": "keystone",
                             "id": "keystone",
-                            "endpoints": [
-                                {
-                                    "id": "keystone-public",
-                                    "interface": "public",
-                                    "region": "RegionOne",
-                                    "region_id": "RegionOne",
-                                    "url": f"{base}/identity/v3",
-                                }
-                            ],
+                            "endpoints": self.endpoints("keystone", "/identity/v3"),
                         },
                     ],
                 }
@@ -129,7 +135,7 @@ class Tokens(Base):
 
 class MagnumRoot(Base):
     def get(self):
-        base = self.cloud.base_url
+        base = self.here
         version = {
             "id": "v1",
             "status": "CURRENT",
@@ -293,7 +299,7 @@ class Admin(Base):
         self.reply(204)
 
 
-def make_app(cloud: Cloud) -> web.Application:
+def make_app(cloud: Cloud, internal_url: str | None = None) -> web.Application:
     c = r"/container-infra/v1/clusters/([^/]+)"
     return web.Application(
         [
@@ -310,6 +316,7 @@ def make_app(cloud: Cloud) -> web.Application:
             (r"/_simulator/(state|settings|faults)", Admin),
         ],
         cloud=cloud,
+        internal_url=internal_url,
     )
 
 

@@ -278,6 +278,38 @@ def test_hub_config_passthrough(helm, tmp_path, name, config, expected):
     assert hub_config[cls][trait] == value
 
 
+SSO = "https://sso.example.org/auth/realms/cern/protocol/openid-connect"
+INTERNAL = "http://keycloak.sso.svc:8080/auth/realms/cern/protocol/openid-connect"
+ENDPOINTS = [
+    ("none-discovery", {}, {}, {}),
+    (
+        "back-channel",
+        {"authorize": f"{SSO}/auth", "token": f"{INTERNAL}/token", "jwks": f"{INTERNAL}/certs"},
+        {},
+        {"authorize_url": f"{SSO}/auth", "token_url": f"{INTERNAL}/token", "jwks_uri": f"{INTERNAL}/certs"},
+    ),
+    (
+        "hub-config-wins",
+        {"token": f"{INTERNAL}/token", "endSession": f"{SSO}/logout"},
+        {"CERNAuthenticator": {"token_url": "http://other/token"}},
+        {"token_url": "http://other/token", "end_session_url": f"{SSO}/logout"},
+    ),
+]
+
+
+@pytest.mark.parametrize("name, endpoints, config, expected", ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
+def test_auth_endpoints_become_authenticator_traits(helm, tmp_path, name, endpoints, config, expected):
+    """auth.endpoints set CERNAuthenticator's endpoint traits (explicit ones win over discovery);
+    hub.config still wins over them; unset ones are left to discovery."""
+    values = values_file(tmp_path, {"auth": {"endpoints": endpoints}, "hub": {"config": config}})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    hub_config, _ = run_hub_config(docs, tmp_path)
+    traits = ("authorize_url", "token_url", "jwks_uri", "end_session_url")
+    assert {
+        t: hub_config.CERNAuthenticator[t] for t in traits if t in hub_config.CERNAuthenticator
+    } == expected
+
+
 def test_hub_config_refuses_a_non_identifier_at_start(helm, tmp_path):
     """The schema refuses such names; a ConfigMap edited by hand still gets a clear error."""
     docs = render(helm, DEFAULT_VALUES)

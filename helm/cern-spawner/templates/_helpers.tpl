@@ -161,6 +161,16 @@ seccompProfile:
 {{/* What the hub's jupyterhub_config.py reads (settings.json): values, never secrets. */}}
 {{- define "cs.hubSettings" -}}
 {{- $fullname := include "cs.fullname" . -}}
+{{- /* auth.endpoints become CERNAuthenticator traits through hub.config (which wins over them):
+     explicit endpoints replace discovery's. */ -}}
+{{- $endpoints := dict -}}
+{{- range $key, $trait := dict "authorize" "authorize_url" "token" "token_url" "jwks" "jwks_uri" "endSession" "end_session_url" -}}
+{{- with get $.Values.auth.endpoints $key }}{{ $_ := set $endpoints $trait . }}{{ end -}}
+{{- end -}}
+{{- $config := deepCopy .Values.hub.config -}}
+{{- if $endpoints -}}
+{{- $_ := set $config "CERNAuthenticator" (merge (get $config "CERNAuthenticator" | default dict) $endpoints) -}}
+{{- end -}}
 {{- dict
   "namespace" (include "cs.userNamespace" .)
   "publicUrl" (trimSuffix "/" .Values.hub.publicUrl)
@@ -181,7 +191,7 @@ seccompProfile:
   "singleuserImage" (include "cs.singleuserImage" .)
   "singleuserImagePullPolicy" .Values.singleuser.image.pullPolicy
   "storage" .Values.singleuser.storage
-  "config" .Values.hub.config
+  "config" $config
   | toJson -}}
 {{- end -}}
 
