@@ -57,9 +57,13 @@ def _visible(files: dict[str, bytes]) -> set[str]:
     return {relative.split("/", 1)[0] for relative in files}
 
 
-def write_atomic(directory: Path, files: dict[str, bytes], mode: int, owner: tuple[int, int]) -> bool:
-    """Make `directory` show exactly `files`, swapping `..data` atomically; False if nothing changed."""
-    wanted = {relative: (content, mode) for relative, content in files.items()}
+def write_atomic(
+    directory: Path, files: dict[str, bytes], mode: int | dict[str, int], owner: tuple[int, int]
+) -> bool:
+    """Make `directory` show exactly `files`, swapping `..data` atomically; False if nothing changed.
+    `mode`: the files' permission bits, or each file's (relative path -> bits)."""
+    modes = mode if isinstance(mode, dict) else dict.fromkeys(files, mode)
+    wanted = {relative: (content, modes[relative]) for relative, content in files.items()}
     if (directory / DATA).is_symlink() and read_current(directory) == wanted:
         return False
     if not directory.is_dir():
@@ -73,7 +77,7 @@ def write_atomic(directory: Path, files: dict[str, bytes], mode: int, owner: tup
         path = fresh / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-        path.chmod(mode)
+        path.chmod(modes[relative])
     for folder, names, others in os.walk(fresh):
         for name in [*names, *others]:
             os.lchown(Path(folder) / name, *owner)
@@ -97,7 +101,9 @@ def write_atomic(directory: Path, files: dict[str, bytes], mode: int, owner: tup
     return True
 
 
-def _select(data: dict[str, bytes], items, optional_name: str) -> dict[str, bytes]:
+def _select(data: dict[str, bytes], items, optional_name: str, modes: dict[str, int]) -> dict[str, bytes]:
+    """The keys `items` names, at their paths; an item's own `mode` goes into `modes` (it wins over
+    the volume's defaultMode, as the kubelet has it)."""
     if not items:
         return data
     selected = {}
@@ -105,7 +111,13 @@ def _select(data: dict[str, bytes], items, optional_name: str) -> dict[str, byte
         if item.key not in data:
             raise VolumeError(f"{optional_name} has no key {item.key!r}")
         selected[item.path] = data[item.key]
+        if item.mode is not None:
+            modes[item.path] = item.mode
     return selected
+
+
+def _with_default(files: dict[str, bytes], modes: dict[str, int], default_mode: int | None) -> dict[str, int]:
+    return {path: modes.get(path, default_mode or 0o644) for path in files}
 
 
 def _secret(api: client.CoreV1Api, namespace: str, name: str, optional: bool) -> dict[str, bytes]:
@@ -191,21 +203,27 @@ def updatable(volume: client.V1Volume) -> bool:
 
 
 def contents(api: client.CoreV1Api, pod: client.V1Pod, volume: client.V1Volume, target: Path):
-    """(files, mode) of an updatable volume as the API says now; current tokens are kept until due."""
+    """(files, each file's mode) of an updatable volume as the API says now; current tokens are
+    kept until due."""
     namespace = pod.metadata.namespace
+    modes: dict[str, int] = {}
     if volume.secret is not None:
         source = volume.secret
         secret = _secret(api, namespace, source.secret_name, bool(source.optional))
-        return _select(secret, source.items, source.secret_name), source.default_mode or 0o644
+        files = _select(secret, source.items, source.secret_name, modes)
+        return files, _with_default(files, modes, source.default_mode)
     if volume.config_map is not None:
         source = volume.config_map
         data = _config_map(api, namespace, source.name, bool(source.optional))
-        return _select(data, source.items, source.name), source.default_mode or 0o644
+        files = _select(data, source.items, source.name, modes)
+        return files, _with_default(files, modes, source.default_mode)
     if volume.downward_api is not None:
-        data = {
-            item.path: _field(pod, item.field_ref.field_path).encode() for item in volume.downward_api.items
-        }
-        return data, volume.downward_api.default_mode or 0o644
+        data = {}
+        for item in volume.downward_api.items:
+            data[item.path] = _field(pod, item.field_ref.field_path).encode()
+            if item.mode is not None:
+                modes[item.path] = item.mode
+        return data, _with_default(data, modes, volume.downward_api.default_mode)
     data: dict[str, bytes] = {}
     current = read_current(target)
     for source in volume.projected.sources or []:
@@ -215,14 +233,20 @@ def contents(api: client.CoreV1Api, pod: client.V1Pod, volume: client.V1Volume, 
             data[path] = _token(api, pod, source.service_account_token, kept)
         elif source.config_map is not None:
             cm = source.config_map
-            data.update(_select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name))
+            data.update(
+                _select(_config_map(api, namespace, cm.name, bool(cm.optional)), cm.items, cm.name, modes)
+            )
         elif source.secret is not None:
             sec = source.secret
-            data.update(_select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name))
+            data.update(
+                _select(_secret(api, namespace, sec.name, bool(sec.optional)), sec.items, sec.name, modes)
+            )
         elif source.downward_api is not None:
             for item in source.downward_api.items:
                 data[item.path] = _field(pod, item.field_ref.field_path).encode()
-    return data, volume.projected.default_mode or 0o644
+                if item.mode is not None:
+                    modes[item.path] = item.mode
+    return data, _with_default(data, modes, volume.projected.default_mode)
 
 
 def _claim_directory(api: client.CoreV1Api, namespace: str, name: str, owner: tuple[int, int]) -> Path:

@@ -8,6 +8,7 @@ these tests, never skips them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,39 @@ def test_prepuller_per_node_group(helm, tmp_path, name, prepuller, expected):
             assert RESTRICTED_CONTAINER.items() <= container["securityContext"].items()
             assert container["resources"]["limits"]["memory"]
         assert [s["name"] for s in spec.get("imagePullSecrets", [])] == prepuller.get("imagePullSecrets", [])
+
+
+CLASHING = """
+node_groups:
+  gpu-a100: {}
+  GPU-A100: {}
+  gpu_a100: {}
+  gpu-a100-with-a-name-long-enough-to-be-cut-by-the-sixty-three-limit-a: {}
+  gpu-a100-with-a-name-long-enough-to-be-cut-by-the-sixty-three-limit-b: {}
+profiles:
+"""
+
+
+def test_prepuller_names_stay_apart_for_groups_that_differ_in_case_or_length(helm, tmp_path):
+    """DaemonSet names are DNS labels: groups whose names differ only in case, in "_" for "-", or
+    after the 63rd character each get their own puller; a plain name stays readable."""
+    groups = [g.split(":")[0].strip() for g in CLASHING.splitlines() if g.endswith("{}")]
+    catalog = CLASHING + "".join(
+        f"  - {{slug: p{i}, display_name: P, kind: shared, cpu: {{guarantee: 0.1, limit: 1}},"
+        f" memory: {{guarantee: 1G, limit: 1G}}, node_group: {g}}}\n"
+        for i, g in enumerate(groups)
+    )
+    values = values_file(tmp_path, {"profiles": {"files": {"default.yaml": catalog}}})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    names = {
+        d["metadata"]["labels"]["cern-spawner/prepull-group"]: d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "DaemonSet"
+    }
+    assert set(names) == set(groups)
+    assert len(set(names.values())) == len(groups)
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names.values()), names
+    assert names["gpu-a100"] == "hub-cern-spawner-prepull-gpu-a100"
 
 
 # -- extension points -------------------------------------------------------------------------
