@@ -1,12 +1,16 @@
-"""GPU capacity per node group, computed from Node and Pod objects (as plain dicts). Pure.
+"""GPU capacity per node group, from Node objects and what each Pod uses. Pure.
 
-The hub keeps one shared watch of Nodes and of every namespace's Pods and calls `summarize` on
-what it holds, so a spawn never lists the cluster. Free GPUs are counted per node: a 2-GPU
-request does not fit two nodes with one free GPU each.
+The hub keeps one watch of Nodes and of every namespace's Pods. Each pod event updates a
+`PodIndex` (per node: extended resources requested and workloads of live pods; the live pods no
+node has taken yet) in O(1), and a round reads a group's capacity from it in O(the group's nodes +
+unbound pods), never going over every pod of the cluster. `summarize` does the same from plain
+lists (tests, tools). Free GPUs are counted per node: a 2-GPU request does not fit two nodes with
+one free GPU each.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -87,18 +91,6 @@ def _ready_status(node: Mapping) -> str:
     return "False"  # no condition yet: the kubelet has only just registered
 
 
-def gpus_requested(pod: Mapping, resource: str) -> int:
-    total = 0
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        # Extended resources must have requests == limits; either may be given.
-        value = (resources.get("limits") or {}).get(resource) or (resources.get("requests") or {}).get(
-            resource
-        )
-        total += _quantity(value)
-    return total
-
-
 def is_workload(pod: Mapping) -> bool:
     """A pod whose node must not be removed under it: anything but DaemonSet and static pods."""
     metadata = pod.get("metadata") or {}
@@ -122,6 +114,105 @@ def member_nodes(nodes: Iterable[Mapping], group: GroupSelector) -> list[Mapping
     return [n for n in nodes if (n["metadata"].get("labels") or {}).get(group.label) == group.name]
 
 
+@dataclass(frozen=True, slots=True)
+class PodUse:
+    """What capacity reads of one pod; the watch keeps this, not the pod (small, comparable: an
+    event that leaves it equal changes no capacity)."""
+
+    namespace: str | None
+    node: str | None  # spec.nodeName: None until the scheduler binds it
+    live: bool  # not Succeeded/Failed (a pod being deleted still holds its node)
+    workload: bool  # not a DaemonSet or static pod
+    extended: tuple[tuple[str, int], ...]  # requested extended resources (nvidia.com/gpu, ...), > 0
+    selector: tuple[tuple[str, str], ...]  # spec.nodeSelector
+
+    def requested(self, resource: str) -> int:
+        return sum(count for name, count in self.extended if name == resource)
+
+    def selects(self, label: str, value: str) -> bool:
+        return (label, value) in self.selector
+
+
+def pod_use(pod: Mapping) -> PodUse:
+    spec = pod.get("spec") or {}
+    totals: Counter = Counter()
+    for container in spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        # Extended resources (domain-prefixed names) must have requests == limits; either may be given.
+        for name in {*limits, *requests}:
+            if "/" in name:
+                totals[name] += _quantity(limits.get(name) or requests.get(name))
+    return PodUse(
+        namespace=(pod.get("metadata") or {}).get("namespace"),
+        node=spec.get("nodeName") or None,
+        live=is_live(pod),
+        workload=is_workload(pod),
+        extended=tuple(sorted((k, v) for k, v in totals.items() if v > 0)),
+        selector=tuple(sorted((spec.get("nodeSelector") or {}).items())),
+    )
+
+
+class PodIndex:
+    """Live pods' use, by node, kept up to date one pod at a time (`set`, `discard`)."""
+
+    def __init__(self) -> None:
+        self.uses: dict[str, PodUse] = {}
+        self.on_node: dict[str, Counter] = {}  # node -> extended resource -> requested by live pods
+        self.workloads: Counter = Counter()  # node -> live workload pods bound to it
+        self.unbound: dict[str, PodUse] = {}  # live pods no node has taken yet
+
+    def __len__(self) -> int:
+        return len(self.uses)
+
+    def set(self, key: str, use: PodUse) -> bool:
+        """Record `use` for the pod `key`; False when it was already so (nothing to recompute)."""
+        before = self.uses.get(key)
+        if before == use:
+            return False
+        if before is not None:
+            self._count(key, before, -1)
+        self.uses[key] = use
+        self._count(key, use, +1)
+        return True
+
+    def discard(self, key: str) -> bool:
+        before = self.uses.pop(key, None)
+        if before is None:
+            return False
+        self._count(key, before, -1)
+        return True
+
+    def _count(self, key: str, use: PodUse, sign: int) -> None:
+        if not use.live:
+            return
+        if use.node is None:
+            if sign > 0:
+                self.unbound[key] = use
+            else:
+                self.unbound.pop(key, None)
+            return
+        totals = self.on_node.setdefault(use.node, Counter())
+        for name, count in use.extended:
+            totals[name] += sign * count
+            if not totals[name]:
+                del totals[name]
+        if not totals:
+            del self.on_node[use.node]
+        if use.workload:
+            self.workloads[use.node] += sign
+            if not self.workloads[use.node]:
+                del self.workloads[use.node]
+
+
+def index_of(pods: Iterable[Mapping]) -> PodIndex:
+    index = PodIndex()
+    for number, pod in enumerate(pods):
+        metadata = pod.get("metadata") or {}
+        index.set(f"{metadata.get('namespace')}/{metadata.get('name', number)}#{number}", pod_use(pod))
+    return index
+
+
 def summarize(
     nodes: Iterable[Mapping],
     pods: Iterable[Mapping],
@@ -130,25 +221,32 @@ def summarize(
     namespace: str | None = None,
     leaving: frozenset[str] = frozenset(),
 ) -> dict[str, Capacity]:
+    """Capacity per group from plain lists of Node and Pod objects (see `capacity_of`)."""
+    return capacity_of(nodes, index_of(pods), groups, gpus_per_node, namespace, leaving)
+
+
+def capacity_of(
+    nodes: Iterable[Mapping],
+    index: PodIndex,
+    groups: Iterable[GroupSelector],
+    gpus_per_node: Mapping[str, int],
+    namespace: str | None = None,
+    leaving: frozenset[str] = frozenset(),
+) -> dict[str, Capacity]:
     """Capacity per group. Pending demand counts only pods of `namespace` (the hub's; None: all);
     nodes in `leaving` (already named for removal) are no longer members."""
     nodes = [n for n in nodes if n["metadata"]["name"] not in leaving]
-    live_pods = [p for p in pods if is_live(p)]
-    by_node: dict[str, list[Mapping]] = {}
-    unbound = []
-    for pod in live_pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if node_name:
-            by_node.setdefault(node_name, []).append(pod)
-        elif namespace is None or pod["metadata"].get("namespace", namespace) == namespace:
-            unbound.append(pod)
+    unbound = [
+        use
+        for use in index.unbound.values()
+        if namespace is None or use.namespace is None or use.namespace == namespace
+    ]
     result = {}
     for group in groups:
         per_node = gpus_per_node.get(group.name, 0)
         members = []
         for node in member_nodes(nodes, group):
             name = node["metadata"]["name"]
-            bound = by_node.get(name, [])
             members.append(
                 NodeInfo(
                     name=name,
@@ -156,8 +254,8 @@ def summarize(
                     allocatable_gpus=_quantity(
                         ((node.get("status") or {}).get("allocatable") or {}).get(group.gpu_resource)
                     ),
-                    used_gpus=sum(gpus_requested(p, group.gpu_resource) for p in bound),
-                    workloads=sum(1 for p in bound if is_workload(p)),
+                    used_gpus=(index.on_node.get(name) or {}).get(group.gpu_resource, 0),
+                    workloads=index.workloads.get(name, 0),
                     unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
                     ours_to_remove=REMOVAL_ANNOTATION in (node["metadata"].get("annotations") or {}),
                     server_id=server_id(node),
@@ -167,9 +265,8 @@ def summarize(
         requests = sorted(
             (
                 gpus
-                for p in unbound
-                if ((p.get("spec") or {}).get("nodeSelector") or {}).get(group.label) == group.name
-                and (gpus := gpus_requested(p, group.gpu_resource))
+                for use in unbound
+                if use.selects(group.label, group.name) and (gpus := use.requested(group.gpu_resource))
             ),
             reverse=True,
         )

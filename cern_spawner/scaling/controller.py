@@ -21,7 +21,7 @@ from dataclasses import asdict
 
 from .. import metrics
 from . import nodes as node_ops
-from .capacity import Capacity, GroupSelector, summarize
+from .capacity import Capacity, GroupSelector
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
 from .magnum import GroupState, MagnumGroups, baseline, grow, shrink
 from .memory import Memory
@@ -284,14 +284,12 @@ class ScalingController:
         nodes that emptied."""
         for name in [n for n in status.removing if n not in self.view.nodes]:
             del status.removing[name]
-        capacity = summarize(
-            self.view.nodes.values(),
-            self.view.pods.values(),
-            [GroupSelector(group.name, group.label, group.gpu_resource)],
-            {group.name: group.gpus_per_node},
+        capacity = self.view.capacity(  # kept up to date per watch event, not recounted here
+            GroupSelector(group.name, group.label, group.gpu_resource),
+            group.gpus_per_node,
             namespace=self.namespace,
             leaving=frozenset(status.removing),
-        )[group.name]
+        )
         members = {n.name for n in capacity.members}
         first = status.capacity is None
         for name in sorted(members - status.members):

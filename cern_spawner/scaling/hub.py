@@ -13,7 +13,7 @@ from .controller import ScalingController
 from .magnum import MagnumGroups
 from .memory import Memory
 from .state import ScaledGroup
-from .watch import ClusterView
+from .watch import ClusterView, kubespawner_pods
 
 _controllers: dict[tuple, ScalingController] = {}
 
@@ -76,7 +76,7 @@ def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
         api = shared_client("CoreV1Api")
         _controllers[key] = ScalingController(
             lambda: scaled_groups(store.current()),
-            ClusterView(api, log),
+            ClusterView(api, log, **kubespawner_pods(spawner.config, spawner.namespace)),
             backend,
             log,
             kube=api,

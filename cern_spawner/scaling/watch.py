@@ -1,50 +1,46 @@
-"""One shared watch of the cluster's Nodes and of every namespace's Pods, for capacity.
+"""The hub's one watch of Pods (every namespace) and of Nodes, shared by the scaling controller
+and KubeSpawner.
 
-Every namespace: a GPU taken by another namespace's pod is not free. KubeSpawner's reflectors key
-objects by namespace and cannot hold Nodes, which have none; this is the same list-then-watch
-loop, for both kinds, keeping plain dicts (never deserialized into typed objects: ~20x cheaper).
-`changed` is set on every event, so the scaling controller's rounds follow the cluster.
+Every namespace: a GPU taken by another namespace's pod is not free. KubeSpawner keeps its own pod
+reflector (the hub's namespace, `component=singleuser-server`); a hub that scales GPU groups would
+then watch the hub's pods twice. Instead this watch also serves as that reflector (`HubPods`,
+registered in `KubeSpawner.reflectors` under KubeSpawner's own key): the hub's pods are kept whole,
+as KubeSpawner reads them; any other pod only as the `PodUse` capacity needs, and the capacity
+index is updated per event. Events are read as raw JSON lines (no model classes: ~20x cheaper),
+and a watch that ends is resumed from the last version seen (bookmarks keep it fresh) instead of
+listing everything again; only a 410 Gone or an error lists again. `changed` is set when what
+capacity reads changes, so the controller's rounds follow the cluster, not kubelet heartbeats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Mapping
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 
 from ..waiting import Backoff
+from .capacity import Capacity, GroupSelector, PodIndex, capacity_of, pod_use
+
+WATCH_SECONDS = 300  # the API server ends a watch after this; it is then resumed, not re-listed
 
 
-class RawWatch(watch.Watch):
-    """Events as the API server sent them: plain dicts, no model classes."""
-
-    def get_return_type(self, func) -> str:
-        return ""
-
-
-def relevant(obj: dict) -> tuple:
+def relevant(obj: dict) -> tuple | object:
     """What capacity and shrink decisions read of a Node or Pod. A kubelet's heartbeat or a pod's
     new condition timestamp changes nothing here, so it does not wake the controller."""
     metadata, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    if "containers" not in spec:  # a Node
-        ready = next(
-            (c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
-        )
-        return (
-            repr(metadata.get("labels")),
-            repr(metadata.get("annotations")),
-            spec.get("unschedulable"),
-            spec.get("providerID"),
-            repr(status.get("allocatable")),
-            ready,
-        )
+    if "containers" in spec:
+        return pod_use(obj)
+    ready = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
     return (
-        spec.get("nodeName"),
-        status.get("phase"),
-        metadata.get("deletionTimestamp") is not None,
-        repr(spec.get("nodeSelector")),
-        repr([c.get("resources") for c in spec.get("containers") or []]),
+        repr(metadata.get("labels")),
+        repr(metadata.get("annotations")),
+        spec.get("unschedulable"),
+        spec.get("providerID"),
+        repr(status.get("allocatable")),
+        ready,
     )
 
 
@@ -53,65 +49,224 @@ def _key(obj: dict) -> str:
     return f"{metadata['namespace']}/{metadata['name']}" if metadata.get("namespace") else metadata["name"]
 
 
+def kubespawner_pods(config, namespace: str) -> dict:
+    """ClusterView's arguments to serve as KubeSpawner's pod reflector for a hub with this config:
+    the pods KubeSpawner's `_start_watching_pods` would watch, under the key it would use."""
+    from kubespawner import KubeSpawner
+
+    def setting(name: str):
+        for section in ("CERNSpawner", "KubeSpawner"):
+            if name in (config.get(section) or {}):
+                return config[section][name]
+        return KubeSpawner.class_traits()[name].default_value
+
+    # With a namespace per user, KubeSpawner runs one reflector for all namespaces, keyed None.
+    scope = None if setting("enable_user_namespaces") else namespace
+    return {
+        "hub_namespace": scope,
+        "hub_labels": {"component": setting("component_label")},
+        "share_as": ("pods", scope),
+    }
+
+
+class Gone(Exception):
+    """The version to resume from is too old (410): list again."""
+
+
+class HubPods:
+    """KubeSpawner's pod reflector, fed by the view's watch: the same keys ("namespace/name") and
+    the same raw pod dicts as KubeSpawner's `PodReflector.pods`."""
+
+    kind = "pods"
+
+    def __init__(self, view: ClusterView):
+        self.view = view
+        self.first_load_future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.watch_task = None
+
+    @property
+    def pods(self) -> dict[str, dict]:
+        return self.view.hub_pods
+
+    resources = pods
+
+    async def start(self) -> None:  # the view's watch is already running
+        pass
+
+    async def stop(self) -> None:
+        # KubeSpawner stops a reflector it replaces; the watch serves the controller too: keep it.
+        pass
+
+
 class ClusterView:
-    def __init__(self, api: client.CoreV1Api, log: logging.Logger, timeout: float = 60):
+    """`hub_namespace` (None: every namespace) and `hub_labels` select the pods KubeSpawner
+    reads; `share_as` is KubeSpawner's reflector key for them (None: not shared)."""
+
+    def __init__(
+        self,
+        api: client.CoreV1Api,
+        log: logging.Logger,
+        timeout: float = 60,
+        *,
+        hub_namespace: str | None = None,
+        hub_labels: Mapping[str, str] | None = None,
+        share_as: tuple | None = None,
+    ):
         self.api = api
         self.log = log
         self.timeout = timeout
+        self.hub_namespace = hub_namespace
+        self.hub_labels = dict(hub_labels or {})
+        self.share_as = share_as
         self.nodes: dict[str, dict] = {}
-        self.pods: dict[str, dict] = {}
+        self.index = PodIndex()
+        self.hub_pods: dict[str, dict] = {}
+        self.reflector: HubPods | None = None
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
         self._loaded: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
+    # -- what the controller reads -----------------------------------------------------------------
+    def capacity(
+        self,
+        group: GroupSelector,
+        gpus_per_node: int,
+        namespace: str | None = None,
+        leaving: frozenset[str] = frozenset(),
+    ) -> Capacity:
+        return capacity_of(
+            self.nodes.values(), self.index, [group], {group.name: gpus_per_node}, namespace, leaving
+        )[group.name]
+
+    def is_hub_pod(self, pod: dict) -> bool:
+        metadata = pod.get("metadata") or {}
+        if self.hub_namespace is not None and metadata.get("namespace") != self.hub_namespace:
+            return False
+        labels = metadata.get("labels") or {}
+        return all(labels.get(k) == v for k, v in self.hub_labels.items())
+
+    # -- running -----------------------------------------------------------------------------------
     def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [
-                asyncio.ensure_future(self._follow("nodes", self.api.list_node, {}, self.nodes)),
-                asyncio.ensure_future(
-                    self._follow("pods", self.api.list_pod_for_all_namespaces, {}, self.pods)
-                ),
-            ]
+        if self._tasks:
+            return
+        if self.share_as is not None:
+            self._share_with_kubespawner()
+        self._tasks = [
+            asyncio.ensure_future(self._follow("nodes", self.api.list_node, self._reset_nodes, self._node)),
+            asyncio.ensure_future(
+                self._follow("pods", self.api.list_pod_for_all_namespaces, self._reset_pods, self._pod)
+            ),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
 
-    async def _follow(self, kind: str, list_method, kwargs: dict, store: dict) -> None:
+    def _share_with_kubespawner(self) -> None:
+        from kubespawner import KubeSpawner
+
+        self.reflector = HubPods(self)
+        previous = KubeSpawner.reflectors.get(self.share_as)
+        KubeSpawner.reflectors[self.share_as] = self.reflector
+        if previous is not None:  # a spawner started KubeSpawner's own before us: one watch is enough
+            asyncio.ensure_future(previous.stop())
+
+    # -- applying what the API server says -----------------------------------------------------------
+    def _reset_nodes(self, items: list[dict]) -> None:
+        self.nodes = {_key(item): item for item in items}
+        self.changed.set()
+
+    def _node(self, kind: str, obj: dict) -> None:
+        key = _key(obj)
+        if kind == "DELETED":
+            self.nodes.pop(key, None)
+            self.changed.set()
+            return
+        before = self.nodes.get(key)
+        self.nodes[key] = obj
+        if before is None or relevant(before) != relevant(obj):
+            self.changed.set()
+
+    def _reset_pods(self, items: list[dict]) -> None:
+        index = PodIndex()
+        for item in items:
+            index.set(_key(item), pod_use(item))
+        self.index = index
+        self.hub_pods = {_key(item): item for item in items if self.is_hub_pod(item)}
+        self.changed.set()
+        if self.reflector is not None and not self.reflector.first_load_future.done():
+            self.reflector.first_load_future.set_result(None)
+
+    def _pod(self, kind: str, obj: dict) -> None:
+        key = _key(obj)
+        if kind == "DELETED":
+            self.hub_pods.pop(key, None)
+            if self.index.discard(key):
+                self.changed.set()
+            return
+        if self.is_hub_pod(obj):
+            self.hub_pods[key] = obj
+        else:
+            self.hub_pods.pop(key, None)
+        if self.index.set(key, pod_use(obj)):
+            self.changed.set()
+
+    # -- list, then watch --------------------------------------------------------------------------
+    async def _follow(self, kind: str, list_method, reset, apply) -> None:
         backoff = Backoff(first=0.5, cap=30)
+        version = None
         while True:
             try:
-                listing = await list_method(**kwargs, _preload_content=False, _request_timeout=self.timeout)
-                body = await listing.json()
-                store.clear()
-                store.update({_key(item): item for item in body["items"]})
-                self.changed.set()
-                self._loaded.add(kind)
-                if len(self._loaded) == 2:
-                    self.synced.set()
+                if version is None:
+                    listing = await list_method(_preload_content=False, _request_timeout=self.timeout)
+                    body = json.loads(await listing.read())
+                    reset(body["items"])
+                    version = body["metadata"]["resourceVersion"]
+                    self._loaded.add(kind)
+                    if len(self._loaded) == 2:
+                        self.synced.set()
+                version = await self._watch(list_method, version, apply)
                 backoff.reset()
-                stream = RawWatch().stream(
-                    list_method,
-                    **kwargs,
-                    resource_version=body["metadata"]["resourceVersion"],
-                    timeout_seconds=300,
-                )
-                async for event in stream:  # a 410 Gone (version too old) raises: list again
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    obj, key = event["raw_object"], _key(event["raw_object"])
-                    if event["type"] == "DELETED":
-                        store.pop(key, None)
-                        self.changed.set()
-                        continue
-                    before = store.get(key)
-                    store[key] = obj
-                    if before is None or relevant(before) != relevant(obj):
-                        self.changed.set()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # the API server restarting, a dropped connection
+            except Gone:
+                version = None
+            except Exception as e:  # the API server restarting, a dropped connection, RBAC
                 self.log.warning("Watch of %s failed, listing again: %r", kind, e)
+                version = None
                 await backoff.sleep()
+
+    async def _watch(self, list_method, version: str, apply) -> str:
+        """Apply events from `version` on until the API server ends the watch; the last version."""
+        response = await list_method(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _preload_content=False,
+            _request_timeout=(self.timeout, WATCH_SECONDS + self.timeout),
+        )
+        try:
+            pending = b""
+            async for chunk in response.content.iter_any():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")  # one event per line
+                for line in lines:
+                    if line.strip():
+                        version = self._event(line, version, apply)
+        finally:
+            response.release()
+        return version
+
+    def _event(self, line: bytes, version: str, apply) -> str:
+        event = json.loads(line)
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise client.ApiException(status=obj.get("code"), reason=obj.get("message"))
+        if kind != "BOOKMARK":
+            apply(kind, obj)
+        return (obj.get("metadata") or {}).get("resourceVersion") or version

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client import REGISTRY
 
-from cern_spawner.scaling.capacity import REMOVAL_ANNOTATION
+from cern_spawner.scaling.capacity import REMOVAL_ANNOTATION, summarize
 from cern_spawner.scaling.controller import ScalingController
 from cern_spawner.scaling.errors import CeilingReached, CloudUnavailable, QuotaExceeded, TemporaryError
 from cern_spawner.scaling.magnum import GroupState
@@ -99,6 +99,11 @@ class View:
 
     def start(self):
         pass
+
+    def capacity(self, group, gpus_per_node, namespace=None, leaving=frozenset()):
+        return summarize(
+            self.nodes.values(), self.pods.values(), [group], {group.name: gpus_per_node}, namespace, leaving
+        )[group.name]
 
 
 def gpu_node(name, gpus="4", group="gpu-v100"):

@@ -1,17 +1,25 @@
-"""What of a Node or Pod event wakes the scaling controller."""
+"""The hub's one pod watch: what wakes the controller, the capacity index kept per event, and
+the hub's own pods served to KubeSpawner as its pod reflector."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
+import logging
 
 import pytest
+from traitlets.config import Config
 
-from cern_spawner.scaling.watch import relevant
+from cern_spawner.scaling.capacity import GroupSelector, summarize
+from cern_spawner.scaling.watch import ClusterView, Gone, kubespawner_pods, relevant
 
 pytestmark = pytest.mark.unit
 
+LABEL = "magnum.openstack.org/nodegroup"
+GROUP = GroupSelector("gpu-v100", LABEL, "nvidia.com/gpu")
 NODE = {
-    "metadata": {"name": "n0", "labels": {"magnum.openstack.org/nodegroup": "gpu-v100"}},
+    "metadata": {"name": "n0", "labels": {LABEL: "gpu-v100"}},
     "spec": {"providerID": "openstack:///id"},
     "status": {
         "allocatable": {"nvidia.com/gpu": "4"},
@@ -48,7 +56,163 @@ def changed(obj, path, value):
         ),
         pytest.param(POD, ("spec", "nodeName"), "n0", True, id="pod-bound"),
         pytest.param(POD, ("status", "phase"), "Succeeded", True, id="pod-finished"),
+        pytest.param(POD, ("status", "phase"), "Running", False, id="pod-running-changes-no-capacity"),
     ],
 )
 def test_what_wakes_the_controller(before, path, value, wakes):
     assert (relevant(before) != relevant(changed(before, path, value))) == wakes
+
+
+def pod(name, namespace="hub", node=None, gpus=1, phase="Pending", component="singleuser-server"):
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {"component": component}},
+        "spec": {
+            "nodeName": node,
+            "nodeSelector": {LABEL: "gpu-v100"},
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def view():
+    return ClusterView(
+        None, logging.getLogger("test"), hub_namespace="hub", hub_labels={"component": "singleuser-server"}
+    )
+
+
+def key(obj):
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+# Event sequences; after each event the index must give what a recount of every pod gives.
+SEQUENCES = {
+    "wait-bind-run-finish-delete": [
+        ("ADDED", pod("a")),
+        ("MODIFIED", pod("a", node="n0")),
+        ("MODIFIED", pod("a", node="n0", phase="Running")),
+        ("MODIFIED", pod("a", node="n0", phase="Succeeded")),
+        ("DELETED", pod("a", node="n0", phase="Succeeded")),
+    ],
+    "deleted-while-running": [
+        ("ADDED", pod("a", node="n0", phase="Running", gpus=2)),
+        ("ADDED", pod("b", node="n0", phase="Running")),
+        ("DELETED", pod("a", node="n0", phase="Running", gpus=2)),
+    ],
+    "other-namespace-holds-gpus-but-is-no-demand": [
+        ("ADDED", pod("batch", namespace="ml", node="n0", phase="Running", gpus=3, component="job")),
+        ("ADDED", pod("queued", namespace="ml", gpus=1, component="job")),
+        ("ADDED", pod("mine")),
+    ],
+    "cpu-pod-on-the-node-is-a-workload": [
+        ("ADDED", pod("cpu", node="n0", phase="Running", gpus=0)),
+        ("MODIFIED", pod("cpu", node="n0", phase="Failed", gpus=0)),
+    ],
+}
+
+
+@pytest.mark.parametrize("events", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_capacity_kept_per_event_equals_a_recount(events):
+    cluster = view()
+    cluster._reset_nodes([NODE])
+    current = {}
+    for kind, obj in events:
+        cluster._pod(kind, obj)
+        if kind == "DELETED":
+            current.pop(key(obj), None)
+        else:
+            current[key(obj)] = obj
+        kept = cluster.capacity(GROUP, 4, namespace="hub")
+        recount = summarize([NODE], current.values(), [GROUP], {"gpu-v100": 4}, namespace="hub")["gpu-v100"]
+        assert kept == recount, (kind, obj["metadata"]["name"])
+    # KubeSpawner reads the hub's notebook pods, whole, and nothing else.
+    assert cluster.hub_pods == {k: v for k, v in current.items() if k.startswith("hub/")}
+
+
+@pytest.mark.parametrize(
+    ("event", "wakes"),
+    [
+        pytest.param(("ADDED", pod("a")), True, id="new-waiting-pod"),
+        pytest.param(("MODIFIED", pod("a", phase="Pending")), False, id="same-use"),
+        pytest.param(("DELETED", pod("never-seen")), False, id="unknown-deleted"),
+        pytest.param(("MODIFIED", pod("a", node="n0")), True, id="bound"),
+    ],
+)
+def test_an_event_wakes_the_controller_only_when_capacity_changes(event, wakes):
+    cluster = view()
+    cluster._reset_pods([pod("a")] if event[0] != "ADDED" else [])
+    cluster.changed.clear()
+    cluster._pod(*event)
+    assert cluster.changed.is_set() == wakes
+
+
+@pytest.mark.parametrize(
+    ("line", "outcome"),
+    [
+        pytest.param(
+            {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}, "9", id="bookmark"
+        ),
+        pytest.param(
+            {
+                "type": "ADDED",
+                "object": pod("a") | {"metadata": {**pod("a")["metadata"], "resourceVersion": "7"}},
+            },
+            "7",
+            id="added",
+        ),
+        pytest.param({"type": "ERROR", "object": {"code": 410, "message": "too old"}}, Gone, id="gone"),
+    ],
+)
+def test_raw_event_lines(line, outcome):
+    cluster = view()
+    seen = []
+    if outcome is Gone:
+        with pytest.raises(Gone):
+            cluster._event(json.dumps(line).encode(), "1", lambda *a: seen.append(a))
+        return
+    assert cluster._event(json.dumps(line).encode(), "1", lambda *a: seen.append(a)) == outcome
+    assert len(seen) == (line["type"] != "BOOKMARK")
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param({}, ("hub", "singleuser-server", ("pods", "hub")), id="defaults"),
+        pytest.param(
+            {"KubeSpawner": {"component_label": "nb"}}, ("hub", "nb", ("pods", "hub")), id="kubespawner-label"
+        ),
+        pytest.param(
+            {"KubeSpawner": {"component_label": "nb"}, "CERNSpawner": {"component_label": "cern"}},
+            ("hub", "cern", ("pods", "hub")),
+            id="subclass-wins",
+        ),
+        pytest.param(
+            {"CERNSpawner": {"enable_user_namespaces": True}},
+            (None, "singleuser-server", ("pods", None)),
+            id="namespace-per-user",
+        ),
+    ],
+)
+def test_the_pods_kubespawner_would_watch(settings, expected):
+    kwargs = kubespawner_pods(Config(settings), "hub")
+    assert (kwargs["hub_namespace"], kwargs["hub_labels"]["component"], kwargs["share_as"]) == expected
+
+
+def test_the_view_is_kubespawners_pod_reflector_once_listed():
+    from kubespawner import KubeSpawner
+
+    async def scenario():
+        cluster = ClusterView(None, logging.getLogger("test"), **kubespawner_pods(Config(), "unit-test-ns"))
+        saved = dict(KubeSpawner.reflectors)
+        try:
+            cluster._share_with_kubespawner()
+            reflector = KubeSpawner.reflectors[("pods", "unit-test-ns")]
+            assert not reflector.first_load_future.done()  # spawns wait for the first listing
+            cluster._reset_pods([pod("a", namespace="unit-test-ns"), pod("b", namespace="other")])
+            await asyncio.wait_for(reflector.first_load_future, 1)
+            return dict(reflector.pods)
+        finally:
+            KubeSpawner.reflectors.clear()
+            KubeSpawner.reflectors.update(saved)
+
+    assert list(asyncio.run(scenario())) == ["unit-test-ns/a"]
