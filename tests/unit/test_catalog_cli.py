@@ -1,5 +1,6 @@
 """`cern-spawner profiles validate`: exit codes and output."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cern_spawner.cli import main
+from cern_spawner.cli import _loaded_on_use, main
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +67,37 @@ def test_python_dash_m():
         text=True,
     )
     assert (result.returncode, result.stdout) == (0, "OK: 4 profiles, 2 node groups from 1 file\n")
+
+
+# The hub's stack (seconds to import) and the grammar jsonschema would build at import (~1 s).
+HUB_STACK = ("jupyterhub", "kubespawner", "kubernetes_asyncio", "tornado", "lark")
+VALIDATE_THEN_REPORT = """
+import json, sys
+from cern_spawner.cli import _loaded_on_use, main
+status = main(["profiles", "validate", "profiles"])
+loaded = sorted({name.partition(".")[0] for name in sys.modules} & set(sys.argv[1:]))
+import jsonschema
+print(json.dumps([status, loaded, "iri" in jsonschema.FormatChecker().checkers]))
+"""
+
+
+def test_validate_loads_none_of_the_hub_stack():
+    result = subprocess.run(
+        [sys.executable, "-c", VALIDATE_THEN_REPORT, *HUB_STACK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    status, loaded, iri_checked = json.loads(result.stdout.splitlines()[-1])
+    assert status == 0
+    assert loaded == [], f"`profiles validate` imported {loaded}"
+    assert iri_checked, "jsonschema lost its 'iri' format check"
+
+
+def test_a_module_loaded_on_use_is_the_real_one_at_its_first_call(monkeypatch):
+    stand_in = _loaded_on_use("colorsys", "rgb_to_hsv")
+    monkeypatch.setitem(sys.modules, "colorsys", stand_in)
+    assert stand_in.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert sys.modules["colorsys"] is not stand_in  # later imports get the real module
+    assert sys.modules["colorsys"].rgb_to_hsv.__qualname__ == "rgb_to_hsv"
