@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,12 +82,15 @@ async def create_or_adopt(
     read: Callable[[], Awaitable[Mapping]],
     ownership: Ownership,
     request_timeout: float,
+    known: Callable[[], Mapping | None] | None = None,
 ) -> tuple[Outcome, str]:
-    """One create, and when its outcome is unknown or the name is taken, one read to decide.
+    """One create, and when its outcome is unknown or the name is taken, one look to decide.
 
     `create()` and `read()` make the API calls (`read` returns the object as a dict, raising
-    ApiException 404 when absent); each gets `request_timeout` seconds. Returns the outcome and a short
-    reason for the log. Errors that are neither transient nor a conflict are raised unchanged.
+    ApiException 404 when absent); each gets `request_timeout` seconds. `known()`, if given, returns
+    the object from a local watch (or None): when that copy is ours no read is made — under load
+    the read may time out as the create did. Returns the outcome and a short reason for the log.
+    Errors that are neither transient nor a conflict are raised unchanged.
     """
     try:
         await asyncio.wait_for(create(), request_timeout)
@@ -99,6 +103,9 @@ async def create_or_adopt(
         if not outcome_unknown(e):
             raise
         why = "timed out" if isinstance(e, asyncio.TimeoutError) else f"connection lost ({e})"
+    seen = known() if known else None
+    if seen is not None and decide(seen, ownership) is Outcome.ADOPTED:
+        return Outcome.ADOPTED, f"{why}; the watched object is ours"
     try:
         existing = await asyncio.wait_for(read(), request_timeout)
     except ApiException as e:
@@ -113,6 +120,29 @@ async def create_or_adopt(
         return Outcome.RETRY, f"{why}; could not look ({type(e).__name__})"
     outcome = decide(existing, ownership)
     return outcome, f"{why}; the existing object is {'ours' if outcome is Outcome.ADOPTED else 'not ours'}"
+
+
+async def until_settled(
+    attempt: Callable[[], Awaitable[tuple[Outcome, str]]],
+    on_retry: Callable[[str], None],
+    first_wait: float = 0.2,
+    max_wait: float = 5.0,
+) -> tuple[Outcome, str]:
+    """`attempt()` again after a jittered, doubling pause while it says RETRY; its last answer.
+
+    No deadline of its own: the caller's start has one (JupyterHub's start_timeout cancels it). A
+    shorter budget (KubeSpawner gives its create retries k8s_api_request_retry_timeout, 30 s) gave
+    up on users whose pods were running: under a burst the hub's event loop lags, 30 s of wall time
+    may hold two or three attempts, and each of them may time out while the API server does the work.
+    """
+    wait = first_wait
+    while True:
+        outcome, why = await attempt()
+        if outcome is not Outcome.RETRY:
+            return outcome, why
+        on_retry(why)
+        await asyncio.sleep(random.uniform(0, wait))
+        wait = min(wait * 2, max_wait)
 
 
 def stamp_start(pod) -> str:
@@ -146,33 +176,39 @@ class AdoptingCreates:
         name = pod.metadata.name
         ownership = Ownership(_labels(pod, OWNER_LABELS), {START_MARKER: stamp_start(pod)})
         self.log.info("Creating pod %s/%s (timeout %s s)", self.namespace, name, request_timeout)
-        outcome, why = await create_or_adopt(
-            lambda: self.api.create_namespaced_pod(self.namespace, pod),
-            lambda: self._read_dict("pod", name),
-            ownership,
-            request_timeout,
+        reflector = self.pod_reflector
+        outcome, why = await until_settled(
+            lambda: create_or_adopt(
+                lambda: self.api.create_namespaced_pod(self.namespace, pod),
+                lambda: self._read_dict("pod", name),
+                ownership,
+                request_timeout,
+                known=lambda: reflector.pods.get(f"{self.namespace}/{name}") if reflector else None,
+            ),
+            lambda why: self.log.info("Pod %s: %s; trying again", name, why),
         )
         if outcome is Outcome.ADOPTED:
             self.log.info("Pod %s: %s; adopted", name, why)
-        if outcome is Outcome.RETRY:
-            self.log.info("Pod %s: %s; trying again", name, why)
         if outcome is Outcome.FOREIGN:
             # As KubeSpawner does with a stale pod: delete it, then create anew. Its own stop only,
             # not a subclass's (which may also remove what this start just wrote, such as Secrets).
             self.log.info("Pod %s: %s; deleting it before creating ours", name, why)
             await KubeSpawner.stop(self, now=True)
             return False
-        return outcome in (Outcome.CREATED, Outcome.ADOPTED)
+        return True
 
     async def _make_create_pvc_request(self, pvc, request_timeout):
         # A user's claim outlives their servers: a claim of that user under the name is theirs.
         name = pvc.metadata.name
         try:
-            outcome, why = await create_or_adopt(
-                lambda: self.api.create_namespaced_persistent_volume_claim(self.namespace, pvc),
-                lambda: self._read_dict("persistent_volume_claim", name),
-                Ownership(_labels(pvc, ("hub.jupyter.org/username",))),
-                request_timeout,
+            outcome, why = await until_settled(
+                lambda: create_or_adopt(
+                    lambda: self.api.create_namespaced_persistent_volume_claim(self.namespace, pvc),
+                    lambda: self._read_dict("persistent_volume_claim", name),
+                    Ownership(_labels(pvc, ("hub.jupyter.org/username",))),
+                    request_timeout,
+                ),
+                lambda why: self.log.info("PVC %s: %s; trying again", name, why),
             )
         except ApiException as e:
             if e.status != 403:
@@ -185,22 +221,25 @@ class AdoptingCreates:
             self.log.warning("PVC %s lacks %s's labels; using it, as KubeSpawner does", name, self._log_name)
         elif outcome is not Outcome.CREATED:
             self.log.info("PVC %s: %s", name, why)
-        return outcome is not Outcome.RETRY
+        return True
 
     async def _make_create_resource_request(self, kind, manifest):
         # Secrets and Services KubeSpawner makes for a pod (internal_ssl, services_enabled): owned by
         # that pod, whose uid is in the manifest's owner reference.
         name = manifest.metadata.name
         owners = manifest.metadata.owner_references or []
-        outcome, why = await create_or_adopt(
-            lambda: getattr(self.api, f"create_namespaced_{kind}")(self.namespace, manifest),
-            lambda: self._read_dict(kind, name),
-            Ownership(_labels(manifest, OWNER_LABELS), owner_uid=owners[0].uid if owners else None),
-            self.k8s_api_request_timeout,
+        outcome, why = await until_settled(
+            lambda: create_or_adopt(
+                lambda: getattr(self.api, f"create_namespaced_{kind}")(self.namespace, manifest),
+                lambda: self._read_dict(kind, name),
+                Ownership(_labels(manifest, OWNER_LABELS), owner_uid=owners[0].uid if owners else None),
+                self.k8s_api_request_timeout,
+            ),
+            lambda why: self.log.info("%s %s: %s; trying again", kind, name, why),
         )
         if outcome is Outcome.FOREIGN:
             # KubeSpawner deleted any earlier one just before and keeps what it finds: so do we, saying so.
             self.log.warning("%s %s is not this pod's; using it, as KubeSpawner does", kind, name)
         elif outcome is not Outcome.CREATED:
             self.log.info("%s %s: %s", kind, name, why)
-        return outcome is not Outcome.RETRY
+        return True

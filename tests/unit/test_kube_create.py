@@ -100,10 +100,11 @@ class FakeServer:
     """Pods by name, as dicts. `lose` says how the answer to the next creates is lost after the
     server wrote the object: "slow" (answers after the client's timeout), "reset", "500"."""
 
-    def __init__(self, lose=(), before_write=0.0):
+    def __init__(self, lose=(), before_write=0.0, stalled_reads=0):
         self.pods: dict[str, dict] = {}
         self.lose = list(lose)
         self.before_write = before_write
+        self.stalled_reads = stalled_reads  # the first reads answer after the client's timeout
         self.creates = self.deletes = 0
         self.tasks: list[asyncio.Future] = []
         self.api_client = ApiClient.__new__(ApiClient)  # only its serializer is used
@@ -132,6 +133,9 @@ class FakeServer:
         return body
 
     async def read_namespaced_pod(self, name, namespace):
+        if self.stalled_reads:
+            self.stalled_reads -= 1
+            await asyncio.sleep(TIMEOUT * 2)
         if name not in self.pods:
             raise ApiException(status=404, reason="NotFound")
         return self.pods[name]
@@ -208,12 +212,26 @@ def no_kube_config(monkeypatch):
     monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
 
 
+class Watch:
+    """KubeSpawner's pod reflector as the hook reads it: `pods` by "namespace/name"."""
+
+    def __init__(self, server: FakeServer):
+        self.server = server
+
+    @property
+    def pods(self):
+        return {f"ns/{name}": pod for name, pod in self.server.pods.items()}
+
+
 @pytest.fixture
 def spawner_on(monkeypatch):
-    def make(server: FakeServer):
+    def make(server: FakeServer, watched: bool = False):
         spawner = make_spawner()
         spawner.api = server
         spawner.namespace = "ns"
+        monkeypatch.setattr(
+            type(spawner), "pod_reflector", property(lambda self: Watch(server) if watched else None)
+        )
 
         async def kubespawner_stop(self, now=False):  # KubeSpawner's stop: delete the pod, wait
             server.delete(self.pod_name)
@@ -225,27 +243,27 @@ def spawner_on(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("lose", "before_write", "stale", "deletes"),
+    ("server", "watched", "stale", "deletes"),
     [
-        (["slow"], 0, False, 0),
-        (["slow", "slow", "slow"], TIMEOUT * 2, False, 0),  # every answer lost, the write late too
-        (["reset"], 0, False, 0),
-        ([], 0, True, 1),  # an earlier start's pod: deleted and replaced, as KubeSpawner does
+        (FakeServer(["slow"]), False, False, 0),
+        (FakeServer(["slow"] * 3, before_write=TIMEOUT * 2), False, False, 0),  # answers lost, writes late
+        (FakeServer(["reset"]), False, False, 0),
+        (FakeServer(["slow"], stalled_reads=3), False, False, 0),  # looks time out too, past the budget
+        (FakeServer(["slow"], stalled_reads=10**6), True, False, 0),  # reads never answer: the watch sees it
+        (FakeServer(), False, True, 1),  # an earlier start's pod: deleted and replaced, as KubeSpawner does
     ],
-    ids=["one-slow-answer", "slow-server", "reset", "stale-pod-replaced"],
+    ids=["one-slow-answer", "slow-server", "reset", "slow-reads", "watched", "stale-pod-replaced"],
 )
-async def test_the_spawners_pod_create_ends_with_exactly_its_pod(
-    spawner_on, lose, before_write, stale, deletes
-):
-    """KubeSpawner's own retry loop around CERNSpawner's hook: before, the retry met the pod its
-    timed-out create had made (409), deleted it and tried again until its retry timeout."""
-    server = FakeServer(lose, before_write)
-    spawner = spawner_on(server)
+async def test_the_spawners_pod_create_ends_with_exactly_its_pod(spawner_on, server, watched, stale, deletes):
+    """KubeSpawner's own retry loop around CERNSpawner's hook, with a retry budget (its
+    k8s_api_request_retry_timeout) shorter than the slow server needs. Before, the retry met the pod
+    its timed-out create had made (409), deleted it and tried again until that budget ran out."""
+    spawner = spawner_on(server, watched)
     if stale:
         server.pods[spawner.pod_name] = meta(ALICE, {START_MARKER: "an-earlier-start"})
     manifest = pod(spawner.pod_name, spawner.user.name)
     await exponential_backoff(
-        partial(spawner._make_create_pod_request, manifest, TIMEOUT), "could not create", timeout=5
+        partial(spawner._make_create_pod_request, manifest, TIMEOUT), "could not create", timeout=TIMEOUT
     )
     await asyncio.gather(*server.tasks, return_exceptions=True)  # creates still in flight land too
     assert list(server.pods) == [spawner.pod_name]
