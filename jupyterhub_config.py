@@ -12,9 +12,7 @@ from pathlib import Path
 
 import kubernetes_asyncio.config.kube_config as kube_config
 
-from cern_spawner.scaling.startup import start_with_hub
-from cern_spawner.web import HUB_TEMPLATE_DIR
-from cern_spawner.web.handlers import handlers
+from cern_spawner import configure_hub
 from sandbox.config import state_dir
 from sandbox.nodeagent.network import PodNetwork
 
@@ -36,8 +34,6 @@ hub_dir.mkdir(parents=True, exist_ok=True)
 os.environ["KUBECONFIG"] = sandbox["kubeconfig"]
 kube_config.KUBE_CONFIG_DEFAULT_LOCATION = sandbox["kubeconfig"]
 
-c.JupyterHub.spawner_class = "cern"
-c.CERNSpawner.profiles_path = [os.environ.get("CERN_PROFILES", str(here / "profiles"))]
 c.KubeSpawner.namespace = sandbox["user_namespace"]
 c.KubeSpawner.default_url = "/lab"
 c.KubeSpawner.start_timeout = 120
@@ -45,10 +41,8 @@ c.KubeSpawner.http_timeout = 60
 
 # GPU node groups grow through the sandbox's OpenStack simulator, over the same API as Magnum.
 if "openstack" in sandbox:
-    c.CERNSpawner.openstack_cloud = "sandbox"
-    c.CERNSpawner.openstack_clouds_yaml = str(sandbox_state / "clouds.yaml")
-    # Shrink what an earlier hub grew even before anyone comes by.
-    start_with_hub(c)
+    c.GPUScaling.openstack_cloud = "sandbox"
+    c.GPUScaling.openstack_clouds_yaml = str(sandbox_state / "clouds.yaml")
 
 gateway = PodNetwork(**sandbox["network"]).gateway
 c.JupyterHub.hub_bind_url = f"http://{gateway}:{os.environ.get('CERN_HUB_PORT', '8081')}"
@@ -66,7 +60,6 @@ if "keycloak" in sandbox:
     from sandbox import keycloak
 
     kc = sandbox["keycloak"]
-    c.JupyterHub.authenticator_class = "cern"
     c.CERNAuthenticator.issuer_url = kc["issuer"]
     c.CERNAuthenticator.client_id = kc["client_id"]
     # Read from its 0600 file: never through the environment, which child processes inherit.
@@ -100,16 +93,10 @@ else:
     # Without single sign-on there are no roles: a group stands in.
     c.JupyterHub.load_groups = {"gpu-users": {"users": ["bob"]}}
 
-# Admins see the served catalog and any refused edit at /hub/api/cern/catalog (scope read:hub,
-# held by the admin role and not by notebook-server tokens; see docs/auth.md).
-c.JupyterHub.extra_handlers = list(handlers)
-
 # Repository launches (/hub/binder/v2/…, the picker's "Build from a git repository"): the sandbox's
 # git server and OCI registry. No container engine here: the build pods run the sandbox builder,
 # which pushes the repository's files as an image; the node agent unpacks them into $HOME.
 if sandbox.get("registry") and sandbox.get("git"):
-    from cern_spawner.binder.handlers import binder_handlers
-
     c.BinderConfig.registry = sandbox["registry"]["host"]
     c.BinderConfig.http_registries = [sandbox["registry"]["host"]]
     c.BinderConfig.allowed_hosts = []  # the sandbox reaches no internet: only its own git server
@@ -120,6 +107,13 @@ if sandbox.get("registry") and sandbox.get("git"):
     # Builds share the notebooks' namespace here (allowed without an engine socket): one namespace
     # for the sandbox's tests to watch.
     c.BinderConfig.build_namespace = sandbox["user_namespace"]
-    c.JupyterHub.extra_handlers += binder_handlers()
-# The spawn page shows our progress messages with elapsed time, and a way back on failure.
-c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
+
+# The spawner (CERNSpawner, profiles from ./profiles), single sign-on when the sandbox has it, the
+# spawn page's progress template, the admins' catalog view at /hub/api/cern/catalog (scope read:hub;
+# see docs/auth.md), the Binder routes when BinderConfig.registry is set above, and GPU growth
+# started with the hub, so that it shrinks what an earlier hub grew even before anyone comes by.
+configure_hub(
+    c,
+    profiles=os.environ.get("CERN_PROFILES", str(here / "profiles")),
+    authenticator="keycloak" in sandbox,
+)

@@ -82,30 +82,16 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         """,
     )
 
-    openstack_cloud = Unicode(
-        "",
-        config=True,
-        help="""
-        Name of the cloud in clouds.yaml through which GPU node groups are grown (application
-        credentials recommended). Empty (the default) turns on-demand growth off: GPU spawns then
-        wait for a free GPU until their start timeout.
-        """,
-    )
+    # Deprecated: GPU growth is hub-level (`c.GPUScaling.*`), which reads these from the
+    # CERNSpawner section and warns. Kept as traits so that old configs load without traitlets'
+    # "not recognized" warning.
+    openstack_cloud = Unicode("", config=True, help="Deprecated since 0.2: use GPUScaling.openstack_cloud.")
     openstack_clouds_yaml = Unicode(
-        "",
-        config=True,
-        help="Path of the clouds.yaml to read; empty (default): openstacksdk's usual places.",
+        "", config=True, help="Deprecated since 0.2: use GPUScaling.openstack_clouds_yaml."
     )
-    scaling_interval = Float(
-        2.0, config=True, help="Seconds between the scaling controller's rounds (default 2 s)."
-    )
+    scaling_interval = Float(2.0, config=True, help="Deprecated since 0.2: use GPUScaling.interval.")
     scaling_grace_period = Float(
-        600.0,
-        config=True,
-        help="""
-        Seconds without GPU demand before a grown node group is returned to its baseline (default
-        600 s, so a user restarting a server finds the node still there). Only empty nodes are removed.
-        """,
+        600.0, config=True, help="Deprecated since 0.2: use GPUScaling.grace_period."
     )
 
     token_mount_path = Unicode(
@@ -125,9 +111,8 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
         join_hub_log(self.log)
-        if self.openstack_cloud:
-            # Started with the hub's first spawner, so the shrink reconciler also runs after a restart.
-            shared_controller(self, self.log)
+        # configure_hub starts GPU growth with the hub; in a hub wired by hand, with its first spawner.
+        shared_controller(self, self.log)
 
     # -- the catalog, per user ---------------------------------------------------------------
     @property
@@ -231,9 +216,8 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         if not offered:
             return None
         try:
-            entry = self._get_profile(
-                (user_options or {}).get("profile"), self._get_initialized_profile_list(offered)
-            )
+            # `offered` already has its default marked (to_profile_list): no initialized copy needed.
+            entry = self._get_profile((user_options or {}).get("profile"), offered)
         except (ValueError, StopIteration):
             return None
         catalog = self.catalog_store.current()

@@ -1,12 +1,59 @@
-"""Hub-level settings of GPU growth that are not per spawn: `c.GPUScaling.*`."""
+"""Hub-level settings of GPU growth: `c.GPUScaling.*`.
+
+One scaling controller serves the whole hub, so its settings belong to the hub, not to each
+spawner. Before 0.2 four of them were CERNSpawner traits; those names still work (read from the
+`c.CERNSpawner` section) and log a deprecation warning, as oauthenticator does for its renamed
+traits.
+"""
 
 from __future__ import annotations
 
 from traitlets import Float, Unicode
-from traitlets.config import Configurable
+from traitlets.config import LoggingConfigurable
+
+# Old CERNSpawner trait name -> (GPUScaling trait, cern-spawner version that deprecated it).
+DEPRECATED_SPAWNER_ALIASES = {
+    "openstack_cloud": ("openstack_cloud", "0.2"),
+    "openstack_clouds_yaml": ("openstack_clouds_yaml", "0.2"),
+    "scaling_interval": ("interval", "0.2"),
+    "scaling_grace_period": ("grace_period", "0.2"),
+}
 
 
-class GPUScaling(Configurable):
+class GPUScaling(LoggingConfigurable):
+    """Growing GPU node groups through OpenStack Magnum while users wait, and shrinking them after."""
+
+    openstack_cloud = Unicode(
+        "",
+        config=True,
+        help="""
+        Name of the cloud in clouds.yaml through which GPU node groups are grown (application
+        credentials recommended). Empty (the default) turns on-demand growth off: GPU spawns then
+        wait for a free GPU until their start timeout.
+        """,
+    )
+    openstack_clouds_yaml = Unicode(
+        "",
+        config=True,
+        help="Path of the clouds.yaml to read; empty (default): openstacksdk's usual places.",
+    )
+    interval = Float(
+        2.0,
+        config=True,
+        help="""
+        Seconds between the controller's rounds while users wait or a change is under way
+        (default 2 s). Formerly CERNSpawner.scaling_interval.
+        """,
+    )
+    grace_period = Float(
+        600.0,
+        config=True,
+        help="""
+        Seconds without GPU demand before a grown node group is returned to its baseline (default
+        600 s, so a user restarting a server finds the node still there). Only empty nodes are
+        removed. Formerly CERNSpawner.scaling_grace_period.
+        """,
+    )
     call_timeout = Float(
         20.0,
         config=True,
@@ -40,8 +87,8 @@ class GPUScaling(Configurable):
         help="""
         Seconds between reads of a node group from the cloud while nothing waits for it (default
         30 s; each read costs the hub ~2 ms of CPU). A user who starts waiting makes the group be
-        read at once, and then every CERNSpawner.scaling_interval while users wait or a change is
-        under way; rounds are otherwise driven by the cluster watch.
+        read at once, and then every GPUScaling.interval while users wait or a change is under
+        way; rounds are otherwise driven by the cluster watch.
         """,
     )
     memory_path = Unicode(
@@ -53,3 +100,25 @@ class GPUScaling(Configurable):
         are from the hub's working directory, like jupyterhub.sqlite. Empty: keep nothing.
         """,
     )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._apply_deprecated_spawner_config()
+
+    def _apply_deprecated_spawner_config(self) -> None:
+        # _has_section: reading c.CERNSpawner on a Config would create the section.
+        old = self.config.CERNSpawner if self.config._has_section("CERNSpawner") else {}
+        new = self.config.GPUScaling if self.config._has_section("GPUScaling") else {}
+        for old_name, (new_name, version) in DEPRECATED_SPAWNER_ALIASES.items():
+            if old_name not in old:
+                continue
+            message = (
+                f"CERNSpawner.{old_name} is deprecated in cern-spawner {version}, "
+                f"use GPUScaling.{new_name} instead"
+            )
+            if new_name in new:
+                if new[new_name] != old[old_name]:  # the same value under both names is no conflict
+                    self.log.warning("%s (ignored: GPUScaling.%s is set)", message, new_name)
+                continue
+            self.log.warning(message)
+            setattr(self, new_name, old[old_name])

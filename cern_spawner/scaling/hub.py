@@ -8,6 +8,7 @@ import openstack
 from openstack.config import loader
 
 from ..catalog import Catalog
+from ..catalog_store import CatalogStore
 from .config import GPUScaling
 from .controller import ScalingController
 from .magnum import MagnumGroups
@@ -16,6 +17,7 @@ from .state import ScaledGroup
 from .watch import ClusterView, kubespawner_pods
 
 _controllers: dict[tuple, ScalingController] = {}
+_settings: dict[int, tuple[object, GPUScaling]] = {}  # id(config) -> (config, its settings)
 
 
 def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
@@ -48,42 +50,46 @@ def connect(cloud: str, clouds_yaml: str, api_timeout: float | None = None):
     return openstack.connection.Connection(config=config)
 
 
-def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
-    """The hub's controller, created on first use; None when no cloud is configured."""
-    if not spawner.openstack_cloud:
+def gpu_scaling(config) -> GPUScaling:
+    """The hub's `c.GPUScaling` settings, read once per config object (deprecations warned once)."""
+    cached = _settings.get(id(config))
+    if cached is None or cached[0] is not config:
+        cached = _settings[id(config)] = (config, GPUScaling(config=config))
+    return cached[1]
+
+
+def hub_controller(
+    settings: GPUScaling, *, namespace: str, store: CatalogStore, log: logging.Logger
+) -> ScalingController | None:
+    """The hub's controller for these settings, created and started on first use; None when no
+    cloud is configured. `namespace` is where the notebook pods are, `store` their catalog."""
+    if not settings.openstack_cloud:
         return None
-    key = (
-        spawner.openstack_cloud,
-        spawner.openstack_clouds_yaml,
-        spawner.namespace,
-        tuple(spawner.profiles_path),
-    )
+    key = (settings.openstack_cloud, settings.openstack_clouds_yaml, namespace, store.paths)
     if key not in _controllers:
         from kubespawner.clients import shared_client
 
-        settings = GPUScaling(config=spawner.config)
         connections: dict[str, MagnumGroups] = {}
 
         def backend(cluster: str) -> MagnumGroups:
             if cluster not in connections:
                 connection = connect(
-                    spawner.openstack_cloud, spawner.openstack_clouds_yaml, settings.call_timeout
+                    settings.openstack_cloud, settings.openstack_clouds_yaml, settings.call_timeout
                 )
                 connections[cluster] = MagnumGroups(connection, cluster)
             return connections[cluster]
 
-        store = spawner.catalog_store
         api = shared_client("CoreV1Api")
         _controllers[key] = ScalingController(
             lambda: scaled_groups(store.current()),
-            ClusterView(api, log, **kubespawner_pods(spawner.config, spawner.namespace)),
+            ClusterView(api, log, **kubespawner_pods(settings.config, namespace)),
             backend,
             log,
             kube=api,
-            namespace=spawner.namespace,
-            interval=spawner.scaling_interval,
+            namespace=namespace,
+            interval=settings.interval,
             idle_refresh=settings.idle_refresh,
-            grace=spawner.scaling_grace_period,
+            grace=settings.grace_period,
             call_timeout=settings.call_timeout,
             retry_timeout=settings.retry_timeout,
             join_deadline=settings.join_deadline,
@@ -91,3 +97,10 @@ def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
         )
         _controllers[key].start()
     return _controllers[key]
+
+
+def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
+    """The controller serving this spawner's namespace and catalog (see `hub_controller`)."""
+    return hub_controller(
+        gpu_scaling(spawner.config), namespace=spawner.namespace, store=spawner.catalog_store, log=log
+    )

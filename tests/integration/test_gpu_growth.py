@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4")]
 HUB_START_TIMEOUT = 60
 # JupyterHub's default hub-wide start timeout (the chart's too); the GPU profiles set their own.
 EXTRA = (
-    "c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = 5\n"
+    "c.GPUScaling.interval = 1\nc.GPUScaling.grace_period = 5\n"
     f"c.KubeSpawner.start_timeout = {HUB_START_TIMEOUT}\n"
 )
 # A GPU node that boots for minutes, as on CERN's cloud: longer than the hub-wide start timeout.

@@ -101,12 +101,12 @@ def test_hub_config_reads_mounted_files(helm):
     config = find(docs, "ConfigMap", "hub-cern-spawner-hub-config")["data"]
     text = config["jupyterhub_config.py"]
     compile(text, "jupyterhub_config.py", "exec")
+    # The script only reads settings.json and hands the mounted secrets' directory to the package.
     for needed in (
-        "start_with_hub(c)",
-        "HUB_TEMPLATE_DIR",
-        "extra_handlers = handlers",
-        "c.CryptKeeper.keys = [secret(",
-        'profiles_path = ["/etc/cern-spawner/profiles"]',
+        'Path("/etc/jupyterhub")',
+        "apply_chart_settings(c, json.loads(",
+        'Path("/etc/cern-spawner/secrets")',
+        "load_subconfig(",
     ):
         assert needed in text
     assert "os.environ" not in text
@@ -254,14 +254,15 @@ def test_binder_is_off_by_default(helm):
 
 
 def run_hub_config(docs: list[dict], root: Path, existing: dict | None = None):
-    """The chart's jupyterhub_config.py run on the rendered settings, with the mounted files under
-    root: the chart's Secrets, and `existing` ({name: {key: text}}) for those it only names."""
+    """What the chart's jupyterhub_config.py makes of the rendered settings (its
+    `apply_chart_settings` call), with the mounted files under root: the chart's Secrets, and
+    `existing` ({name: {key: text}}) for those it only names."""
     from traitlets.config import Config
 
+    from cern_spawner.chart_settings import apply_chart_settings
+
     data = find(docs, "ConfigMap", "hub-cern-spawner-hub-config")["data"]
-    config_dir, secrets = root / "etc-jupyterhub", root / "secrets"
-    config_dir.mkdir()
-    (config_dir / "settings.json").write_text(data["settings.json"])
+    secrets = root / "secrets"
     made = {
         d["metadata"]["name"]: {
             key: base64.b64decode(value).decode() for key, value in d.get("data", {}).items()
@@ -280,14 +281,8 @@ def run_hub_config(docs: list[dict], root: Path, existing: dict | None = None):
                 (where / key).write_text(text)
     (secrets / "hub" / "cookie-secret").write_text("ab" * 32)  # generated at install, not by template
     (secrets / "hub" / "proxy-token").write_text("token")
-    text = data["jupyterhub_config.py"]
-    for fixed, local in (("/etc/jupyterhub", config_dir), ("/etc/cern-spawner/secrets", secrets)):
-        assert f'Path("{fixed}")' in text
-        text = text.replace(f'Path("{fixed}")', f'Path("{local}")')
     config = Config()
-    exec(
-        compile(text, "jupyterhub_config.py", "exec"), {"get_config": lambda: config, "load_subconfig": print}
-    )
+    apply_chart_settings(config, json.loads(data["settings.json"]), secrets)  # as the chart's script does
     return config, secrets
 
 

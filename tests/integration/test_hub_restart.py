@@ -35,7 +35,7 @@ CATALOG = {"a40.yaml": A40}
 # Servers survive the hub, as in production. The 5 s http_timeout is shorter than the node's boot:
 # a server resumed after the restart must not depend on JupyterHub's own start-up check waiting.
 EXTRA = (
-    f"c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = {GRACE}\n"
+    f"c.GPUScaling.interval = 1\nc.GPUScaling.grace_period = {GRACE}\n"
     "c.JupyterHub.cleanup_servers = False\nc.CERNSpawner.http_timeout = 5\n"
 )
 

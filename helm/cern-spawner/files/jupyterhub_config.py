@@ -1,130 +1,18 @@
 # The hub's configuration in the cern-spawner Helm chart (rendered into a ConfigMap).
 # Settings come from /etc/jupyterhub/settings.json (chart values); every secret is a mounted file
 # under /etc/cern-spawner/secrets: none is passed through the environment, which child processes inherit.
+# What each setting becomes is cern_spawner.chart_settings (tested on rendered charts), which ends
+# with cern_spawner.configure_hub(c): spawner, authenticator, templates, handlers, GPU growth.
 import json
 from pathlib import Path
 
-from cern_spawner.scaling.startup import start_with_hub
-from cern_spawner.web import HUB_TEMPLATE_DIR
-from cern_spawner.web.handlers import handlers
+from cern_spawner.chart_settings import apply_chart_settings
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 CONFIG = Path("/etc/jupyterhub")
-SECRETS = Path("/etc/cern-spawner/secrets")
-settings = json.loads((CONFIG / "settings.json").read_text())
-
-
-def secret(name):
-    return (SECRETS / name).read_text().strip()
-
-
-# Proxy and hub run in their own pods; the proxy's API is reached through its Service.
-c.JupyterHub.hub_bind_url = "http://:8081"
-c.JupyterHub.hub_connect_url = f"http://{settings['hubService']}:8081"
-c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = f"http://{settings['proxyApiService']}:8001"
-c.ConfigurableHTTPProxy.auth_token = secret("hub/proxy-token")
-c.JupyterHub.cookie_secret = bytes.fromhex(secret("hub/cookie-secret"))
-c.JupyterHub.cleanup_servers = False  # a hub restart keeps the notebooks running
-if settings["https"]:
-    # Users reach the hub over https (at the proxy, the load balancer or the ingress) while the hub
-    # itself sees plain HTTP: say so, or its cookies would lack the Secure flag.
-    # (JupyterHub's handlers read cookie_options from the tornado settings, for every cookie they set.)
-    c.JupyterHub.tornado_settings = {"cookie_options": {"secure": True}}
-
-if settings["db"] == "postgres":
-    c.JupyterHub.db_url = secret("db/db-url")
-else:
-    c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
-
-# Notebook pods, profiles and node-group growth.
-c.JupyterHub.spawner_class = "cern"
-c.KubeSpawner.namespace = settings["namespace"]
-# Which release made a pod: `helm uninstall` stops this release's notebooks (hook-stop-servers.yaml).
-c.KubeSpawner.common_labels = {"app": "jupyterhub", "heritage": "jupyterhub", **settings["releaseLabels"]}
-c.KubeSpawner.default_url = "/lab"
-c.KubeSpawner.image = settings["singleuserImage"]
-c.KubeSpawner.image_pull_policy = settings["singleuserImagePullPolicy"]
-# Volumes and mounts as dicts (by name): a profile's own volumes (the catalog's `volumes`) are
-# merged into these by KubeSpawner, where lists would replace them.
-c.KubeSpawner.volumes = {}
-c.KubeSpawner.volume_mounts = {}
-storage = settings["storage"]
-if storage["type"] == "dynamic":
-    # A claim per user server, made at its first start and kept across stops (deleted with the
-    # user); the pod's fsGroup (CERNSpawner.fs_gid) makes it writable by the notebook user.
-    c.KubeSpawner.storage_pvc_ensure = True
-    c.KubeSpawner.storage_capacity = storage["capacity"]
-    c.KubeSpawner.storage_access_modes = ["ReadWriteOnce"]
-    if storage["storageClass"]:  # empty: the cluster's default StorageClass
-        c.KubeSpawner.storage_class = storage["storageClass"]
-    c.KubeSpawner.volumes["home"] = {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
-    c.KubeSpawner.volume_mounts["home"] = {"name": "home", "mountPath": storage["homeMountPath"]}
-c.CERNSpawner.profiles_path = ["/etc/cern-spawner/profiles"]
-if settings["openstackCloud"]:
-    c.CERNSpawner.openstack_cloud = settings["openstackCloud"]
-    c.CERNSpawner.openstack_clouds_yaml = str(SECRETS / "openstack" / "clouds.yaml")
-
-# CERN single sign-on.
-c.JupyterHub.authenticator_class = "cern"
-c.CERNAuthenticator.issuer_url = settings["issuerUrl"]
-c.CERNAuthenticator.client_id = settings["clientId"]
-c.CERNAuthenticator.client_secret = secret("oidc/client-secret")
-if settings["publicUrl"]:
-    c.CERNAuthenticator.oauth_callback_url = f"{settings['publicUrl']}/hub/oauth_callback"
-    c.CERNAuthenticator.post_logout_redirect_uri = f"{settings['publicUrl']}/hub/login"
-c.CERNAuthenticator.allowed_roles = set(settings["allowedRoles"])
-c.CERNAuthenticator.admin_roles = set(settings["adminRoles"])
-c.CERNAuthenticator.exchange_audiences = settings["exchangeAudiences"]
-c.CERNAuthenticator.exchange_scopes = settings["exchangeScopes"]
-c.CryptKeeper.keys = [secret("crypt-key/crypt-key")]
-
-# The spawn page's progress messages, and the admins' catalog view at /hub/api/cern/catalog.
-c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
-c.JupyterHub.extra_handlers = handlers
-
-# Registry push credentials (image builds), when configured, are mounted at
-# /etc/cern-spawner/secrets/registry/.dockerconfigjson.
-
-# Binder-from-git launches (/hub/binder/v2/…, the picker's repository section), on with binder.registry.
-binder = settings["binder"]
-if binder:
-    from cern_spawner.binder.handlers import binder_handlers
-
-    c.BinderConfig.registry = binder["registry"]
-    c.BinderConfig.image_prefix = binder["imagePrefix"]
-    c.BinderConfig.allowed_hosts = binder["allowedHosts"]
-    c.BinderConfig.token_launches = binder["tokenLaunches"]
-    c.BinderConfig.default_profile = binder["defaultProfile"]
-    c.BinderConfig.per_user_build_limit = binder["perUserBuildLimit"]
-    c.BinderConfig.max_concurrent_builds = binder["maxConcurrentBuilds"]
-    c.BinderConfig.build_timeout = float(binder["buildTimeout"])
-    # The hub's own lookups use the same Docker config.json as the pushes (read at each use).
-    c.BinderConfig.registry_credentials_path = str(SECRETS / "registry" / ".dockerconfigjson")
-    # Build pods mount the push Secret by name, so it must exist in their namespace too.
-    c.BinderConfig.push_secret = binder["pushSecret"]
-    c.BinderConfig.build_namespace = binder["buildNamespace"]
-    if binder["builderImage"]:  # empty: the hub's pinned repo2docker release
-        c.BinderConfig.builder_image = binder["builderImage"]
-    c.BinderConfig.engine_socket = binder["engineSocket"]
-    c.BinderConfig.buildkit_address = binder["buildkitAddress"]
-    if binder["buildResources"]:
-        c.BinderConfig.build_resources = binder["buildResources"]
-    c.BinderConfig.build_node_selector = binder["buildNodeSelector"]
-    c.BinderConfig.build_tolerations = binder["buildTolerations"]
-    c.JupyterHub.extra_handlers = [*handlers, *binder_handlers()]
-
-# hub.config: c.Class.trait = value for each entry, after the chart's own settings.
-for cls, traits in settings["config"].items():
-    for trait, value in traits.items():
-        if not (cls.isidentifier() and trait.isidentifier()):
-            raise ValueError(f"hub.config: {cls!r}.{trait!r} is not a Class.trait pair of Python identifiers")
-        c[cls][trait] = value
+apply_chart_settings(c, json.loads((CONFIG / "settings.json").read_text()), Path("/etc/cern-spawner/secrets"))
 
 extra = CONFIG / "extra_config.py"
 if extra.is_file() and extra.read_text().strip():
     load_subconfig(str(extra))  # noqa: F821 (provided by traitlets)
-
-# Shrink what an earlier hub grew even before anyone comes by.
-start_with_hub(c)

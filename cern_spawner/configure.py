@@ -1,0 +1,84 @@
+"""One call that adds cern-spawner to a hub's configuration: `configure_hub(c)`.
+
+In jupyterhub_config.py (or z2jh's `hub.extraConfig`), after the hub's own settings::
+
+    from cern_spawner import configure_hub
+    configure_hub(c, profiles="/etc/cern-spawner/profiles")
+
+Everything else is configured as usual, through `c.CERNSpawner`, `c.KubeSpawner`,
+`c.CERNAuthenticator`, `c.BinderConfig` and `c.GPUScaling`. Apart from scheduling GPU growth's start
+on the hub's event loop (a no-op when none runs, as in tests), the call only writes into `c`, so
+what it sets is tested as data (as TLJH's `apply_config(config, c)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from traitlets.config import Config, LazyConfigValue
+
+from .web import HUB_TEMPLATE_DIR
+
+
+def configure_hub(
+    c: Config,
+    *,
+    profiles: str | Path | Iterable[str | Path] | None = None,
+    authenticator: bool = True,
+    binder: bool | None = None,
+    gpu_scaling: bool = True,
+) -> None:
+    """Wire cern-spawner into the hub configuration `c`.
+
+    - the spawner: `JupyterHub.spawner_class` is CERNSpawner (its profile picker is its own
+      default form template), reading the catalog from `profiles` (files or directories; None:
+      `CERNSpawner.profiles_path` as configured, by default where the Helm chart mounts it);
+    - `authenticator`: CERN single sign-on (CERNAuthenticator, set up through
+      `c.CERNAuthenticator`); False keeps the hub's own authenticator;
+    - the spawn page's progress template (appended to `JupyterHub.template_paths`, after the hub's
+      own) and the cern API handlers (/hub/api/cern/…, appended to `JupyterHub.extra_handlers`);
+    - `binder`: the repository launch routes (/hub/binder/v2/…); None mounts them when
+      `c.BinderConfig.registry` is set by now (launches are on);
+    - `gpu_scaling`: start GPU node-group growth with the hub (when `c.GPUScaling.openstack_cloud`
+      is set in the hub's final config), so that groups grown before a restart shrink even if
+      nobody comes by.
+    """
+    from .web.handlers import handlers
+
+    c.JupyterHub.spawner_class = "cern"
+    if profiles is not None:
+        paths = [profiles] if isinstance(profiles, (str, Path)) else list(profiles)
+        c.CERNSpawner.profiles_path = [str(path) for path in paths]
+    if authenticator:
+        c.JupyterHub.authenticator_class = "cern"
+    _extend(c.JupyterHub, "template_paths", [HUB_TEMPLATE_DIR])
+    routes = list(handlers)
+    if binder is None:
+        binder = bool(_get(c, "BinderConfig", "registry"))
+    if binder:
+        from .binder.handlers import binder_handlers
+
+        routes += binder_handlers()
+    _extend(c.JupyterHub, "extra_handlers", routes)
+    if gpu_scaling:
+        from .scaling.startup import start_with_hub
+
+        start_with_hub(c)
+
+
+def _get(c: Config, section: str, name: str):
+    # _has_section: reading c.Section on a Config would create it.
+    return c[section].get(name) if c._has_section(section) else None
+
+
+def _extend(section: Config, name: str, items: list) -> None:
+    """Add `items` to a list setting, keeping what the hub's config already has (and not adding
+    twice when called again)."""
+    current = section[name] if name in section else None
+    if isinstance(current, LazyConfigValue):  # c.X.y.append(...) so far: merged with the default later
+        # (not get_value: it caches the value it computes, dropping later edits)
+        current.extend([item for item in items if item not in current.to_dict().get("extend", [])])
+    else:
+        current = list(current or [])
+        section[name] = current + [item for item in items if item not in current]
