@@ -288,6 +288,66 @@ def gpu_burst(report: dict, core, cern, scratch: Path, users_count: int) -> dict
     return out
 
 
+def tables(out: dict) -> list[dict]:
+    """The results as docs/performance.md shows them (benchmarks/report.py renders this key)."""
+    rows = []
+    for entry in out["shared"]:
+        for name in entry["order"]:
+            r = entry[name]
+            rows.append(
+                [
+                    entry["round"],
+                    name,
+                    r["failures"],
+                    r["orphan_pods"],
+                    r["all_settled_s"],
+                    r["hub_cpu_s_per_spawn"],
+                ]
+                + [" / ".join(str(x) for x in r["load_before"])]
+            )
+    report = [
+        {
+            "title": f"{out['users']} concurrent shared spawns, per round (first listed ran first)",
+            "columns": [
+                "round",
+                "hub",
+                "failures",
+                "orphan pods",
+                "all settled (s)",
+                "hub CPU s/spawn",
+                "load before",
+            ],
+            "rows": rows,
+        }
+    ]
+    gpu = out.get("gpu") or {}
+    if "error" in gpu:
+        report.append({"title": "GPU burst", "columns": ["error"], "rows": [[gpu["error"]]]})
+    elif gpu:
+        report.append(
+            {
+                "title": f"{out['users']} concurrent one-GPU spawns ({gpu['nodes_needed']} nodes needed)",
+                "columns": [
+                    "hub",
+                    "failures",
+                    "orphan pods",
+                    "all settled (s)",
+                    "hub CPU s/spawn",
+                    "load before",
+                ],
+                "rows": [
+                    [name, r["failures"], r["orphan_pods"], r["all_settled_s"], r["hub_cpu_s_per_spawn"]]
+                    + [" / ".join(str(x) for x in r["load_before"])]
+                    for name, r in (
+                        ("CERNSpawner, group from 0 nodes", gpu["CERNSpawner_from_0_nodes"]),
+                        ("KubeSpawner, group sized by hand", gpu["KubeSpawner_hand_sized"]),
+                    )
+                ],
+            }
+        )
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -329,6 +389,7 @@ def main() -> None:
         "summary": summary,
         **results,
     }
+    out["report"] = tables(out)
     path = ROOT / "benchmarks" / "results" / "spawn_burst.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
