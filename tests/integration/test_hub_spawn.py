@@ -78,6 +78,16 @@ def test_profile_spawns_serves_through_proxy_and_stops(hub, core, sandbox, profi
 # -- a pod create answered after KubeSpawner's request timeout ------------------------------
 SLOW_USER = "adopt-slow"
 LATE_S = 4.0  # the API server's answer to SLOW_USER's pod creates reaches the hub this late (> 3 s)
+# What is tested is the pod's creation: a notebook that answers at once (any path, 200) keeps it quick.
+QUICK_NOTEBOOK = """
+c.KubeSpawner.cmd = ["python", "-c", '''
+import http.server as h
+class A(h.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+h.HTTPServer(("0.0.0.0", 8888), A).serve_forever()
+''']
+"""
 HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-encoding")
 
 
@@ -182,7 +192,7 @@ def late_hub(sandbox, tmp_path):
     report.pop("openstack", None)  # no GPU growth: this hub only spawns a shared profile
     (view / "sandbox.json").write_text(json.dumps(report))
     try:
-        hub = start_hub(tmp_path / "hub", env={"CERN_SANDBOX_STATE": str(view)})
+        hub = start_hub(tmp_path / "hub", QUICK_NOTEBOOK, env={"CERN_SANDBOX_STATE": str(view)})
     except RuntimeError as e:
         proxy.close()
         pytest.fail(str(e), pytrace=False)
