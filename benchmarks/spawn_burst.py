@@ -354,20 +354,24 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--gpu", action="store_true", help="also the GPU burst (from 0 nodes)")
     parser.add_argument("--state", help="sandbox state directory (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox running (reused by a rerun)")
     args = parser.parse_args()
     began, load_start = time.time(), load()
     scratch = Path(tempfile.mkdtemp(prefix="spawn-burst-"))  # kept when the run fails, for the hub logs
     state = Path(args.state) if args.state else scratch / "state"
-    (scratch / "topology.yaml").write_text(topology(args.users))
+    # Beside the state: a rerun with --state finds the running sandbox's topology at the same path.
+    topology_file = state.parent / f"{state.name}-topology.yaml"
+    topology_file.write_text(topology(args.users))
     (scratch / "profiles").mkdir()
     (scratch / "profiles" / "burst.yaml").write_text(catalog(args.users))
     os.environ["CERN_PROFILES"] = str(scratch / "profiles")
     os.environ["CERN_SANDBOX_STATE"] = str(state)
-    report = sandbox_up(state, scratch / "topology.yaml")
+    report = sandbox_up(state, topology_file)
     try:
         results = run(report, scratch, args.rounds, args.users, args.gpu)
     finally:
-        sandbox_down(state)
+        if not args.keep:
+            sandbox_down(state)
     shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         name: {
