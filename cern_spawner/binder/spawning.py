@@ -11,6 +11,7 @@ only; `binder_progress` streams what it reported into the spawn page.
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -63,14 +64,17 @@ class LaunchNotConfirmed(SpawnRefused):
 
 
 class BinderSpawnerMixin:
-    """Mixed into CERNSpawner before KubeSpawner; configured as `c.BinderConfig.*`."""
+    """Mixed into CERNSpawner before KubeSpawner; configured as `c.BinderConfig.*`. A start's
+    launch (request, build, messages) lives in the spawner's `spawn_state`."""
 
-    @property
+    def __init__(self, *args, **kwargs):
+        # The repository fields of a refused form post, shown again when the form is redrawn.
+        self._binder_typed: dict | None = None
+        super().__init__(*args, **kwargs)
+
+    @cached_property
     def binder_config(self) -> BinderConfig:
-        config = self.__dict__.get("_binder_config")
-        if config is None:
-            config = self.__dict__["_binder_config"] = BinderConfig(parent=self)
-        return config
+        return BinderConfig(parent=self)  # once the spawner's config is loaded
 
     def binder_options_from_form(self, formdata: dict) -> dict:
         """KubeSpawner's options from the form, plus the repository fields (checked later)."""
@@ -83,7 +87,7 @@ class BinderSpawnerMixin:
             try:
                 self._check_binder_or_refuse(options)
             except SpawnRefused:
-                self.__dict__["_binder_typed"] = binder
+                self._binder_typed = binder
                 raise
         return options
 
@@ -176,7 +180,7 @@ class BinderSpawnerMixin:
     def binder_form_context(self, saved: dict) -> dict:
         """The picker's `binder` variable: on or off, the allowed hosts, the saved repository."""
         config = self.binder_config
-        typed = self.__dict__.pop("_binder_typed", None)
+        typed, self._binder_typed = self._binder_typed, None
         if typed is not None:  # the form drawn again after a refusal: keep what the user typed
             repo, ref = typed.get("binder_repo"), typed.get("binder_ref")
         else:
@@ -192,13 +196,10 @@ class BinderSpawnerMixin:
             "ref": ref or "",
         }
 
-    def binder_messages(self) -> list[str]:
-        return self.__dict__.setdefault("_binder_messages", [])
-
     async def prepare_binder_image(self, repo_url: str, ref: str) -> Launch:
         """Find or build the repository's image and make it this server's image."""
         config = self.binder_config
-        messages = self.__dict__["_binder_messages"] = []
+        messages = self.spawn_state.binder_messages  # this start's
         try:
             launch = await prepare_image(
                 config,
@@ -231,7 +232,7 @@ class BinderSpawnerMixin:
         """Yield the launch's messages as they come, until the image is ready (or failed)."""
         seen = 0
         while True:
-            messages = self.binder_messages()
+            messages = self.spawn_state.binder_messages
             for message in messages[seen:]:
                 yield {"progress": 5, "message": message}
             seen = len(messages)

@@ -98,7 +98,7 @@ async def test_a_launch_sets_image_and_timeout_for_that_spawn_only():
     assert spawner.start_timeout >= 300 + BUILD_TIMEOUT
     # What prepare_image would have found; load_user_options applies the profile, then the image.
     built = f"registry.cern.ch/binder-analysis-abc123:{'a' * 40}"
-    spawner._binder_launch = Launch(REPO, "main", "a" * 40, built, built=True)
+    spawner.spawn_state.binder_launch = Launch(REPO, "main", "a" * 40, built, built=True)
     spawner.user_options = {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main"}
     await spawner.load_user_options()
     assert spawner.image == built
@@ -108,6 +108,30 @@ async def test_a_launch_sets_image_and_timeout_for_that_spawn_only():
     await spawner.load_user_options()
     assert spawner.image == pristine_image
     assert spawner.start_timeout == 300
+
+
+async def test_each_start_begins_with_a_fresh_spawn_state():
+    spawner = make_spawner()
+    await spawner._check_user_options(
+        spawner, {"profile": "shared-1g", "binder_repo": REPO, "binder_ref": "main"}
+    )
+    launch = spawner.spawn_state
+    assert launch.binder_request == (REPO, "main") and launch.plan.slug == "shared-1g"
+    # What that start went through: a build's messages and result, its start() begun.
+    launch.binder_messages.append("Building the image")
+    launch.binder_launch = Launch(REPO, "main", "a" * 40, "registry.cern.ch/x:1", built=True)
+    launch.started = True
+
+    await spawner._check_user_options(spawner, {"profile": "shared-1g"})  # the next start
+    state = spawner.spawn_state
+    assert state is not launch
+    assert (state.binder_request, state.binder_launch, state.binder_messages, state.started) == (
+        None,
+        None,
+        [],
+        False,
+    )
+    assert state.plan.slug == "shared-1g"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +149,7 @@ async def test_an_image_in_the_options_is_refused(user_options):
         await spawner._check_user_options(spawner, user_options)
     assert raised.value.status_code == 400
     assert "image" in raised.value.jupyterhub_message.lower()
-    assert getattr(spawner, "_binder_request", None) is None
+    assert spawner.spawn_state.binder_request is None
 
 
 async def test_the_mixin_keeps_kubespawners_form_parsing():
@@ -145,7 +169,7 @@ async def test_a_repository_on_a_gpu_profile_keeps_its_role_check(roles, status)
     options = {"profile": "gpu-1", "binder_repo": REPO, "binder_ref": "main"}
     if status is None:
         await spawner._check_user_options(spawner, options)
-        assert spawner._binder_request == (REPO, "main")
+        assert spawner.spawn_state.binder_request == (REPO, "main")
         return
     with pytest.raises(SpawnRefused) as raised:
         await spawner._check_user_options(spawner, options)

@@ -81,7 +81,7 @@ async def test_the_profiles_timeout_is_set_before_start(path, roles, options, se
     # As JupyterHub's User.spawn: the hook runs, then start() is called and start_timeout read.
     await spawner._run_apply_user_options(options)
     assert spawner.start_timeout == seconds
-    assert spawner._spawn_plan.group == group
+    assert spawner.spawn_state.plan.group == group
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ async def test_the_profiles_timeout_is_set_before_start(path, roles, options, se
 async def test_no_profile_given_is_the_offered_default(gpu_default, roles, slug, seconds, group):
     spawner = spawner_for(roles, gpu_default)
     await spawner._run_apply_user_options({})
-    plan = spawner._spawn_plan
+    plan = spawner.spawn_state.plan
     assert (plan.slug, plan.group, spawner.start_timeout) == (slug, group, seconds)
     spawner.user_options = {}
     await spawner.load_user_options()
