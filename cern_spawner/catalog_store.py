@@ -141,13 +141,19 @@ class CatalogStore:
 
 # One store per set of paths for the whole hub process: every spawner shares it.
 _stores: dict[tuple[str, ...], CatalogStore] = {}
+# The same, by the paths as configured: every form and start asks, and resolving costs syscalls.
+_by_given: dict[tuple[str, ...], CatalogStore] = {}
 
 
 def shared_store(paths: Iterable[str | Path], *, log: logging.Logger, min_interval: float) -> CatalogStore:
-    key = tuple(str(Path(p).resolve()) for p in paths)
-    if key not in _stores:
-        _stores[key] = CatalogStore(key, log=log, min_interval=min_interval)
-    return _stores[key]
+    given = tuple(map(str, paths))
+    store = _by_given.get(given)
+    if store is None:
+        key = tuple(str(Path(p).resolve()) for p in given)
+        if key not in _stores:
+            _stores[key] = CatalogStore(key, log=log, min_interval=min_interval)
+        store = _by_given[given] = _stores[key]
+    return store
 
 
 def all_stores() -> list[CatalogStore]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -119,7 +120,17 @@ class Catalog:
     version: str = ""
 
     def profile(self, slug: str) -> Profile | None:
-        return next((p for p in self.profiles if p.slug == slug), None)
+        return self._by_slug.get(slug)
+
+    @cached_property
+    def _by_slug(self) -> Mapping[str, Profile]:
+        # Built at first use (a frozen dataclass still has an instance dict): callers look profiles
+        # up once per offered profile, which scanning the tuple made quadratic in the catalog's size.
+        # Slugs are unique (the loader refuses duplicates); the first wins if a caller built one without.
+        index: dict[str, Profile] = {}
+        for profile in self.profiles:
+            index.setdefault(profile.slug, profile)
+        return MappingProxyType(index)
 
     @property
     def default_profile(self) -> Profile | None:

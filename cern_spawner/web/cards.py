@@ -12,6 +12,7 @@ from typing import Any
 
 from ..catalog.model import Catalog, Profile
 from ..catalog.quantities import parse_memory
+from ..catalog.to_kubespawner import ProfileEntry, ProfileList
 
 CARD_KEY = "cern_card"
 # Optional: an availability verdict rendered into the page (the picker's script refreshes it anyway).
@@ -60,12 +61,15 @@ def card(profile: Profile, catalog: Catalog) -> dict[str, Any]:
     }
 
 
-def with_cards(catalog: Catalog, profile_list: Iterable[dict]) -> list[dict]:
-    """New profile dicts, each with its card under CARD_KEY; entries unknown to the catalog get none."""
-    result = []
+def with_cards(catalog: Catalog, profile_list: Iterable[dict]) -> ProfileList:
+    """New profile dicts, each with its card under CARD_KEY; entries unknown to the catalog get none.
+
+    A ProfileList of ProfileEntry (quick to deep-copy), as `to_profile_list` makes them.
+    """
+    result = ProfileList()
     for entry in profile_list:
-        profile = catalog.profile(entry.get("slug", ""))
-        entry = dict(entry)
+        profile = catalog.profile(entry.get("slug", ""))  # an index lookup: linear in the list
+        entry = ProfileEntry(entry)
         if profile is not None:
             entry[CARD_KEY] = card(profile, catalog)
         result.append(entry)

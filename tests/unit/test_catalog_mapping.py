@@ -1,5 +1,6 @@
 """The pure mapping from catalog profiles to KubeSpawner profile_list entries, and KubeSpawner applying it."""
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ from traitlets.config import Config
 
 from cern_spawner.catalog import GPU, Catalog, NodeGroup, Profile, load_catalog, to_profile_list
 from cern_spawner.catalog.model import ImageChoice
+from cern_spawner.catalog.to_kubespawner import ProfileEntry, ProfileList
 
 pytestmark = pytest.mark.unit
 
@@ -271,3 +273,42 @@ async def test_kubespawner_applies_the_entries(no_kube_config, user_options, exp
     spawner.user_options = user_options
     await spawner.load_user_options()
     assert {name: getattr(spawner, name) for name in expected} == expected
+
+
+# --- copying: KubeSpawner deep-copies the offered list at every start and form ----------------
+
+
+def test_a_deep_copy_is_equal_and_shares_nothing():
+    entries = to_profile_list(catalog())
+    entries[0]["kubespawner_override"]["odd"] = {("a", "tuple"): {1, 2}}  # not JSON: copied the usual way
+    copied = copy.deepcopy(entries)
+    assert copied == entries
+    assert (type(copied), [type(entry) for entry in copied]) == (ProfileList, [ProfileEntry] * len(entries))
+
+    def containers(value, path=()):
+        if isinstance(value, dict | list | set):
+            yield path, value
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from containers(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from containers(item, (*path, index))
+
+    originals = dict(containers(entries))
+    shared = [path for path, value in containers(copied) if value is originals[path]]
+    assert shared == []
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        pytest.param(lambda cat: ProfileList([{"slug": "plain", "default": True}]), id="plain-dict-entry"),
+        pytest.param(lambda cat: [*to_profile_list(cat)], id="plain-list-of-entries"),
+    ],
+)
+def test_other_shapes_still_deep_copy(entries):
+    original = entries(catalog())
+    copied = copy.deepcopy(original)
+    assert copied == original
+    assert all(a is not b for a, b in zip(copied, original, strict=True))

@@ -10,6 +10,7 @@ from tornado import web
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
+from cern_spawner.catalog.to_kubespawner import ProfileList
 
 # Own event loop per test: kubespawner caches API clients per running loop, and these clients are
 # built without a kube config, so they must never be shared with integration tests.
@@ -459,3 +460,23 @@ async def test_the_form_preselects_a_valid_saved_choice_or_the_default(saved, ro
     form = await spawner._render_options_form_dynamically(spawner)
     assert checked_profiles(form) == checked
     assert spawner.user_options == saved  # rendering does not change what was saved
+
+
+async def test_the_offered_list_is_copied_once_by_us_and_once_by_kubespawner_per_start(monkeypatch):
+    # Each copy of a 1,000-profile list costs milliseconds: the checks and the form read the
+    # shared list; a start copies it for KubeSpawner (profile_list's fresh copy) and KubeSpawner
+    # copies that again to initialize it.
+    monkeypatch.setattr(CERNSpawner, "_form_cache", {})
+    copies = []
+    copy_of = ProfileList.__deepcopy__
+
+    def counted(self, memo):
+        copies.append(len(self))
+        return copy_of(self, memo)
+
+    monkeypatch.setattr(ProfileList, "__deepcopy__", counted)
+    spawner = make_spawner(roles=(GPU_ROLE,))
+    await spawner._render_options_form_dynamically(spawner)
+    assert copies == []
+    await spawn(spawner, {"profile": "gpu-1"})
+    assert copies == [4, 4]

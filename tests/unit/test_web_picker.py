@@ -14,7 +14,9 @@ from traitlets.config import Config
 from cern_spawner import CERNSpawner
 from cern_spawner.catalog import load_catalog
 from cern_spawner.web import PICKER_TEMPLATE_DIR
+from cern_spawner.web import picker as picker_module
 from cern_spawner.web.cards import with_availability, with_cards
+from cern_spawner.web.picker import render_picker
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio(loop_scope="function")]
 
@@ -303,3 +305,40 @@ async def test_the_tokens_checkbox_is_labelled_and_off(binder):
     assert "Give this server my CERN tokens" in page.html
     assert all(element in page.by_id for element in box["aria-describedby"].split())
     assert page.html.index('id="cern-binder"') < page.html.index('id="cern-binder-tokens"')
+
+
+# --- rendering cost: one compiled template per process; the same page as plain Jinja ---------
+
+PLAIN_JINJA = Environment(loader=FileSystemLoader(PICKER_TEMPLATE_DIR), autoescape=True)
+
+
+@pytest.mark.parametrize(
+    ("roles", "saved", "verdicts", "binder"),
+    [
+        pytest.param((), {}, {}, None, id="nothing-saved"),
+        pytest.param(("gpu-users",), {"profile": "gpu-1"}, {}, BINDER, id="saved-gpu-with-binder"),
+        pytest.param(("gpu-users",), {"profile": "gpu-1"}, {"gpu-1": BLOCKED}, None, id="saved-but-blocked"),
+        pytest.param(("gpu-users",), {"profile": "nope"}, {"shared-2g": BLOCKED}, None, id="default-blocked"),
+    ],
+)
+async def test_the_picker_renders_as_plain_jinja_would(roles, saved, verdicts, binder):
+    # render_picker reads dict keys without Jinja's getattr-then-getitem: the page must not change.
+    spawner = make_spawner(roles, saved)
+    offered = with_availability(
+        with_cards(CATALOG, await spawner.offered_profile_list()), {"profiles": verdicts}
+    )
+    offered = [*offered, {"slug": "no-card", "display_name": "Plain <dict>", "default": False}]
+    ours = render_picker([PICKER_TEMPLATE_DIR], offered, saved, binder)
+    plain = PLAIN_JINJA.get_template("form.html").render(
+        profile_list=offered, user_options=saved, binder=binder
+    )
+    assert ours == plain
+    assert 'data-slug="no-card"' in ours
+
+
+def test_the_template_is_compiled_once_per_process():
+    paths = [PICKER_TEMPLATE_DIR]
+    render_picker(paths, [], {}, {})
+    template = picker_module._environment(tuple(paths)).get_template("form.html")
+    render_picker(paths, [], {}, {})
+    assert picker_module._environment(tuple(paths)).get_template("form.html") is template
