@@ -13,7 +13,6 @@ from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_serve
 from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
-from .auth import token_secret
 from .binder.errors import BinderRefused
 from .binder.spawning import BinderSpawnerMixin, SpawnRefused
 from .catalog import allowed_profiles, to_profile_list
@@ -22,6 +21,8 @@ from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
+from .spawn_state import SpawnState
+from .spawner_tokens import ExchangedTokens
 from .waiting import until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
@@ -38,7 +39,7 @@ NB_GID = 100
 REFUSALS = (SpawnRefused, OptionsRefused, BinderRefused)
 
 
-class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
+class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpawner):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
     profiles_path = List(
@@ -107,6 +108,9 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
     _profile_list_cache: dict = {}  # (catalog version, slugs, spread) -> profile_list; per process
 
     def __init__(self, *args, **kwargs):
+        self.spawn_state = SpawnState()  # this start's; a new one at each start (spawn_state.py)
+        # Each overridable trait's configured value, recorded before a profile first changed it.
+        self._pristine_traits: dict = {}
         super().__init__(*args, **kwargs)
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
@@ -177,10 +181,9 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
             raise SpawnRefused(e.status, e.message) from None
         binder = self.check_binder(user_options)
         self._restore_overridden_traits(offered)
-        self._binder_request = binder
-        self._binder_launch = None
-        self._progress_plan = None  # until this spawn's start()
-        plan = self._spawn_plan = self._plan(user_options, offered)
+        # JupyterHub checks the options right before start(): this start's state begins here.
+        plan = self._plan(user_options, offered)
+        self.spawn_state = SpawnState(plan=plan, binder_request=binder)
         if plan is not None and plan.start_timeout:
             # JupyterHub reads start_timeout right after calling start(), before KubeSpawner applies
             # the profile's overrides: the profile's timeout must be set by now to be the deadline.
@@ -198,7 +201,7 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         toleration and node selector. Each trait a profile may override is reset to its configured
         value, recorded before any profile touched it.
         """
-        pristine = self.__dict__.setdefault("_pristine_traits", {})
+        pristine = self._pristine_traits
         # A repository launch sets the image and a longer start timeout: reset them as well.
         for name in _override_keys(offered) | {"image", "start_timeout"}:
             if not self.has_trait(name):
@@ -281,16 +284,18 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
 
     async def load_user_options(self):
         await super().load_user_options()
-        launch = getattr(self, "_binder_launch", None)
+        launch = self.spawn_state.binder_launch
         if launch is not None:
             self.image = launch.image  # over any image the profile sets
 
     async def start(self):
-        plan = self._progress_plan = getattr(self, "_spawn_plan", None)
+        state = self.spawn_state
+        state.started = True
+        plan = state.plan
         controller = shared_controller(self, self.log) if plan and plan.group else None
         # Our own deadline, just before JupyterHub's, so the user reads why the start gave up.
         budget = own_deadline(self.start_timeout)
-        steps = asyncio.ensure_future(self._start_steps(controller, plan))
+        steps = asyncio.ensure_future(self._start_steps(state, controller))
         try:
             return await asyncio.wait_for(steps, budget)
         except TimeoutError:
@@ -300,10 +305,11 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
                 timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
             ) from None
 
-    async def _start_steps(self, controller, plan):
-        if getattr(self, "_binder_request", None):
-            self._binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*self._binder_request))
-            self._binder_launch = await self._binder_preparing
+    async def _start_steps(self, state: SpawnState, controller):
+        plan = state.plan
+        if state.binder_request:
+            state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
+            state.binder_launch = await state.binder_preparing
         starting = asyncio.ensure_future(super().start())
         try:
             while not starting.done():
@@ -333,18 +339,18 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         return pod is not None and not pod["spec"].get("nodeName")
 
     async def progress(self):
-        preparing = getattr(self, "_binder_preparing", None)
-        if preparing is not None and getattr(self, "_binder_request", None):
+        preparing = self.spawn_state.binder_preparing
+        if preparing is not None:
             async for event in self.binder_progress(preparing):
                 yield event
             if preparing.cancelled() or preparing.exception():
                 return  # JupyterHub reports the failure itself
         # The progress stream may open before start() begins: wait for this spawn's plan.
-        while getattr(self, "_progress_plan", None) is None:
+        while not (self.spawn_state.started and self.spawn_state.plan):
             if not self._spawn_pending:
                 return
             await asyncio.sleep(0.1)
-        plan = self._progress_plan
+        plan = self.spawn_state.plan
         story = SpawnStory(plan, shared_controller(self, self.log) if plan.group else None)
 
         def started_ok() -> bool:
@@ -354,54 +360,9 @@ class CERNSpawner(BinderSpawnerMixin, AdoptingCreates, KubeSpawner):
         async for event in merged_progress(story, super().progress(), started_ok):
             yield event
 
-    # -- exchanged tokens, as files of a Secret ----------------------------------------------
-    @property
-    def _token_lock(self) -> asyncio.Lock:
-        # Keeps a refresh's write from landing after stop() deleted the Secret.
-        return self.__dict__.setdefault("_cern_token_lock", asyncio.Lock())
-
-    async def get_pod_manifest(self):
-        pod = await super().get_pod_manifest()
-        if not self.binder_tokens_allowed():
-            # A repository's code the user may not have read: no token volume, and the Secret is
-            # neither written nor referenced (BinderConfig.token_launches, or the user's tick).
-            self.log.info("%s: repository launch without the user's tokens (not asked for)", self._log_name)
-            return pod
-        # Written here: the options are accepted by now and the pod is created right after.
-        try:
-            name = await self._write_token_secret(await self.user.get_auth_state())
-        except token_secret.TokenSecretError as e:
-            # As a failed exchange: the server starts, without the tokens.
-            self.log.error("Starting %s without its tokens: %s", self._log_name, e)
-            name = None
-        if name:
-            token_secret.mount_token_secret(pod, name, self.token_mount_path)
-        return pod
-
-    async def _write_token_secret(self, auth_state) -> str | None:
-        return await token_secret.write_user_tokens(
-            self.api.api_client, self.user.name, self.namespace, auth_state
-        )
-
-    async def update_token_secret(self, auth_state) -> None:
-        """After an auth refresh, renew the Secret of a running server (called by the authenticator)."""
-        async with self._token_lock:
-            # Not while starting (the spawn writes it) nor stopping (stop deletes it), nor for a
-            # server started without the tokens (its user_options are kept across hub restarts).
-            if self.ready and self.binder_tokens_allowed():
-                await self._write_token_secret(auth_state)
-
     async def stop(self, now=False):
-        self._progress_plan = None
+        self.spawn_state = SpawnState()  # the next progress stream waits for the next start
         await super().stop(now=now)
-        # One Secret per user: kept while another of the user's servers runs.
-        if any(other is not self and other.active for other in self.user.spawners.values()):
-            return
-        async with self._token_lock:
-            try:
-                await token_secret.delete_token_secret(self.api.api_client, self.user.name, self.namespace)
-            except token_secret.TokenSecretError as e:
-                self.log.warning("Could not delete the tokens of %s: %s", self._log_name, e)
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
     _form_cache: dict = {}  # (catalog version, offered slugs, saved options) -> rendered form
