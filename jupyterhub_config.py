@@ -112,8 +112,11 @@ if sandbox.get("registry") and sandbox.get("git"):
 # spawn page's progress template, the admins' catalog view at /hub/api/cern/catalog (scope read:hub;
 # see docs/auth.md), the Binder routes when BinderConfig.registry is set above, and GPU growth
 # started with the hub, so that it shrinks what an earlier hub grew even before anyone comes by.
-configure_hub(
-    c,
-    profiles=os.environ.get("CERN_PROFILES", str(here / "profiles")),
-    authenticator="keycloak" in sandbox,
-)
+# CERN_HUB_UNWIRED=1 leaves this out: the hub as it is before cern-spawner is added (the settings
+# above only), to which tests/integration/test_existing_hub.py adds the operator guide's snippet.
+if os.environ.get("CERN_HUB_UNWIRED") != "1":
+    configure_hub(
+        c,
+        profiles=os.environ.get("CERN_PROFILES", str(here / "profiles")),
+        authenticator="keycloak" in sandbox,
+    )
