@@ -123,26 +123,30 @@ async def create_or_adopt(
 
 
 async def until_settled(
-    attempt: Callable[[], Awaitable[tuple[Outcome, str]]],
+    attempt: Callable[[float], Awaitable[tuple[Outcome, str]]],
+    request_timeout: float,
     on_retry: Callable[[str], None],
+    longest: float = 30.0,
     first_wait: float = 0.2,
     max_wait: float = 5.0,
 ) -> tuple[Outcome, str]:
-    """`attempt()` again after a jittered, doubling pause while it says RETRY; its last answer.
+    """`attempt(timeout)` again after a jittered, doubling pause while it says RETRY; its last answer.
 
-    No deadline of its own: the caller's start has one (JupyterHub's start_timeout cancels it). A
-    shorter budget (KubeSpawner gives its create retries k8s_api_request_retry_timeout, 30 s) gave
-    up on users whose pods were running: under a burst the hub's event loop lags, 30 s of wall time
-    may hold two or three attempts, and each of them may time out while the API server does the work.
+    Each attempt's request timeout doubles from `request_timeout` up to `longest` seconds: a burst
+    queues requests in the client's connection pool and on the API server, and a fixed 3 s cancels
+    each request before its turn, again and again (safe to wait longer: what a slow create makes is
+    adopted). No deadline of its own: the caller's start has one (JupyterHub's start_timeout cancels
+    it). KubeSpawner's budget for its retries, k8s_api_request_retry_timeout (30 s), gave up on users
+    whose pods were running: under a burst the hub's event loop lags, and 30 s may hold two attempts.
     """
-    wait = first_wait
+    wait, timeout = first_wait, request_timeout
     while True:
-        outcome, why = await attempt()
+        outcome, why = await attempt(timeout)
         if outcome is not Outcome.RETRY:
             return outcome, why
         on_retry(why)
         await asyncio.sleep(random.uniform(0, wait))
-        wait = min(wait * 2, max_wait)
+        wait, timeout = min(wait * 2, max_wait), min(timeout * 2, max(longest, request_timeout))
 
 
 def stamp_start(pod) -> str:
@@ -178,13 +182,14 @@ class AdoptingCreates:
         self.log.info("Creating pod %s/%s (timeout %s s)", self.namespace, name, request_timeout)
         reflector = self.pod_reflector
         outcome, why = await until_settled(
-            lambda: create_or_adopt(
+            lambda timeout: create_or_adopt(
                 lambda: self.api.create_namespaced_pod(self.namespace, pod),
                 lambda: self._read_dict("pod", name),
                 ownership,
-                request_timeout,
+                timeout,
                 known=lambda: reflector.pods.get(f"{self.namespace}/{name}") if reflector else None,
             ),
+            request_timeout,
             lambda why: self.log.info("Pod %s: %s; trying again", name, why),
         )
         if outcome is Outcome.ADOPTED:
@@ -202,12 +207,13 @@ class AdoptingCreates:
         name = pvc.metadata.name
         try:
             outcome, why = await until_settled(
-                lambda: create_or_adopt(
+                lambda timeout: create_or_adopt(
                     lambda: self.api.create_namespaced_persistent_volume_claim(self.namespace, pvc),
                     lambda: self._read_dict("persistent_volume_claim", name),
                     Ownership(_labels(pvc, ("hub.jupyter.org/username",))),
-                    request_timeout,
+                    timeout,
                 ),
+                request_timeout,
                 lambda why: self.log.info("PVC %s: %s; trying again", name, why),
             )
         except ApiException as e:
@@ -229,12 +235,13 @@ class AdoptingCreates:
         name = manifest.metadata.name
         owners = manifest.metadata.owner_references or []
         outcome, why = await until_settled(
-            lambda: create_or_adopt(
+            lambda timeout: create_or_adopt(
                 lambda: getattr(self.api, f"create_namespaced_{kind}")(self.namespace, manifest),
                 lambda: self._read_dict(kind, name),
                 Ownership(_labels(manifest, OWNER_LABELS), owner_uid=owners[0].uid if owners else None),
-                self.k8s_api_request_timeout,
+                timeout,
             ),
+            self.k8s_api_request_timeout,
             lambda why: self.log.info("%s %s: %s; trying again", kind, name, why),
         )
         if outcome is Outcome.FOREIGN:

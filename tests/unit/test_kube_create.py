@@ -26,6 +26,7 @@ from cern_spawner.kube_create import (
     decide,
     outcome_unknown,
     stamp_start,
+    until_settled,
 )
 from tests.unit.test_spawner_pod import make_spawner
 
@@ -270,3 +271,26 @@ async def test_the_spawners_pod_create_ends_with_exactly_its_pod(spawner_on, ser
     annotations = server.pods[spawner.pod_name]["metadata"]["annotations"]
     assert annotations[START_MARKER] == manifest.metadata.annotations[START_MARKER]
     assert server.deletes == deletes
+
+
+@pytest.mark.parametrize(
+    ("request_timeout", "retries", "timeouts"),
+    [
+        (3, 0, [3]),
+        (3, 5, [3, 6, 12, 24, 30, 30]),
+        (40, 2, [40, 40, 40]),  # a configured timeout above the cap is kept
+    ],
+    ids=["first-try", "doubling-to-the-cap", "configured-above-cap"],
+)
+async def test_each_retry_waits_longer_for_its_answer(request_timeout, retries, timeouts):
+    """A burst queues requests: a fixed 3 s would cancel each one before its turn, again and again."""
+    seen, retried = [], []
+
+    async def attempt(seconds):
+        seen.append(seconds)
+        return (Outcome.RETRY, "timed out") if len(seen) <= retries else (Outcome.CREATED, "created")
+
+    outcome, _ = await until_settled(attempt, request_timeout, retried.append, first_wait=0)
+    assert outcome is Outcome.CREATED
+    assert seen == timeouts
+    assert len(retried) == retries
