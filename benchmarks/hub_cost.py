@@ -248,7 +248,8 @@ def median_of(samples: list[dict], name: str, field: str) -> float:
     return statistics.median(w[name][field] for w in samples)
 
 
-def run(args, report: dict, scratch: Path) -> dict:
+def run(args, report: dict, scratch: Path, results: dict) -> dict:
+    """Fills `results` phase by phase (kept when a later phase fails)."""
     core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
     hubs.ensure_namespace(core, ANCHOR_NAMESPACE)
     wait(
@@ -273,9 +274,9 @@ def run(args, report: dict, scratch: Path) -> dict:
             "KubeSpawner": Side("KubeSpawner", anchor, ANCHOR_NAMESPACE, "gpu-hand"),
         }
         time.sleep(args.settle)
-        results: dict = {"idle": windows(list(sides.values()), args.idle_rounds, args.window)}
+        results["idle"] = windows(list(sides.values()), args.idle_rounds, args.window)
 
-        spawn_rounds = []
+        spawn_rounds = results["spawn_rounds"] = []
         for index in range(args.rounds):
             entry: dict = {"order": hubs.alternating(list(sides), index)}
             for kind, options in (("shared", {"profile": "shared-1g"}), ("gpu", {"profile": "gpu-1"})):
@@ -296,10 +297,9 @@ def run(args, report: dict, scratch: Path) -> dict:
                     if kind == "gpu" and name == "KubeSpawner":
                         magnum.resize("gpu-hand", 0)
             spawn_rounds.append(entry)
-        results["spawn_rounds"] = spawn_rounds
         magnum.resize("gpu-hand", 0)
 
-        rest: dict = {}
+        rest = results["at_rest"] = {}
         if args.servers:
             for name, label in (("KubeSpawner", "alone"), ("CERNSpawner", "alone"), ("KubeSpawner", "both")):
                 side = sides[name]
@@ -310,7 +310,6 @@ def run(args, report: dict, scratch: Path) -> dict:
                     print(name, "started", args.servers, json.dumps(rest[f"{name} start"]), flush=True)
                     time.sleep(args.settle)
                 rest[f"{name} {label}"] = windows([side], args.rest_rounds, args.window)
-        results["at_rest"] = rest
         results["cluster"] = {
             "nodes": len(core.list_node().items),
             "pods_all_namespaces": len(core.list_pod_for_all_namespaces().items),
@@ -331,19 +330,20 @@ def gpu_ready(core, group: str) -> int:
     return count
 
 
-def summary(results: dict, args) -> dict:
+def summary(results: dict, args, incomplete: list[str]) -> dict:
     out: dict = {}
     idle = results["idle"]
-    cern_idle, plain_idle = (
-        median_of(idle, "CERNSpawner", "hub_cpu_s_per_s"),
-        median_of(idle, "KubeSpawner", "hub_cpu_s_per_s"),
-    )
-    out["idle_hub_cpu_s_per_s"] = {
-        "CERNSpawner": cern_idle,
-        "KubeSpawner": plain_idle,
-        "ratio": round(cern_idle / plain_idle, 3),
-    }
-    for kind in ("shared", "gpu"):
+    if idle:
+        cern_idle, plain_idle = (
+            median_of(idle, "CERNSpawner", "hub_cpu_s_per_s"),
+            median_of(idle, "KubeSpawner", "hub_cpu_s_per_s"),
+        )
+        out["idle_hub_cpu_s_per_s"] = {
+            "CERNSpawner": cern_idle,
+            "KubeSpawner": plain_idle,
+            "ratio": round(cern_idle / plain_idle, 3),
+        }
+    for kind in ("shared", "gpu") if "spawn_rounds" not in incomplete else ():
         per = {
             name: [r[f"{kind} {name}"]["hub_cpu_s_per_spawn"] for r in results["spawn_rounds"]]
             for name in ("CERNSpawner", "KubeSpawner")
@@ -357,7 +357,7 @@ def summary(results: dict, args) -> dict:
             ],
         }
     rest = results.get("at_rest") or {}
-    if rest:
+    if "KubeSpawner both" in rest:
         table = {}
         for key in ("KubeSpawner alone", "CERNSpawner alone", "KubeSpawner both"):
             name = key.split()[0]
@@ -398,10 +398,16 @@ def main() -> None:
     (scratch / "topology.yaml").write_text(TOPOLOGY)
     os.environ["CERN_SANDBOX_STATE"] = str(state)  # the CERN hub's config reads this sandbox
     report = hubs.sandbox_up(state, scratch / "topology.yaml", fake=True)
+    results: dict = {"idle": [], "spawn_rounds": [], "at_rest": {}}
+    failure = None
     try:
-        results = run(args, report, scratch)
+        run(args, report, scratch, results)
+    except Exception as e:  # keep what was measured, and say what stopped the run
+        failure = f"{type(e).__name__}: {e}"
+        print(failure, flush=True)
     finally:
         hubs.sandbox_down(state)
+    incomplete = [phase for phase in ("spawn_rounds", "at_rest") if not results[phase]]
     document = {
         "benchmark": "hub_cost",
         "date": datetime.datetime.fromtimestamp(began, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -409,8 +415,9 @@ def main() -> None:
         "parameters": vars(args),
         "modelled": "--fake sandbox: pods bound by the real scheduler and marked Running without a process; "
         "one stand-in HTTP server answers for every notebook (pod_connect_ip 127.0.0.1) on both hubs",
-        "machine": hubs.machine(loadavg_start=load_start, **results.pop("cluster")),
-        "summary": summary(results, args),
+        "failure": failure,
+        "machine": hubs.machine(loadavg_start=load_start, **results.pop("cluster", {})),
+        "summary": summary(results, args, incomplete),
         **results,
     }
     out = ROOT / "benchmarks" / "results" / "hub_cost.json"

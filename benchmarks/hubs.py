@@ -280,6 +280,7 @@ def sandbox_up(state: Path, topology: Path | None = None, fake: bool = False) ->
         env={**os.environ, "CERN_SANDBOX_STATE": str(state)},
     )
     if up.returncode != 0:
+        sandbox_down(state)  # whatever it had started
         raise SystemExit(up.stderr)
     return json.loads(up.stdout)
 

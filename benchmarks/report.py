@@ -78,7 +78,9 @@ def hub_cost(data: dict) -> list[str]:
     lines = [run_line(data), ""]
     rows = []
     for kind, label in (("shared", "shared profile"), ("gpu", "GPU profile (CERN: group from 0 nodes)")):
-        entry = summary[f"{kind}_hub_cpu_s_per_spawn"]
+        entry = summary.get(f"{kind}_hub_cpu_s_per_spawn")
+        if entry is None:  # a run with --rounds 0
+            continue
         loads = [
             r[f"{kind} {name}"]["loadavg_1_5_15"][0] for r in data["spawn_rounds"] for name in r["order"]
         ]
@@ -92,18 +94,19 @@ def hub_cost(data: dict) -> list[str]:
                 f"{min(loads)}–{max(loads)}",
             ]
         )
-    idle = summary["idle_hub_cpu_s_per_s"]
-    idle_loads = [w["loadavg_1_5_15"][0] for w in data["idle"]]
-    rows.append(
-        [
-            "idle hub CPU (no servers)",
-            f"{idle['CERNSpawner']:.5f} s/s",
-            f"{idle['KubeSpawner']:.5f} s/s",
-            f"**{idle['ratio']}**",
-            "≤ 1.1",
-            f"{min(idle_loads)}–{max(idle_loads)}",
-        ]
-    )
+    idle = summary.get("idle_hub_cpu_s_per_s")
+    if idle:
+        idle_loads = [w["loadavg_1_5_15"][0] for w in data["idle"]]
+        rows.append(
+            [
+                "idle hub CPU (no servers)",
+                f"{idle['CERNSpawner']:.5f} s/s",
+                f"{idle['KubeSpawner']:.5f} s/s",
+                f"**{idle['ratio']}**",
+                "≤ 1.1",
+                f"{min(idle_loads)}–{max(idle_loads)}",
+            ]
+        )
     rest = next((v for k, v in summary.items() if k.startswith("at_rest_")), None)
     if rest:
         servers = data["parameters"]["servers"]
@@ -132,6 +135,8 @@ def hub_cost(data: dict) -> list[str]:
     lines += table(
         ["", "CERNSpawner", "KubeSpawner (anchor)", "ratio", "target", "load avg (1 min) during"], rows
     )
+    if data.get("failure"):
+        lines += ["", f"The run stopped early: {data['failure']} — the parts above it were measured."]
     lines += [
         "",
         f"Per spawn: median of {data['parameters']['rounds']} rounds of {data['parameters']['spawns']} "
