@@ -71,10 +71,12 @@ class Agent:
                 self.stopping.wait(NODES_POLL_SECONDS)
                 continue
             try:
+                # A node's pod IPs before its Node object: the scheduler binds pods to it at once.
+                with self.lock:
+                    for spec in specs:
+                        self.free_ips.setdefault(spec["name"], self.network.node_pool(spec["index"]))
                 self.keeper.reconcile(specs, time.time(), HEARTBEAT_SECONDS)
                 self.stop_lost_pods()
-                for spec in specs:
-                    self.free_ips.setdefault(spec["name"], self.network.node_pool(spec["index"]))
             except client.ApiException as e:
                 log.warning("node heartbeat failed: %s %s", e.status, e.reason)
             except Exception:
