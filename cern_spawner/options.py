@@ -14,18 +14,14 @@ from collections.abc import Mapping
 
 from .binder.options import BINDER_KEYS
 from .catalog import Catalog
+from .errors import Refused
 from .logsafe import shown
 
 UNLISTED_SUFFIX = "--unlisted-choice"
 
 
-class OptionsRefused(Exception):
+class OptionsRefused(Refused):
     """A choice the user may not make; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _did_you_mean(value: str, candidates) -> str:

@@ -13,10 +13,10 @@ from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_serve
 from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
-from .binder.errors import BinderRefused
-from .binder.spawning import BinderSpawnerMixin, SpawnRefused
+from .binder.spawning import BinderSpawnerMixin
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
+from .errors import Refused
 from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options
@@ -36,7 +36,7 @@ NB_GID = 100
 
 
 # Exceptions that mean "the user may not do this": logged as one warning line, never a traceback.
-REFUSALS = (SpawnRefused, OptionsRefused, BinderRefused)
+REFUSALS = (Refused,)
 
 
 class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpawner):
@@ -178,7 +178,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             check_user_options(user_options or {}, catalog, offered)
         except OptionsRefused as e:
             self.log.warning("Refused server options %r for %s: %s", user_options, self._log_name, e.message)
-            raise SpawnRefused(e.status, e.message) from None
+            raise
         binder = self.check_binder(user_options)
         self._restore_overridden_traits(offered)
         # JupyterHub checks the options right before start(): this start's state begins here.

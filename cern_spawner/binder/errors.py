@@ -6,22 +6,19 @@ handle only these.
 
 from __future__ import annotations
 
+from ..errors import Refused
+
 
 class BinderError(Exception):
     """Base of the binder errors; `str(error)` is written for the user."""
 
 
-class BinderRefused(BinderError):
+class BinderRefused(BinderError, Refused):
     """A launch request refused before anything is created: `status` is the HTTP status to answer.
 
     400 for input that is malformed or never acceptable (bad ref, credentials in the URL, local
     paths), 403 for well-formed input this hub's policy does not allow (a host off the allowlist).
     """
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class ResolveError(BinderError):

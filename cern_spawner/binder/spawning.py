@@ -16,8 +16,8 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from jupyterhub.utils import url_path_join
-from tornado import web
 
+from ..errors import Refused
 from ..options import OptionsRefused, check_user_options
 from .config import BinderConfig
 from .errors import BinderError, BinderRefused, BuildFailed, RegistryError, ResolveError
@@ -35,20 +35,9 @@ def _status_of(error: BinderError) -> int:
     return 503  # BuildError: the cluster would not run the build
 
 
-class SpawnRefused(web.HTTPError):
-    """A spawn that cannot go on: options refused, ref unknown, build failed, registry down.
-
-    JupyterHub shows `jupyterhub_message` wherever the failure surfaces — the form drawn again,
-    the spawn page, the REST answer; `str()` is the message alone, so "Spawn failed: <message>"
-    reads as a sentence.
-    """
-
-    def __init__(self, status: int, message: str):
-        super().__init__(status, message)
-        self.jupyterhub_message = message
-
-    def __str__(self) -> str:
-        return self.log_message
+# A spawn that cannot go on: options refused, ref unknown, build failed, registry down (the name
+# this module gave `errors.Refused` before there was one type).
+SpawnRefused = Refused
 
 
 class LaunchNotConfirmed(SpawnRefused):
@@ -146,8 +135,8 @@ class BinderSpawnerMixin:
         try:
             check_user_options({"profile": slug} if slug else {}, self.catalog_store.current(), offered)
             entry = self._get_profile(slug, self._get_initialized_profile_list(offered))
-        except OptionsRefused as e:
-            raise SpawnRefused(e.status, e.message) from None
+        except OptionsRefused:
+            raise  # a Refused: the catalog's own words
         except (ValueError, StopIteration):
             raise SpawnRefused(
                 403, "No profile is available to you. Ask the service admins for access."
@@ -175,7 +164,7 @@ class BinderSpawnerMixin:
             )
         except BinderRefused as e:
             self.log.warning("Refused repository launch %r for %s: %s", user_options, self._log_name, e)
-            raise SpawnRefused(e.status, e.message) from None
+            raise
 
     def binder_form_context(self, saved: dict) -> dict:
         """The picker's `binder` variable: on or off, the allowed hosts, the saved repository."""
@@ -211,8 +200,8 @@ class BinderSpawnerMixin:
                 registry=registry_client(config),
                 report=messages.append,
             )
-        except BinderRefused as e:
-            raise SpawnRefused(e.status, e.message) from None
+        except BinderRefused:
+            raise  # a Refused, shown as it is
         except BinderError as e:
             self.log.warning("Repository launch of %s@%s for %s failed: %s", repo_url, ref, self._log_name, e)
             raise SpawnRefused(_status_of(e), str(e)) from None

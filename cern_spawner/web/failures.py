@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from tornado import web
-
+from ..errors import UserFacingError
 from .progress_stream import SpawnPlan
 from .progress_words import minutes
 
 
-class SpawnFailed(web.HTTPError):
+class SpawnFailed(UserFacingError):
     """A start given up, with a reason users read: the REST API answers with it when the spawn
     fails within its first seconds, and the progress stream shows it (JupyterHub reads
     `jupyterhub_message`; its own timeout would say only "Spawn failed")."""
@@ -16,11 +15,7 @@ class SpawnFailed(web.HTTPError):
     status = 503
 
     def __init__(self, message: str):
-        super().__init__(self.status, message)
-        self.jupyterhub_message = message
-
-    def __str__(self) -> str:
-        return self.log_message
+        super().__init__(type(self).status, message)
 
 
 class GrowthImpossible(SpawnFailed):
