@@ -9,10 +9,12 @@ escapes, bidi overrides that reorder what an admin reads). `shown` quotes such i
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 import unicodedata
 from collections import deque
+from collections.abc import Iterable
 
 # Zero-width and bidirectional formatting characters: printable as far as str.isprintable() is
 # concerned for some, invisible on screen, and able to make a log line read differently.
@@ -98,3 +100,10 @@ def join_hub_log(hub_log: logging.Logger, name: str = "cern_spawner") -> None:
     ours.setLevel(hub_log.getEffectiveLevel())
     # Still propagated: a hub's root logger has no handlers (so nothing is written twice), and
     # tests capture records at the root.
+
+
+def did_you_mean(word: object, options: Iterable[object]) -> str:
+    """A hint naming the closest of `options` ("did you mean 'gpu-1'?"), or "" when none is close:
+    the one wording of typo hints in refusals and catalog problems."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f"did you mean {close[0]!r}?" if close else ""

@@ -8,14 +8,13 @@ whether the user may use a profile; these checks run first and answer 400/403 in
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
 from .binder.options import BINDER_KEYS
 from .catalog import Catalog
 from .errors import Refused
-from .logsafe import shown
+from .logsafe import did_you_mean, shown
 
 UNLISTED_SUFFIX = "--unlisted-choice"
 
@@ -25,8 +24,8 @@ class OptionsRefused(Refused):
 
 
 def _did_you_mean(value: str, candidates) -> str:
-    close = difflib.get_close_matches(value, list(candidates), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(value, candidates)  # a sentence of its own here
+    return f" {hint[:1].upper()}{hint[1:]}" if hint else ""
 
 
 def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[dict]) -> str | None:

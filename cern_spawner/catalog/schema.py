@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from ..logsafe import did_you_mean
 from .model import Problem
 from .source import Document
 
@@ -46,12 +46,6 @@ def schema_problems(doc: Document) -> list[Problem]:
     for error in _validator().iter_errors(doc.data):
         problems.update(dict.fromkeys(_convert(doc, error)))
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
-
-
-def did_you_mean(word: object, options: Iterable[object]) -> str:
-    """A hint naming the closest option, or "" when none is close."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f"did you mean {close[0]!r}?" if close else ""
 
 
 def describe(value: object) -> str:

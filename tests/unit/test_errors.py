@@ -10,8 +10,8 @@ from tornado import web
 from cern_spawner.binder.errors import BinderError, BinderRefused
 from cern_spawner.binder.spawning import LaunchNotConfirmed, SpawnRefused
 from cern_spawner.errors import Refused, UserFacingError
-from cern_spawner.logsafe import install_refusal_filter
-from cern_spawner.options import OptionsRefused
+from cern_spawner.logsafe import did_you_mean, install_refusal_filter
+from cern_spawner.options import OptionsRefused, check_user_options
 from cern_spawner.web.failures import GrowthImpossible, SpawnFailed, StartTimedOut
 
 pytestmark = pytest.mark.unit
@@ -65,3 +65,29 @@ def test_refusals_are_logged_as_the_users_doing_failures_as_errors(error, level,
     (record,) = [r for r in caplog.records if r.name == logger.name]
     assert record.levelno == level
     assert (record.exc_info is None) is (level == logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    "word, options, hint",
+    [
+        ("gpu1", ["gpu-1", "shared-2g"], "did you mean 'gpu-1'?"),
+        ("zzz", ["gpu-1", "shared-2g"], ""),
+        ("x", [], ""),
+        (3, [1, 3], "did you mean '3'?"),  # YAML values need not be strings
+    ],
+    ids=["close", "nothing-close", "no-options", "non-strings"],
+)
+def test_one_did_you_mean(word, options, hint):
+    assert did_you_mean(word, options) == hint
+
+
+def test_refusals_use_the_same_hint_as_a_sentence():
+    catalog_offered = [{"slug": "gpu-1"}, {"slug": "shared-2g"}]
+    with pytest.raises(OptionsRefused) as refused:
+        check_user_options({"profile": "gpu1"}, _Catalog(), catalog_offered)
+    assert "Did you mean 'gpu-1'?" in refused.value.message
+
+
+class _Catalog:
+    def profile(self, slug):
+        return None  # no such profile at all
