@@ -86,14 +86,12 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
     # Deprecated: GPU growth is hub-level (`c.GPUScaling.*`), which reads these from the
     # CERNSpawner section and warns. Kept as traits so that old configs load without traitlets'
     # "not recognized" warning.
-    openstack_cloud = Unicode("", config=True, help="Deprecated since 0.2: use GPUScaling.openstack_cloud.")
+    openstack_cloud = Unicode("", config=True, help="Deprecated in 0.1.0: use GPUScaling.openstack_cloud.")
     openstack_clouds_yaml = Unicode(
-        "", config=True, help="Deprecated since 0.2: use GPUScaling.openstack_clouds_yaml."
+        "", config=True, help="Deprecated in 0.1.0: use GPUScaling.openstack_clouds_yaml."
     )
-    scaling_interval = Float(2.0, config=True, help="Deprecated since 0.2: use GPUScaling.interval.")
-    scaling_grace_period = Float(
-        600.0, config=True, help="Deprecated since 0.2: use GPUScaling.grace_period."
-    )
+    scaling_interval = Float(2.0, config=True, help="Deprecated in 0.1.0: use GPUScaling.interval.")
+    scaling_grace_period = Float(600.0, config=True, help="Deprecated in 0.1.0: use GPUScaling.grace_period.")
 
     token_mount_path = Unicode(
         "/run/secrets/cern-tokens",

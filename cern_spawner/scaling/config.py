@@ -1,9 +1,9 @@
 """Hub-level settings of GPU growth: `c.GPUScaling.*`.
 
 One scaling controller serves the whole hub, so its settings belong to the hub, not to each
-spawner. Before 0.2 four of them were CERNSpawner traits; those names still work (read from the
-`c.CERNSpawner` section) and log a deprecation warning, as oauthenticator does for its renamed
-traits.
+spawner. Until 0.1.0 (in development) four of them were CERNSpawner traits; those names still
+work (read from the `c.CERNSpawner` section) and log a deprecation warning, as oauthenticator does
+for its renamed traits.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from traitlets.config import LoggingConfigurable
 
 # Old CERNSpawner trait name -> (GPUScaling trait, cern-spawner version that deprecated it).
 DEPRECATED_SPAWNER_ALIASES = {
-    "openstack_cloud": ("openstack_cloud", "0.2"),
-    "openstack_clouds_yaml": ("openstack_clouds_yaml", "0.2"),
-    "scaling_interval": ("interval", "0.2"),
-    "scaling_grace_period": ("grace_period", "0.2"),
+    "openstack_cloud": ("openstack_cloud", "0.1.0"),
+    "openstack_clouds_yaml": ("openstack_clouds_yaml", "0.1.0"),
+    "scaling_interval": ("interval", "0.1.0"),
+    "scaling_grace_period": ("grace_period", "0.1.0"),
 }
 
 
