@@ -110,8 +110,6 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
         "hub": {
             "config": {
                 # A grown GPU node goes back soon after bob's server stops, while later tests run.
-                # (CERNSpawner's names until GPUScaling's own are released; both are harmless.)
-                "CERNSpawner": {"scaling_interval": 1, "scaling_grace_period": 5},
                 "GPUScaling": {"interval": 1, "grace_period": 5},
                 # An API token for the test, to follow and stop servers as an operator would.
                 "JupyterHub": {
