@@ -15,7 +15,8 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-VALUES = Path(__file__).resolve().parents[2] / "docs" / "operator" / "z2jh-values.yaml"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operator"
+VALUES = DOCS / "z2jh-values.yaml"
 USER = "existing-hub"
 # The ConfigMap's stand-in: one shared profile, no scaled node group (this hub grows nothing).
 CATALOG = """\
@@ -35,6 +36,8 @@ profiles:
 def existing_hub(sandbox, tmp_path_factory):
     snippets = yaml.safe_load(VALUES.read_text())["hub"]["extraConfig"]
     assert snippets, f"{VALUES} has no hub.extraConfig"
+    # The page shows the same lines first, for hubs without z2jh.
+    assert all(code.strip() in (DOCS / "existing-hub.md").read_text() for code in snippets.values())
     profiles = tmp_path_factory.mktemp("profiles")
     (profiles / "catalog.yaml").write_text(CATALOG)
     # z2jh's own configuration sets KubeSpawner as the spawner; the ConfigMap is mounted at
