@@ -8,6 +8,7 @@ deep-copies the dicts and reads only the keys it knows), so the key reaches the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from ..catalog.model import Catalog, Profile
@@ -21,11 +22,14 @@ AVAILABILITY_KEY = "cern_availability"
 GROUPS = (("shared", "Shared"), ("dedicated", "Dedicated GPU"))
 
 
+# A catalog repeats a handful of quantities across its profiles: each is worded once per process.
+@lru_cache(maxsize=1024)
 def _cores(value: float) -> str:
     text = f"{value:g}"
     return f"{text} CPU core" if value == 1 else f"{text} CPU cores"
 
 
+@lru_cache(maxsize=1024)
 def _memory(text: str) -> str:
     # Catalog quantities count in powers of 1024 (as JupyterHub does), so say GiB/MiB.
     size = parse_memory(text)

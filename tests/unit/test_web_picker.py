@@ -336,7 +336,7 @@ async def test_the_picker_renders_as_plain_jinja_would(roles, saved, verdicts, b
     assert 'data-slug="no-card"' in ours
 
 
-def test_the_template_is_compiled_once_per_process():
+async def test_the_template_is_compiled_once_per_process():
     paths = [PICKER_TEMPLATE_DIR]
     render_picker(paths, [], {}, {})
     template = picker_module._environment(tuple(paths)).get_template("form.html")
