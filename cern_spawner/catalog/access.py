@@ -6,6 +6,9 @@ from collections.abc import Iterable
 
 from .model import Catalog, Profile
 
+# Distinct role sets remembered per catalog (each a tuple of profiles); cleared when full.
+_ROLE_SETS_KEPT = 1024
+
 
 def may_use(profile: Profile, roles: Iterable[str]) -> bool:
     """No ``allowed_roles`` means everyone; otherwise any one of them suffices."""
@@ -13,6 +16,16 @@ def may_use(profile: Profile, roles: Iterable[str]) -> bool:
 
 
 def allowed_profiles(catalog: Catalog, roles: Iterable[str]) -> list[Profile]:
-    """The catalog's profiles ``roles`` may use, in catalog order."""
-    roles = set(roles)
-    return [profile for profile in catalog.profiles if may_use(profile, roles)]
+    """The catalog's profiles ``roles`` may use, in catalog order (a new list each call).
+
+    Asked at every form and twice per start; the answer depends only on the catalog (immutable) and
+    the set of roles, so it is kept on the catalog per role set instead of rescanning every profile.
+    """
+    roles = frozenset(roles)
+    known = catalog.allowed_by_roles
+    found = known.get(roles)
+    if found is None:
+        if len(known) >= _ROLE_SETS_KEPT:
+            known.clear()
+        found = known[roles] = tuple(profile for profile in catalog.profiles if may_use(profile, roles))
+    return list(found)

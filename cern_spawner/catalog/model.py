@@ -123,6 +123,11 @@ class Catalog:
         return self._by_slug.get(slug)
 
     @cached_property
+    def allowed_by_roles(self) -> dict[frozenset[str], tuple[Profile, ...]]:
+        """`access.allowed_profiles`' answers, per role set (the catalog never changes)."""
+        return {}
+
+    @cached_property
     def _by_slug(self) -> Mapping[str, Profile]:
         # Built at first use (a frozen dataclass still has an instance dict): callers look profiles
         # up once per offered profile, which scanning the tuple made quadratic in the catalog's size.

@@ -29,3 +29,9 @@ def test_allowed_profiles(roles, slugs):
 
 def test_accepts_any_iterable_of_roles():
     assert allowed_profiles(CATALOG, ["gpu-users"]) == allowed_profiles(CATALOG, {"gpu-users"})
+
+
+def test_each_call_returns_its_own_list():
+    first = allowed_profiles(CATALOG, iter(["gpu-users"]))  # any iterable, read once
+    first.clear()
+    assert [p.slug for p in allowed_profiles(CATALOG, ["gpu-users"])] == [*SHARED, "gpu-1"]
