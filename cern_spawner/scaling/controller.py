@@ -78,7 +78,7 @@ class ScalingController:
 
     def start(self) -> None:
         if self._task is None:
-            self.view.start()
+            self.view.start(groups=lambda: [(g.label, g.name) for g, _ in self._all_groups()])
             self._task = asyncio.ensure_future(self._run())
 
     # -- rounds ----------------------------------------------------------------------------------
@@ -101,6 +101,7 @@ class ScalingController:
             self.view.changed.clear()
             wait = self.idle_refresh
             try:
+                self.view.regroup()  # the catalog may scale other groups now: watch their nodes
                 for group, retiring in self._all_groups():
                     task = self._group_tasks.get(group.name)
                     if task is None or task.done():

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from kubernetes_asyncio import client
 
 from ..waiting import Backoff
 from .capacity import Capacity, GroupSelector, PodIndex, capacity_of, pod_use
 
+NO_NODE = "cern-spawner.cern.ch/no-group-is-scaled"  # a label no node has: no scaled group, no node
 WATCH_SECONDS = 300  # the API server ends a watch after this; it is then resumed, not re-listed
 
 
@@ -122,6 +123,8 @@ class ClusterView:
         self.index = PodIndex()
         self.hub_pods: dict[str, dict] = {}
         self.reflector: HubPods | None = None
+        self.groups: Callable[[], Iterable[tuple[str, str]]] | None = None
+        self._node_selector: str | None = None
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
         self._loaded: set[str] = set()
@@ -147,17 +150,48 @@ class ClusterView:
         return all(labels.get(k) == v for k, v in self.hub_labels.items())
 
     # -- running -----------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, groups: Callable[[], Iterable[tuple[str, str]]] | None = None) -> None:
+        """`groups`: the (node label, value) of every group the controller scales; only their
+        nodes are watched (None: every node)."""
         if self._tasks:
             return
+        self.groups = groups
         if self.share_as is not None:
             self._share_with_kubespawner()
+        self._node_selector = self.node_selector()
         self._tasks = [
-            asyncio.ensure_future(self._follow("nodes", self.api.list_node, self._reset_nodes, self._node)),
+            asyncio.ensure_future(self._follow_nodes()),
             asyncio.ensure_future(
-                self._follow("pods", self.api.list_pod_for_all_namespaces, self._reset_pods, self._pod)
+                self._follow("pods", self.api.list_pod_for_all_namespaces, {}, self._reset_pods, self._pod)
             ),
         ]
+
+    def node_selector(self) -> str | None:
+        """A label selector for the scaled groups' nodes: a hub rarely scales more than a few
+        groups, and every other node's status updates would only be parsed to be ignored."""
+        if self.groups is None:
+            return None
+        pairs = set(self.groups())
+        labels = {label for label, _ in pairs}
+        if not pairs:
+            return NO_NODE
+        if len(labels) > 1:  # one selector cannot say "this label in A, or that label in B"
+            return None
+        return f"{labels.pop()} in ({','.join(sorted(value for _, value in pairs))})"
+
+    def regroup(self) -> None:
+        """Follow the scaled groups' nodes as the catalog now names them (called each round)."""
+        selector = self.node_selector()
+        if not self._tasks or selector == self._node_selector:
+            return
+        self.log.info("Watching nodes %s", selector or "(all)")
+        self._node_selector = selector
+        self._tasks[0].cancel()
+        self._tasks[0] = asyncio.ensure_future(self._follow_nodes())
+
+    def _follow_nodes(self):
+        selector = {"label_selector": self._node_selector} if self._node_selector else {}
+        return self._follow("nodes", self.api.list_node, selector, self._reset_nodes, self._node)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -214,20 +248,22 @@ class ClusterView:
             self.changed.set()
 
     # -- list, then watch --------------------------------------------------------------------------
-    async def _follow(self, kind: str, list_method, reset, apply) -> None:
+    async def _follow(self, kind: str, list_method, selector: dict, reset, apply) -> None:
         backoff = Backoff(first=0.5, cap=30)
         version = None
         while True:
             try:
                 if version is None:
-                    listing = await list_method(_preload_content=False, _request_timeout=self.timeout)
+                    listing = await list_method(
+                        **selector, _preload_content=False, _request_timeout=self.timeout
+                    )
                     body = json.loads(await listing.read())
                     reset(body["items"])
                     version = body["metadata"]["resourceVersion"]
                     self._loaded.add(kind)
                     if len(self._loaded) == 2:
                         self.synced.set()
-                version = await self._watch(list_method, version, apply)
+                version = await self._watch(list_method, selector, version, apply)
                 backoff.reset()
             except asyncio.CancelledError:
                 raise
@@ -238,9 +274,10 @@ class ClusterView:
                 version = None
                 await backoff.sleep()
 
-    async def _watch(self, list_method, version: str, apply) -> str:
+    async def _watch(self, list_method, selector: dict, version: str, apply) -> str:
         """Apply events from `version` on until the API server ends the watch; the last version."""
         response = await list_method(
+            **selector,
             watch=True,
             resource_version=version,
             allow_watch_bookmarks=True,

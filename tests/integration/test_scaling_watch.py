@@ -1,5 +1,6 @@
 """The hub's one pod watch against the sandbox's API server: it is KubeSpawner's pod reflector,
-follows pods of every namespace, and keeps capacity per event."""
+follows pods of every namespace, and keeps capacity per event; of the nodes, only the scaled
+groups' are watched."""
 
 from __future__ import annotations
 
@@ -61,11 +62,13 @@ def test_one_raw_watch_serves_kubespawner_and_capacity(sandbox, core, namespace)
             view = ClusterView(
                 aclient.CoreV1Api(api), logging.getLogger("test"), **kubespawner_pods(Config(), namespace)
             )
-            view.start()
+            view.start(groups=lambda: [(LABEL, "gpu-v100")])
             try:
                 reflector = KubeSpawner.reflectors[("pods", namespace)]  # what KubeSpawner will use
                 await asyncio.wait_for(reflector.first_load_future, 30)
                 await asyncio.wait_for(view.synced.wait(), 30)
+                # Only the scaled group's nodes are watched (the sandbox has CPU workers too).
+                watched = {n["metadata"]["labels"].get(LABEL) for n in view.nodes.values()}
                 before = view.capacity(GROUP, 4, namespace=namespace).pending_gpus
                 await asyncio.to_thread(
                     core.create_namespaced_pod, namespace, notebook("nb", "singleuser-server")
@@ -84,11 +87,13 @@ def test_one_raw_watch_serves_kubespawner_and_capacity(sandbox, core, namespace)
                     lambda: view.capacity(GROUP, 4, namespace=namespace).pending_gpus == before + 1,
                     "the deleted pod's GPU no longer waiting",
                 )
-                return served
+                return served, watched
             finally:
                 await view.stop()
                 KubeSpawner.reflectors.clear()
                 KubeSpawner.reflectors.update(saved)
 
     # The non-notebook pod is counted for capacity but never handed to KubeSpawner.
-    assert asyncio.run(asyncio.wait_for(scenario(), 90)) == [f"{namespace}/nb"]
+    served, watched = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert served == [f"{namespace}/nb"]
+    assert watched == {"gpu-v100"}

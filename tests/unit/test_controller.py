@@ -97,7 +97,10 @@ class View:
     def remove(self, name, namespace="hub"):
         del self.pods[f"{namespace}/{name}"]
 
-    def start(self):
+    def start(self, groups=None):
+        self.groups = groups
+
+    def regroup(self):
         pass
 
     def capacity(self, group, gpus_per_node, namespace=None, leaving=frozenset()):

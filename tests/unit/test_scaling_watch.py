@@ -216,3 +216,22 @@ def test_the_view_is_kubespawners_pod_reflector_once_listed():
             KubeSpawner.reflectors.update(saved)
 
     assert list(asyncio.run(scenario())) == ["unit-test-ns/a"]
+
+
+@pytest.mark.parametrize(
+    ("groups", "selector"),
+    [
+        pytest.param(None, None, id="not-told-every-node"),
+        pytest.param([], "cern-spawner.cern.ch/no-group-is-scaled", id="nothing-scaled-no-node"),
+        pytest.param(
+            [(LABEL, "gpu-v100"), (LABEL, "gpu-a100"), (LABEL, "gpu-a100")],
+            f"{LABEL} in (gpu-a100,gpu-v100)",
+            id="the-scaled-groups-only",
+        ),
+        pytest.param([(LABEL, "gpu-v100"), ("other.org/pool", "gpus")], None, id="two-labels-every-node"),
+    ],
+)
+def test_only_the_scaled_groups_nodes_are_watched(groups, selector):
+    cluster = view()
+    cluster.groups = None if groups is None else (lambda: groups)
+    assert cluster.node_selector() == selector
