@@ -101,6 +101,7 @@ def hub_controller(
 
 def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
     """The controller serving this spawner's namespace and catalog (see `hub_controller`)."""
-    return hub_controller(
-        gpu_scaling(spawner.config), namespace=spawner.namespace, store=spawner.catalog_store, log=log
-    )
+    settings = gpu_scaling(spawner.config)
+    if not settings.openstack_cloud:
+        return None  # before reading the catalog: a spawner's __init__ never loads it
+    return hub_controller(settings, namespace=spawner.namespace, store=spawner.catalog_store, log=log)

@@ -161,3 +161,26 @@ def test_gpu_scaling_reads_deprecated_spawner_names(config, expected, warned, ca
 )
 def test_hub_start_reads_the_spawners_settings_as_traitlets_does(config, name, expected):
     assert startup.spawner_setting(Config(config), name) == expected
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"KubeSpawner": {"namespace": "k"}, "CERNSpawner": {"profiles_reload_interval": 5.0}},
+        {"Spawner": {"namespace": "s"}, "CERNSpawner": {"namespace": "c", "profiles_path": ["/p"]}},
+    ],
+    ids=["defaults", "kube-section", "cern-over-spawner"],
+)
+async def test_hub_start_reads_what_a_real_spawner_reads(config, monkeypatch):
+    """The controller started with the hub is the one spawners use only if both see the same
+    namespace and catalog: compare with a CERNSpawner built on the same config. (With growth off
+    building one reads no catalog: '/p' does not exist.)"""
+    from cern_spawner.spawner import CERNSpawner
+
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)  # no cluster here
+    c = Config(config)
+    spawner = CERNSpawner(config=c, _mock=True)
+    assert (startup.spawner_setting(c, "namespace") or startup.default_namespace()) == spawner.namespace
+    assert startup.spawner_setting(c, "profiles_path") == spawner.profiles_path
+    assert startup.spawner_setting(c, "profiles_reload_interval") == spawner.profiles_reload_interval
