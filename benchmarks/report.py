@@ -132,21 +132,38 @@ def hub_cost(data: dict) -> list[str]:
                 "",
             ]
         )
+    if not rows:
+        return lines + ["_No figure: the run stopped before its first measurement._"]
     lines += table(
         ["", "CERNSpawner", "KubeSpawner (anchor)", "ratio", "target", "load avg (1 min) during"], rows
     )
     if data.get("failure"):
         lines += ["", f"The run stopped early: {data['failure']} — the parts above it were measured."]
-    lines += [
-        "",
-        f"Per spawn: median of {data['parameters']['rounds']} rounds of {data['parameters']['spawns']} "
-        f"concurrent spawns per hub (order alternating by round). Idle: median of "
-        f"{data['parameters']['idle_rounds']} windows of {data['parameters']['window']:g} s. At rest: "
-        "KubeSpawner measured before (alone) and after (both) the CERN hub's servers were started. "
-        f"Cluster at the end: {data['machine'].get('nodes')} nodes, "
-        f"{data['machine'].get('pods_all_namespaces')} pods. Modelled: {data.get('modelled', '')}.",
-    ]
+    params, machine = data["parameters"], data["machine"]
+    notes = []
+    if params.get("rounds"):
+        notes.append(
+            f"Per spawn: median of {params['rounds']} rounds of {params['spawns']} concurrent spawns per "
+            "hub (order alternating by round)."
+        )
+    if params.get("idle_rounds"):
+        notes.append(f"Idle: median of {params['idle_rounds']} windows of {params['window']:g} s.")
+    if rest:
+        notes.append(
+            f"At rest: windows of {params['window']:g} s; KubeSpawner measured before (alone) and after "
+            "(both) the CERN hub's servers were started."
+        )
+    if machine.get("nodes") is not None:
+        notes.append(f"Cluster at the end: {machine['nodes']} nodes, {machine['pods_all_namespaces']} pods.")
+    notes.append(f"Modelled: {data.get('modelled', '')}.")
+    lines += ["", " ".join(notes)]
     return lines
+
+
+@renders("hub_cost_rest")
+def hub_cost_rest(data: dict) -> list[str]:
+    """The at-rest run of hub_cost.py (`--rounds 0 --idle-rounds 0 --servers N`)."""
+    return hub_cost(data)
 
 
 @renders("gpu_burst")
