@@ -107,7 +107,8 @@ BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
 	$(PY) benchmarks/form_render.py
-	$(PY) benchmarks/hub_cost.py --servers 0
+	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0
+	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json
 	$(PY) benchmarks/hub_cost.py --rounds 0 --idle-rounds 0 --servers 1000 --out benchmarks/results/hub_cost_rest.json
 	$(PY) benchmarks/gpu_burst.py
 	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/idle_cpu.py

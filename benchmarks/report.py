@@ -160,6 +160,12 @@ def hub_cost(data: dict) -> list[str]:
     return lines
 
 
+@renders("hub_cost_idle")
+def hub_cost_idle(data: dict) -> list[str]:
+    """The idle run of hub_cost.py (`--rounds 0 --servers 0`)."""
+    return hub_cost(data)
+
+
 @renders("hub_cost_rest")
 def hub_cost_rest(data: dict) -> list[str]:
     """The at-rest run of hub_cost.py (`--rounds 0 --idle-rounds 0 --servers N`)."""
