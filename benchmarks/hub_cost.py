@@ -263,13 +263,17 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
     cloud_url = report["openstack"]["url"]
     requests.post(f"{cloud_url}/_simulator/settings", json={"boot_delay": 5, "gpu_delay": 2}, timeout=10)
     magnum = MagnumGroups(connect("sandbox", report["openstack"]["clouds_yaml"]), "cost")
-    standin = hubs.standin_notebook() if args.rounds or args.servers else None  # no server: none
+    # No server, no stand-in; a port of its own lets two runs share the machine.
+    standin = hubs.standin_notebook(args.standin_port) if args.rounds or args.servers else None
+    port = f"c.KubeSpawner.port = {args.standin_port}\n"
     cern = anchor = None
     try:
         (scratch / "profiles").mkdir()
         (scratch / "profiles" / "cost.yaml").write_text(CATALOG)
-        cern = hubs.cern_hub(scratch / "cern", CERN_CONFIG, env={"CERN_PROFILES": str(scratch / "profiles")})
-        anchor = hubs.anchor_hub(scratch / "anchor", report, ANCHOR_NAMESPACE, ANCHOR_CONFIG)
+        cern = hubs.cern_hub(
+            scratch / "cern", CERN_CONFIG + port, env={"CERN_PROFILES": str(scratch / "profiles")}
+        )
+        anchor = hubs.anchor_hub(scratch / "anchor", report, ANCHOR_NAMESPACE, ANCHOR_CONFIG + port)
         sides = {
             "CERNSpawner": Side("CERNSpawner", cern, report["user_namespace"], "gpu-grow"),
             "KubeSpawner": Side("KubeSpawner", anchor, ANCHOR_NAMESPACE, "gpu-hand"),
@@ -280,12 +284,16 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
         spawn_rounds = results["spawn_rounds"] = []
         for index in range(args.rounds):
             entry: dict = {"order": hubs.alternating(list(sides), index)}
-            for kind, options in (("shared", {"profile": "shared-1g"}), ("gpu", {"profile": "gpu-1"})):
+            kinds = (("shared", {"profile": "shared-1g"}), ("gpu", {"profile": "gpu-1"}))
+            for kind, options in [k for k in kinds if k[0] in args.kinds]:
                 for name in entry["order"]:
                     side = sides[name]
                     users = [f"{kind}-{index}-{i}" for i in range(args.spawns)]
                     create_users(side.hub, users)
-                    if kind == "gpu" and name == "KubeSpawner":  # an admin sizes its group first
+                    if kind == "gpu" and name == "KubeSpawner" and args.anchor_nodes == "with-spawns":
+                        # The admin's resize goes out with the spawns: both sides wait for a boot.
+                        magnum.resize("gpu-hand", math.ceil(args.spawns / PER_NODE))
+                    elif kind == "gpu" and name == "KubeSpawner":  # an admin sizes its group first
                         magnum.resize("gpu-hand", math.ceil(args.spawns / PER_NODE))
                         wait(
                             lambda: gpu_ready(core, "gpu-hand") >= math.ceil(args.spawns / PER_NODE),
@@ -297,6 +305,7 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
                     stop_servers(side, users, core)
                     if kind == "gpu" and name == "KubeSpawner":
                         magnum.resize("gpu-hand", 0)
+                        wait(lambda: gpu_ready(core, "gpu-hand") == 0, 600, "hand-sized group back at 0")
             spawn_rounds.append(entry)
         magnum.resize("gpu-hand", 0)
 
@@ -356,7 +365,7 @@ def summary(results: dict, args, incomplete: list[str]) -> dict:
             "KubeSpawner": plain_idle,
             "ratio": round(cern_idle / plain_idle, 3),
         }
-    for kind in ("shared", "gpu") if "spawn_rounds" not in incomplete else ():
+    for kind in [k for k in ("shared", "gpu") if k in args.kinds] if "spawn_rounds" not in incomplete else ():
         per = {
             name: [r[f"{kind} {name}"]["hub_cpu_s_per_spawn"] for r in results["spawn_rounds"]]
             for name in ("CERNSpawner", "KubeSpawner")
@@ -404,6 +413,14 @@ def main() -> None:
     parser.add_argument("--idle-rounds", type=int, default=3)
     parser.add_argument("--rest-rounds", type=int, default=2)
     parser.add_argument("--settle", type=float, default=20, help="seconds before a measurement at rest")
+    parser.add_argument("--kinds", default="shared,gpu", help="profiles to time per spawn")
+    parser.add_argument("--standin-port", type=int, default=hubs.STANDIN_PORT, help="the notebooks' port")
+    parser.add_argument(
+        "--anchor-nodes",
+        choices=("before", "with-spawns"),
+        default="before",
+        help="GPU: the anchor's group sized before its clock starts, or resized as its spawns go out",
+    )
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "hub_cost.json"), help="results file to write"
     )

@@ -166,6 +166,12 @@ def hub_cost_idle(data: dict) -> list[str]:
     return hub_cost(data)
 
 
+@renders("hub_cost_gpu_waiting")
+def hub_cost_gpu_waiting(data: dict) -> list[str]:
+    """GPU spawns with the anchor's resize sent with its spawns (`--anchor-nodes with-spawns`)."""
+    return hub_cost(data)
+
+
 @renders("hub_cost_rest")
 def hub_cost_rest(data: dict) -> list[str]:
     """The at-rest run of hub_cost.py (`--rounds 0 --idle-rounds 0 --servers N`)."""
