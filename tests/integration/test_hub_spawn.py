@@ -117,7 +117,9 @@ class LateAnswers:
     async def _start(self):
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self.runner = web.AppRunner(app)
+        # At close the hub is gone, but the watches it ran through us stay open until the API server
+        # ends them (minutes): cancel them after 1 s instead of aiohttp's 60 s grace.
+        self.runner = web.AppRunner(app, shutdown_timeout=1)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls))
