@@ -1,0 +1,83 @@
+"""The KubeSpawner (and JupyterHub) internals cern-spawner relies on, each pinned by a test.
+
+These names are not public API: an upgrade may rename or reshape them without notice. Each row
+below names the internal, where we use it, and what we assume; a failure here says which of our
+modules must change before the dependency range in pyproject.toml may widen
+(docs/architecture.md, "KubeSpawner internals we use").
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import pytest
+from kubespawner import KubeSpawner, clients, slugs
+from kubespawner.reflector import ResourceReflector
+from kubespawner.spawner import PodReflector
+
+from cern_spawner.scaling.watch import kubespawner_pods
+
+# (internal, our user, its parameters after self, coroutine?)
+METHODS = [
+    ("_make_create_pod_request", "kube_create.AdoptingCreates", ["pod", "request_timeout"], True),
+    ("_make_create_pvc_request", "kube_create.AdoptingCreates", ["pvc", "request_timeout"], True),
+    ("_make_create_resource_request", "kube_create.AdoptingCreates", ["kind", "manifest"], True),
+    ("_get_profile", "spawner, binder.spawning", ["slug", "profile_list"], False),
+    ("_get_initialized_profile_list", "binder.spawning", ["profile_list"], False),
+    ("_options_from_form", "binder.spawning", ["formdata"], False),
+    ("_get_reflector_key", "scaling.watch.kubespawner_pods", ["kind"], False),
+]
+
+
+@pytest.mark.parametrize(("name", "user", "parameters", "coroutine"), METHODS, ids=[m[0] for m in METHODS])
+def test_kubespawner_methods_we_override_or_call(name, user, parameters, coroutine):
+    method = getattr(KubeSpawner, name, None)
+    assert method is not None, f"KubeSpawner.{name} is gone: {user} uses it"
+    assert list(inspect.signature(method).parameters)[1:] == parameters, f"{user} calls {name}{parameters}"
+    assert inspect.iscoroutinefunction(method) is coroutine, f"{user} expects {name} coroutine={coroutine}"
+
+
+@pytest.mark.parametrize("per_user_namespaces", [False, True], ids=["hub-namespace", "user-namespaces"])
+def test_our_pod_watch_registers_under_kubespawners_reflector_key(per_user_namespaces):
+    """scaling.watch computes KubeSpawner's key for its pod reflector without a spawner; it must be
+    the key KubeSpawner itself looks up, or KubeSpawner would start a second watch of pods."""
+    config = {"KubeSpawner": {"enable_user_namespaces": per_user_namespaces}}
+    fake = SimpleNamespace(enable_user_namespaces=per_user_namespaces, namespace="users")
+    assert kubespawner_pods(config, "users")["share_as"] == KubeSpawner._get_reflector_key(fake, "pods")
+
+
+def test_kubespawner_keeps_its_reflectors_in_one_class_dict():
+    assert isinstance(KubeSpawner.__dict__.get("reflectors"), dict)  # scaling.watch registers ours there
+    assert isinstance(KubeSpawner.__dict__.get("pod_reflector"), property)  # spawner, kube_create read it
+
+
+def test_the_pod_reflector_shape_we_read_and_fill():
+    assert isinstance(PodReflector.__dict__.get("pods"), property)  # a mapping "namespace/name" -> pod dict
+    source = inspect.getsource(ResourceReflector)
+    assert "self.first_load_future = asyncio.Future()" in source  # scaling.watch resolves it
+    assert "self.resources = {" in source  # scaling.watch keeps its pods there
+
+
+@pytest.mark.parametrize(
+    ("function", "parameters"),
+    [
+        (clients.load_config, ["host", "ssl_ca_cert", "verify_ssl"]),  # scaling.startup
+        (clients.shared_client, ["ClientType", "args", "kwargs"]),  # scaling.hub
+        (slugs.safe_slug, ["name", "is_valid", "max_length"]),  # auth.token_secret
+    ],
+    ids=["load_config", "shared_client", "safe_slug"],
+)
+def test_kubespawner_helpers_we_import(function, parameters):
+    assert list(inspect.signature(function).parameters) == parameters
+
+
+def test_kubespawner_sets_the_start_future_we_read():
+    """CERNSpawner.progress asks whether the start succeeded through KubeSpawner's `_start_future`
+    (set by KubeSpawner.start); it waits for a start through JupyterHub's `_spawn_pending`."""
+    assert "self._start_future = asyncio.ensure_future(self._start())" in inspect.getsource(KubeSpawner.start)
+    from jupyterhub.handlers.base import BaseHandler
+    from jupyterhub.spawner import Spawner
+
+    assert Spawner._spawn_pending is False
+    assert "spawner._spawn_pending = True" in inspect.getsource(BaseHandler.spawn_single_user)
