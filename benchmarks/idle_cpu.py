@@ -110,56 +110,6 @@ assert c.GPUScaling.openstack_cloud == "sandbox", "the CERN hub must grow groups
 PLAIN_CONFIG = ""  # the anchor hub as benchmarks/hubs.py writes it
 
 
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu(pid: int, children: bool = False) -> float:
-    """utime + stime (and, with `children`, the reaped children's cutime + cstime) in seconds."""
-    fields = stat(pid)
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").iterdir():
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found += kids
-            todo += kids
-    return found
-
-
-class HubCPU:
-    """CPU seconds of one hub: its own process plus children, the proxy apart."""
-
-    def __init__(self, hub, directory: Path):
-        self.hub = hub
-        self.proxy = int((directory / "proxy.pid").read_text().strip())
-
-    def sample(self) -> dict:
-        pid = self.hub.process.pid
-        others = 0.0
-        for child in descendants(pid):
-            if child != self.proxy:
-                try:
-                    others += cpu(child)
-                except OSError:
-                    pass
-        return {"hub": cpu(pid, children=True) + others, "proxy": cpu(self.proxy)}
-
-
 class EventCount:
     """Counts the cluster's Node and Pod watch events (what wakes the CERN hub's controller)."""
 
@@ -246,7 +196,7 @@ def main() -> None:
     parser.add_argument("--py-spy", dest="py_spy", help="a py-spy binary: sample both hubs")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = parser.parse_args()
-    load_start, began = load(), time.time()
+    load_start, began = hubs.load(), time.time()
     up = subprocess.run(
         [sys.executable, "-m", "sandbox", "up", "--json"], cwd=ROOT, capture_output=True, text=True
     )
@@ -272,8 +222,8 @@ def main() -> None:
         try:
             plain = hubs.anchor_hub(scratch / "plain", report, PLAIN_NAMESPACE, PLAIN_CONFIG)
             meters = {
-                "CERNSpawner": HubCPU(cern, scratch / "cern"),
-                "KubeSpawner": HubCPU(plain, scratch / "plain"),
+                "CERNSpawner": hubs.Meter(cern),
+                "KubeSpawner": hubs.Meter(plain),
             }
             time.sleep(args.settle)
             spies = {}
@@ -309,7 +259,7 @@ def main() -> None:
                         "seconds": round(seconds, 2),
                         "cpu_s_per_s": {
                             name: {
-                                part: (after[name][part] - before[name][part]) / seconds
+                                part: (after[name][f"{part}_cpu_s"] - before[name][f"{part}_cpu_s"]) / seconds
                                 for part in ("hub", "proxy")
                             }
                             for name in meters
@@ -317,7 +267,7 @@ def main() -> None:
                         "cloud_gets_per_group": gets,
                         "cloud_requests": dict(sorted(by_kind.items())),
                         "watch_events": events.join(),
-                        "loadavg_1_5_15": load(),
+                        "loadavg_1_5_15": hubs.load(),
                     }
                 )
                 print(json.dumps(windows[-1]), flush=True)
@@ -367,7 +317,7 @@ def main() -> None:
             "kubernetes": client.VersionApi(api).get_code().git_version,
             "nodes": len(core.list_node().items),
             "pods_all_namespaces": len(core.list_pod_for_all_namespaces().items),
-            "loadavg_1_5_15": {"start": load_start, "end": load()},
+            "loadavg_1_5_15": {"start": load_start, "end": hubs.load()},
             "note": "shared machine; CPU is process time (utime + stime), not wall time",
         },
         "hub_cpu_s_per_s": {"CERNSpawner": summary(cern_hub), "KubeSpawner": summary(plain_hub)},
