@@ -46,28 +46,13 @@ from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
 
 GROUP, HAND, PER_NODE, CEILING = "gpu-burst", "gpu-hand", 4, 16
 LABEL = "magnum.openstack.org/nodegroup"
+GPU_GROUPS = hubs.empty_gpu_group(GROUP, PER_NODE, CEILING) + hubs.empty_gpu_group(HAND, PER_NODE, CEILING)
 TOPOLOGY = f"""
 cluster: burst
 node_group_label: {LABEL}
 node_groups:
   default-worker: {{nodes: 1, cpu: "64", memory: 256Gi, zones: [cern-geneva-a]}}
-  {GROUP}:
-    nodes: 0
-    cpu: "64"
-    memory: 256Gi
-    zones: [cern-geneva-a]
-    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
-    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
-  {HAND}:
-    nodes: 0
-    cpu: "64"
-    memory: 256Gi
-    zones: [cern-geneva-a]
-    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
-    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
-"""
+{GPU_GROUPS}"""
 CATALOG = f"""
 node_groups:
   default-worker: {{}}

@@ -60,28 +60,15 @@ LABEL = "magnum.openstack.org/nodegroup"
 REST_BATCH = 50  # servers started at once for the at-rest part
 PER_NODE, CEILING = 4, 16
 ANCHOR_NAMESPACE = "bench-anchor"
+GPU_GROUPS = hubs.empty_gpu_group("gpu-grow", PER_NODE, CEILING) + hubs.empty_gpu_group(
+    "gpu-hand", PER_NODE, CEILING
+)
 TOPOLOGY = f"""
 cluster: cost
 node_group_label: {LABEL}
 node_groups:
   default-worker: {{nodes: 20, cpu: "64", memory: 512Gi, zones: [cern-geneva-a]}}
-  gpu-grow:
-    nodes: 0
-    cpu: "64"
-    memory: 256Gi
-    zones: [cern-geneva-a]
-    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
-    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
-  gpu-hand:
-    nodes: 0
-    cpu: "64"
-    memory: 256Gi
-    zones: [cern-geneva-a]
-    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
-    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{min_nodes: 0, max_nodes: {CEILING}}}
-"""
+{GPU_GROUPS}"""
 CATALOG = f"""
 node_groups:
   default-worker: {{}}

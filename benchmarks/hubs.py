@@ -64,6 +64,20 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def empty_gpu_group(name: str, per_node: int, ceiling: int) -> str:
+    """A sandbox topology entry (under `node_groups:`) for a tainted A100 group at 0 nodes that may
+    grow to `ceiling`: the GPU group every GPU benchmark starts from."""
+    return f"""  {name}:
+    nodes: 0
+    cpu: "64"
+    memory: 256Gi
+    zones: [cern-geneva-a]
+    gpu: {{resource: nvidia.com/gpu, per_node: {per_node}, product: NVIDIA-A100-SXM4-40GB}}
+    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling: {{min_nodes: 0, max_nodes: {ceiling}}}
+"""
+
+
 def machine(**extra) -> dict:
     return {
         "cpus": os.cpu_count(),

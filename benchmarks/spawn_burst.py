@@ -44,6 +44,7 @@ from benchmarks.hubs import (  # noqa: E402
     alternating,
     anchor_hub,
     cern_hub,
+    empty_gpu_group,
     ensure_namespace,
     load,
     machine,
@@ -63,15 +64,7 @@ cluster: burst
 node_group_label: {LABEL}
 node_groups:
   default-worker: {{nodes: 4, cpu: "64", memory: 256Gi, zones: [cern-geneva-a, cern-geneva-b]}}
-  {GROUP}:
-    nodes: 0
-    cpu: "64"
-    memory: 256Gi
-    zones: [cern-geneva-a]
-    gpu: {{resource: nvidia.com/gpu, per_node: {PER_NODE}, product: NVIDIA-A100-SXM4-40GB}}
-    gpu_taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
-    scaling: {{min_nodes: 0, max_nodes: {ceiling}}}
-"""
+{empty_gpu_group(GROUP, PER_NODE, ceiling)}"""
 
 
 def catalog(users: int) -> str:
