@@ -32,10 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sandbox.controlplane import _http_ok, free_port  # noqa: E402
-from sandbox.hubrunner import Hub, start_hub  # noqa: E402
+from sandbox.controlplane import free_port  # noqa: E402
+from sandbox.hubrunner import Hub, launch_hub, start_hub  # noqa: E402
 from sandbox.nodeagent.network import PodNetwork  # noqa: E402
-from sandbox.procs import wait_for  # noqa: E402
 
 STANDIN_PORT = 8888  # KubeSpawner's default notebook port: the pods' port and the stand-in's
 # Both hubs connect to every notebook at the stand-in (pod_connect_ip) instead of the pod's IP.
@@ -225,33 +224,10 @@ def anchor_hub(
     # kubernetes_asyncio reads $KUBECONFIG when first imported; the hub runs outside the repository.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["KUBECONFIG"] = report["kubeconfig"]
-    log = directory / "hub.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(config)],
-            cwd=directory,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    hub = Hub(f"http://127.0.0.1:{ports['proxy']}", token, process, log)
+    hub = launch_hub(
+        directory, config, env, f"http://127.0.0.1:{ports['proxy']}", token, timeout, "anchor hub"
+    )
     hub.directory = directory
-    try:
-        wait_for(
-            lambda: _http_ok(f"{hub.url}/hub/health"),
-            timeout=timeout,
-            what="the anchor hub's /hub/health",
-            hint=f"see {log}",
-            give_up=lambda: (
-                None
-                if process.poll() is None
-                else f"the anchor hub exited with {process.returncode}: {log.read_text()[-3000:]}"
-            ),
-        )
-    except Exception as e:
-        hub.stop()
-        raise RuntimeError(str(e)) from e
     return hub
 
 

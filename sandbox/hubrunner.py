@@ -97,6 +97,14 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
         "CERN_HUB_DIR": str(directory),
         **{k: str(v) for k, v in ports.items()},
     }
+    return launch_hub(directory, config, env, f"http://127.0.0.1:{ports['CERN_PROXY_PORT']}", token, timeout)
+
+
+def launch_hub(
+    directory: Path, config: Path, env: dict, url: str, token: str, timeout: float, name: str = "hub"
+) -> Hub:
+    """Run `jupyterhub -f config` in `directory` (its output in hub.log) and wait until `url`
+    answers /hub/health; a hub that exits or stays silent is stopped and reported with its log."""
     log = directory / "hub.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -107,17 +115,17 @@ def start_hub(directory: Path, extra_config: str = "", timeout: float = 60, env:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    hub = Hub(f"http://127.0.0.1:{ports['CERN_PROXY_PORT']}", token, process, log)
+    hub = Hub(url, token, process, log)
     try:
         wait_for(
             lambda: _http_ok(f"{hub.url}/hub/health"),
             timeout=timeout,
-            what="the hub's /hub/health",
+            what=f"the {name}'s /hub/health",
             hint=f"see {log}",
             give_up=lambda: (
                 None
                 if process.poll() is None
-                else f"the hub exited with {process.returncode}: {log.read_text()[-3000:]}"
+                else f"the {name} exited with {process.returncode}: {log.read_text()[-3000:]}"
             ),
         )
     except SandboxError as e:
