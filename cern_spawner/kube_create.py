@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
+
+from .waiting import Backoff, Sleep, full_jitter
 
 # Written into each pod manifest once per start; a pod carrying another value is not this start's.
 START_MARKER = "cern-spawner.cern.ch/start"
@@ -129,6 +130,8 @@ async def until_settled(
     longest: float = 30.0,
     first_wait: float = 0.2,
     max_wait: float = 5.0,
+    sleep: Sleep = asyncio.sleep,
+    jitter: Callable[[float], float] = full_jitter,
 ) -> tuple[Outcome, str]:
     """`attempt(timeout)` again after a jittered, doubling pause while it says RETRY; its last answer.
 
@@ -139,14 +142,15 @@ async def until_settled(
     it). KubeSpawner's budget for its retries, k8s_api_request_retry_timeout (30 s), gave up on users
     whose pods were running: under a burst the hub's event loop lags, and 30 s may hold two attempts.
     """
-    wait, timeout = first_wait, request_timeout
+    backoff = Backoff(first_wait, max_wait, sleep=sleep, jitter=jitter)
+    timeout = request_timeout
     while True:
         outcome, why = await attempt(timeout)
         if outcome is not Outcome.RETRY:
             return outcome, why
         on_retry(why)
-        await asyncio.sleep(random.uniform(0, wait))
-        wait, timeout = min(wait * 2, max_wait), min(timeout * 2, max(longest, request_timeout))
+        await backoff.sleep()
+        timeout = min(timeout * 2, max(longest, request_timeout))
 
 
 def stamp_start(pod) -> str:

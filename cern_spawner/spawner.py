@@ -23,7 +23,7 @@ from .options import OptionsRefused, check_user_options
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
 from .spawner_tokens import ExchangedTokens
-from .waiting import until
+from .waiting import steady, until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
 from .web.failures import GrowthImpossible, StartTimedOut, own_deadline, timeout_message
@@ -309,9 +309,11 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
             state.binder_launch = await state.binder_preparing
         starting = asyncio.ensure_future(super().start())
+        # A look at the group each second, or at once when KubeSpawner's start ends.
+        tick = steady(1.0, sleep=lambda seconds: asyncio.wait({starting}, timeout=seconds))
         try:
             while not starting.done():
-                await asyncio.wait({starting}, timeout=1)
+                await tick.sleep()
                 blocker = controller.status(plan.group).blocker if controller else None
                 if blocker and not starting.done() and await self._pod_unscheduled():
                     # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
@@ -343,11 +345,17 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
                 yield event
             if preparing.cancelled() or preparing.exception():
                 return  # JupyterHub reports the failure itself
+
         # The progress stream may open before start() begins: wait for this spawn's plan.
-        while not (self.spawn_state.started and self.spawn_state.plan):
-            if not self._spawn_pending:
-                return
-            await asyncio.sleep(0.1)
+        def planned() -> bool:
+            return bool(self.spawn_state.started and self.spawn_state.plan)
+
+        async def planned_or_given_up() -> bool:
+            return planned() or not self._spawn_pending
+
+        await until(planned_or_given_up, within=None, what="the spawn's plan", cap=0.1)
+        if not planned():
+            return
         plan = self.spawn_state.plan
         story = SpawnStory(plan, shared_controller(self, self.log) if plan.group else None)
 
