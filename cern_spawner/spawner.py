@@ -14,6 +14,7 @@ from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
 from .binder.spawning import BinderSpawnerMixin
+from .bounded import Bounded
 from .catalog import allowed_profiles, to_profile_list
 from .catalog_store import CatalogStore, shared_store
 from .errors import Refused
@@ -103,7 +104,8 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         """,
     )
 
-    _profile_list_cache: dict = {}  # (catalog version, slugs, spread) -> profile_list; per process
+    # (catalog version, slugs, spread) -> profile_list; per process: versions and role mixes are few
+    _profile_list_cache: Bounded[list] = Bounded(max_entries=256)
 
     def __init__(self, *args, **kwargs):
         self.spawn_state = SpawnState()  # this start's; a new one at each start (spawn_state.py)
@@ -137,15 +139,14 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         catalog = self.catalog_store.current()
         allowed = allowed_profiles(catalog, await self.user_roles())
         key = (catalog.version, tuple(p.slug for p in allowed), self.spread_when_unsatisfiable)
-        cache = CERNSpawner._profile_list_cache
-        if key not in cache:
-            if len(cache) > 256:  # bounded: versions and role mixes are few, but never unbounded
-                cache.clear()
+        offered = CERNSpawner._profile_list_cache.get(key)
+        if offered is None:
             profile_list = to_profile_list(
                 catalog, allowed, spread_when_unsatisfiable=self.spread_when_unsatisfiable
             )
-            cache[key] = with_cards(catalog, profile_list)  # what the picker shows per profile
-        return cache[key]
+            # with what the picker shows per profile
+            offered = CERNSpawner._profile_list_cache.put(key, with_cards(catalog, profile_list))
+        return offered
 
     async def offered_profile_list(self, spawner=None) -> list[dict]:
         """The KubeSpawner profile_list this user may choose from (a fresh copy each call)."""
@@ -371,7 +372,8 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         await super().stop(now=now)
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
-    _form_cache: dict = {}  # (catalog version, offered slugs, saved options) -> rendered form
+    # (catalog version, offered slugs, saved options) -> rendered form
+    _form_cache: Bounded[str] = Bounded(max_entries=1024)
 
     async def _render_options_form_dynamically(self, current_spawner):
         # KubeSpawner builds a Jinja environment and renders its template on every call (~5 ms);
@@ -391,13 +393,11 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             tuple(p["slug"] for p in offered),
             json.dumps([saved, binder], sort_keys=True, default=str),
         )
-        cache = CERNSpawner._form_cache
-        if key not in cache:
-            if len(cache) > 1024:
-                cache.clear()
+        form = CERNSpawner._form_cache.get(key)
+        if form is None:
             current, self.user_options = self.user_options, saved
             try:
-                cache[key] = render_picker(
+                form = render_picker(
                     self.additional_profile_form_template_paths,
                     offered,  # initialized by to_profile_list; the template only reads it
                     saved,
@@ -405,7 +405,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
                 )
             finally:
                 self.user_options = current
-        form = cache[key]
+            CERNSpawner._form_cache.put(key, form)
         refusal = self.catalog_store.refusal
         if refusal and self.user.admin:
             problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in refusal.error.problems)

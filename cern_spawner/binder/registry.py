@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Iterable
 from urllib.parse import urlencode, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
+from ..bounded import Bounded
 from .errors import RegistryError
 from .images import ImageRef, split_image
 
@@ -58,8 +58,9 @@ class RegistryClient:
         self.password = password
         self.timeout = timeout
         self.http_registries = set(http_registries)
-        # (registry, scope) -> (token, expiry on the monotonic clock)
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        # (registry, scope) -> token, each until shortly before it expires; one per repository
+        # launched, so bounded (the least recently used is fetched again if needed).
+        self._tokens: Bounded[str] = Bounded(max_entries=512)
 
     def _base(self, registry: str) -> str:
         return f"{'http' if registry in self.http_registries else 'https'}://{registry}"
@@ -111,10 +112,8 @@ class RegistryClient:
         return await self._fetch(method, url, {"Accept": MANIFEST_TYPES, "Authorization": auth})
 
     def _cached_auth(self, ref: ImageRef) -> dict[str, str]:
-        cached = self._tokens.get((ref.registry, self._scope(ref)))
-        if cached and cached[1] > time.monotonic():
-            return {"Authorization": f"Bearer {cached[0]}"}
-        return {}
+        token = self._tokens.get((ref.registry, self._scope(ref)))
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @staticmethod
     def _scope(ref: ImageRef) -> str:
@@ -141,7 +140,7 @@ class RegistryClient:
             lifetime = float(body.get("expires_in") or 60)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise RegistryError(f"The token service of {ref.registry} ({realm}) sent no token.") from e
-        self._tokens[(ref.registry, scope)] = (token, time.monotonic() + max(lifetime - 10, 0))
+        self._tokens.put((ref.registry, scope), token, ttl=max(lifetime - 10, 0))
         return token
 
     async def _fetch(self, method: str, url: str, headers: dict[str, str]) -> HTTPResponse:

@@ -6,9 +6,6 @@ from collections.abc import Iterable
 
 from .model import Catalog, Profile
 
-# Distinct role sets remembered per catalog (each a tuple of profiles); cleared when full.
-_ROLE_SETS_KEPT = 1024
-
 
 def may_use(profile: Profile, roles: Iterable[str]) -> bool:
     """No ``allowed_roles`` means everyone; otherwise any one of them suffices."""
@@ -22,10 +19,7 @@ def allowed_profiles(catalog: Catalog, roles: Iterable[str]) -> list[Profile]:
     the set of roles, so it is kept on the catalog per role set instead of rescanning every profile.
     """
     roles = frozenset(roles)
-    known = catalog.allowed_by_roles
-    found = known.get(roles)
-    if found is None:
-        if len(known) >= _ROLE_SETS_KEPT:
-            known.clear()
-        found = known[roles] = tuple(profile for profile in catalog.profiles if may_use(profile, roles))
+    found = catalog.allowed_by_roles.get_or_make(
+        roles, lambda: tuple(profile for profile in catalog.profiles if may_use(profile, roles))
+    )
     return list(found)

@@ -8,6 +8,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from ..bounded import Bounded
+
 # Heat-driver Magnum clusters (CERN) label every node with the name of its node group.
 DEFAULT_NODE_GROUP_LABEL = "magnum.openstack.org/nodegroup"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
@@ -123,9 +125,9 @@ class Catalog:
         return self._by_slug.get(slug)
 
     @cached_property
-    def allowed_by_roles(self) -> dict[frozenset[str], tuple[Profile, ...]]:
+    def allowed_by_roles(self) -> Bounded[tuple[Profile, ...]]:
         """`access.allowed_profiles`' answers, per role set (the catalog never changes)."""
-        return {}
+        return Bounded(max_entries=1024)  # distinct role sets are few, but come from the SSO
 
     @cached_property
     def _by_slug(self) -> Mapping[str, Profile]:

@@ -10,13 +10,12 @@ and `read:servers!user=<self>` (every user's own servers, through the `user` rol
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Hashable
 
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import has_scope
 from tornado import web
 
+from ..bounded import Bounded
 from ..catalog_store import all_stores
 from ..scaling.hub import scaled_groups, shared_controller
 from .availability import report
@@ -64,28 +63,7 @@ class CatalogStatusHandler(APIHandler):
         self.write(json.dumps({"catalogs": [store.status() for store in stores]}))
 
 
-class TimedCache:
-    """Values kept for `ttl` seconds: every open picker polls, but a report changes only per round."""
-
-    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic, max_entries: int = 256):
-        self.ttl, self.clock, self.max_entries = ttl, clock, max_entries
-        self._entries: dict[Hashable, tuple[float, object]] = {}
-
-    def get(self, key: Hashable, compute: Callable[[], object]):
-        now = self.clock()
-        hit = self._entries.get(key)
-        if hit is not None and now < hit[0]:
-            return hit[1]
-        if len(self._entries) >= self.max_entries:  # role mixes are few; never grow without bound
-            self._entries = {k: v for k, v in self._entries.items() if now < v[0]}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        value = compute()
-        self._entries[key] = (now + self.ttl, value)
-        return value
-
-
-async def availability_for(spawner, cache: TimedCache) -> dict:
+async def availability_for(spawner, cache: Bounded) -> dict:
     """The availability report for the profiles the spawner's user may use (cached per roles)."""
     catalog = spawner.catalog_store.current()
     roles = frozenset(await spawner.user_roles())
@@ -99,13 +77,14 @@ async def availability_for(spawner, cache: TimedCache) -> dict:
         boots = {g.name: controller.expected_boot_seconds(g.name) for g in scaled} if controller else {}
         return report(catalog, roles, statuses, scaled, boots)
 
-    return cache.get((catalog.version, roles), compute)
+    return cache.get_or_make((catalog.version, roles), compute)
 
 
 class AvailabilityHandler(APIHandler):
     """GET /hub/api/cern/availability: the caller's profiles, each with whether it can start now."""
 
-    cache = TimedCache(ttl=5.0)
+    # Every open picker polls, but a report changes only per scaling round; role mixes are few.
+    cache = Bounded(max_entries=256, ttl=5.0)
 
     async def get(self):
         user = self.current_user

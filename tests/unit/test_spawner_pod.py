@@ -10,6 +10,7 @@ from tornado import web
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
+from cern_spawner.bounded import Bounded
 from cern_spawner.catalog.to_kubespawner import ProfileList
 
 # Own event loop per test: kubespawner caches API clients per running loop, and these clients are
@@ -466,7 +467,7 @@ async def test_the_offered_list_is_copied_once_by_us_and_once_by_kubespawner_per
     # Each copy of a 1,000-profile list costs milliseconds: the checks and the form read the
     # shared list; a start copies it for KubeSpawner (profile_list's fresh copy) and KubeSpawner
     # copies that again to initialize it.
-    monkeypatch.setattr(CERNSpawner, "_form_cache", {})
+    monkeypatch.setattr(CERNSpawner, "_form_cache", Bounded(max_entries=1024))
     copies = []
     copy_of = ProfileList.__deepcopy__
 

@@ -15,8 +15,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
+from cern_spawner.bounded import Bounded
 from cern_spawner.web import handlers as web_handlers
-from cern_spawner.web.handlers import AvailabilityHandler, TimedCache
+from cern_spawner.web.handlers import AvailabilityHandler
 from tests.unit.inprocess_hub import NoProxy
 from tests.unit.test_web_availability import status
 
@@ -67,7 +68,7 @@ async def hub():
 
 @pytest.fixture(autouse=True)
 def fresh_cache(monkeypatch):
-    monkeypatch.setattr(AvailabilityHandler, "cache", TimedCache(ttl=5.0))
+    monkeypatch.setattr(AvailabilityHandler, "cache", Bounded(max_entries=256, ttl=5.0))
 
 
 async def get(url, token=None):
@@ -137,27 +138,3 @@ async def test_access_follows_the_tokens_scopes(hub, endpoint, name, kind, statu
     assert code == status, body
     if status == 403:
         assert "notebook server's token" in body["message"]
-
-
-def test_timed_cache_expires_and_keys_by_roles():
-    now = [0.0]
-    cache = TimedCache(ttl=5.0, clock=lambda: now[0])
-    calls = []
-
-    def compute(value):
-        calls.append(value)
-        return value
-
-    assert cache.get(("v1", frozenset()), lambda: compute("a")) == "a"
-    assert cache.get(("v1", frozenset()), lambda: compute("b")) == "a"
-    assert cache.get(("v1", frozenset({"gpu-users"})), lambda: compute("c")) == "c"
-    now[0] = 5.0
-    assert cache.get(("v1", frozenset()), lambda: compute("d")) == "d"
-    assert calls == ["a", "c", "d"]
-
-
-def test_timed_cache_is_bounded():
-    cache = TimedCache(ttl=5.0, clock=lambda: 0.0, max_entries=2)
-    for key in range(5):
-        cache.get(key, lambda key=key: key)
-    assert len(cache._entries) <= 2

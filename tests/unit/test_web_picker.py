@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
+from cern_spawner.bounded import Bounded
 from cern_spawner.catalog import load_catalog
 from cern_spawner.web import PICKER_TEMPLATE_DIR
 from cern_spawner.web import picker as picker_module
@@ -35,7 +36,7 @@ BLOCKED = {
 def no_kube_config_and_fresh_forms(monkeypatch):
     monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
     # CERNSpawner keeps rendered forms per process; other tests render KubeSpawner's own template.
-    monkeypatch.setattr(CERNSpawner, "_form_cache", {})
+    monkeypatch.setattr(CERNSpawner, "_form_cache", Bounded(max_entries=1024))
 
 
 def make_spawner(roles=(), saved=None):
