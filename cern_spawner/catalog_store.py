@@ -80,6 +80,7 @@ class CatalogStore:
         self._digest = digest_of(self.paths)
         # No last good catalog exists yet: a broken one at start-up is fatal, with the same message.
         self.catalog: Catalog = load_catalog(self.paths)
+        self._log_warnings(self.catalog)
         self.loaded_at = wall_clock()
         self._checked = clock()
 
@@ -113,6 +114,7 @@ class CatalogStore:
         if digest_of(self.paths) != digest:
             return self._still_being_written()
         self.catalog, self._digest, self.refusal = catalog, digest, None
+        self._log_warnings(catalog)
         self.loaded_at = self.wall_clock()
         self.log.info(
             "Profile catalog %s applied: %d profiles, %d node groups",
@@ -121,6 +123,11 @@ class CatalogStore:
             len(catalog.node_groups),
         )
         return True
+
+    def _log_warnings(self, catalog: Catalog) -> None:
+        # Served all the same: suspicious settings (e.g. a max_age below the idle timeout), not errors.
+        for warning in catalog.warnings:
+            self.log.warning("Profile catalog: %s", warning)
 
     def _still_being_written(self) -> bool:
         # Neither applied nor refused: what was read may be half of a write.

@@ -90,6 +90,8 @@ def _validate(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
+    for warning in catalog.warnings:  # served all the same, but probably not meant
+        print(f"warning: {warning}", file=sys.stderr)
     counts = (
         (len(catalog.profiles), "profile"),
         (len(catalog.node_groups), "node group"),

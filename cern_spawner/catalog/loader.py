@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .culling import culling_defaults, culling_warnings, seconds
 from .model import (
     DEFAULT_GPU_RESOURCE,
     DEFAULT_NODE_GROUP_LABEL,
@@ -59,6 +60,8 @@ def load_catalog(paths: Iterable[str | Path] | str | Path) -> Catalog:
 
     groups, profiles, problems = merge(docs)
     problems += check(groups, profiles)
+    culling, culling_kinds, culling_problems = culling_defaults(docs)
+    problems += culling_problems
     if not profiles and not problems:
         problems.append(Problem(", ".join(map(str, paths)), None, "profiles", "the catalog has no profiles"))
     if problems:
@@ -73,6 +76,8 @@ def load_catalog(paths: Iterable[str | Path] | str | Path) -> Catalog:
         ),
         sources=tuple(map(str, files)),
         version=digest.hexdigest(),
+        culling=culling,
+        warnings=culling_warnings(profiles, culling, culling_kinds),
     )
 
 
@@ -152,7 +157,8 @@ def _profile(entry: Entry, *, default: bool) -> Profile:
         allowed_roles=tuple(data.get("allowed_roles", ())),
         default=data.get("default", False) or default,
         start_timeout=data.get("start_timeout"),
-        idle_timeout=data.get("idle_timeout"),
+        idle_timeout=seconds(data, "idle_timeout", None),
+        max_age=seconds(data, "max_age", None),
         volumes=tuple(_volume(v) for v in data.get("volumes", ())),
     )
 
