@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import metrics
 from .catalog import Catalog, CatalogError, load_catalog
 
 
@@ -83,6 +84,7 @@ class CatalogStore:
         self._log_warnings(self.catalog)
         self.loaded_at = wall_clock()
         self._checked = clock()
+        metrics.CATALOG_APPLIED_AT.set(self.loaded_at)
 
     def current(self) -> Catalog:
         """The catalog to serve now, after a check if the last one is older than min_interval."""
@@ -97,6 +99,7 @@ class CatalogStore:
         if digest == self._digest:
             if self.refusal:  # the broken edit was reverted
                 self.refusal = None
+                metrics.CATALOG_EDIT_REFUSED.set(0)
                 self.log.info("Profile catalog edit reverted to the served version")
             return False
         if self.refusal and self.refusal.digest == digest:
@@ -107,6 +110,8 @@ class CatalogStore:
             if digest_of(self.paths) != digest:
                 return self._still_being_written()
             self.refusal = Refusal(e, digest, self.wall_clock())
+            metrics.CATALOG_RELOADS.labels("refused").inc()
+            metrics.CATALOG_EDIT_REFUSED.set(1)
             self.log.error(
                 "Profile catalog edit refused, still serving version %s:\n%s", self.catalog.version[:12], e
             )
@@ -116,6 +121,9 @@ class CatalogStore:
         self.catalog, self._digest, self.refusal = catalog, digest, None
         self._log_warnings(catalog)
         self.loaded_at = self.wall_clock()
+        metrics.CATALOG_RELOADS.labels("applied").inc()
+        metrics.CATALOG_EDIT_REFUSED.set(0)
+        metrics.CATALOG_APPLIED_AT.set(self.loaded_at)
         self.log.info(
             "Profile catalog %s applied: %d profiles, %d node groups",
             catalog.version[:12],

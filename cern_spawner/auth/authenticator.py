@@ -17,6 +17,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Any
 
+from .. import metrics
 from .errors import AuthError, GrantRejected, ProviderUnavailable, TokenInvalid, WrongAudience
 from .exchange import exchange_all
 from .handlers import CERNLoginHandler, CERNLogoutHandler, end_session_url
@@ -301,6 +302,7 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
         if decision is Decision.RELOGIN:
             self.log.info("Tokens of %s expired and cannot be refreshed: login required", user.name)
             return False
+        metrics.SSO_REFRESHES.inc()
         try:
             token_info = await self.post_token_endpoint(
                 self.build_refresh_token_request_params(refresh_token)
@@ -313,6 +315,7 @@ class CERNAuthenticator(CERNAuthenticatorTraits, GenericOAuthenticator):
             if not isinstance(cause, AuthError):
                 cause = TokenInvalid(str(e))
             keep = keep_after_failure(cause, now=now, expires_at=expires_at)
+            metrics.SSO_REFRESH_FAILURES.labels(metrics.auth_reason(cause)).inc()
             self.log.warning(
                 "Token refresh for %s failed (%s): %s",
                 user.name,

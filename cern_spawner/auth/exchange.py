@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from .errors import AuthError
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -63,11 +64,13 @@ async def exchange_all(
     """
     tokens = {}
     for audience in audiences:
+        metrics.TOKEN_EXCHANGES.labels(audience).inc()
         try:
             response = await post(
                 exchange_request(subject_token, audience, client_auth, (scopes or {}).get(audience, ""))
             )
             tokens[audience] = exchanged_token(response, now=now)
         except AuthError as e:
+            metrics.TOKEN_EXCHANGE_FAILURES.labels(audience, metrics.auth_reason(e)).inc()
             log.warning("Token exchange for audience %s failed: %s", audience, e)
     return tokens

@@ -44,3 +44,7 @@ class BuildFailed(BinderError):
         super().__init__(message)
         self.tail = tail
         self.exit_code = exit_code
+
+
+class NothingPushed(BuildFailed):
+    """The build ended but the registry has no image: no push rights, or the build was stopped."""

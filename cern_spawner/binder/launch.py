@@ -12,9 +12,10 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .. import metrics
 from .build import Report, run_build
 from .config import BinderConfig
-from .errors import BinderError, BuildFailed
+from .errors import BinderError, NothingPushed
 from .images import image_name
 from .registry import RegistryClient
 from .resolve import resolve_ref
@@ -95,21 +96,22 @@ async def prepare_image(
         report("Image found in the registry; no build needed.")
         return Launch(repo_url, ref, commit, image, built=False)
     report(f"No image of {commit[:12]} in the registry yet; building it.")
-    await build(
-        core,
-        config,
-        repo_url=repo_url,
-        ref=ref,
-        commit=commit,
-        image=image,
-        user=user,
-        namespace=namespace,
-        report=report,
-    )
-    if not await registry.manifest_exists(image):
-        raise BuildFailed(
-            f"The build finished but no image was pushed to {config.registry}; the builder may lack "
-            "push rights there (check the push secret), or the build was stopped. Try again later."
+    with metrics.timed(metrics.BINDER_BUILD_SECONDS, metrics.build_result):
+        await build(
+            core,
+            config,
+            repo_url=repo_url,
+            ref=ref,
+            commit=commit,
+            image=image,
+            user=user,
+            namespace=namespace,
+            report=report,
         )
+        if not await registry.manifest_exists(image):
+            raise NothingPushed(
+                f"The build finished but no image was pushed to {config.registry}; the builder may lack "
+                "push rights there (check the push secret), or the build was stopped. Try again later."
+            )
     report("Image built and pushed.")
     return Launch(repo_url, ref, commit, image, built=True)

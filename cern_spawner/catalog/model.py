@@ -18,6 +18,24 @@ Kind = Literal["shared", "dedicated"]
 
 
 @dataclass(frozen=True)
+class CullPolicy:
+    """When an idle or old server is stopped, in seconds; 0 means never (see culling/)."""
+
+    idle_timeout: int
+    max_age: int
+
+
+# Built-in defaults per profile kind, used where the catalog's top-level `culling:` says nothing:
+# dedicated profiles hold reserved CPUs and GPUs nobody else can use, so they are freed sooner.
+DEFAULT_CULLING: Mapping[str, CullPolicy] = MappingProxyType(
+    {
+        "shared": CullPolicy(idle_timeout=8 * 3600, max_age=0),
+        "dedicated": CullPolicy(idle_timeout=3600, max_age=24 * 3600),
+    }
+)
+
+
+@dataclass(frozen=True)
 class Problem:
     """One thing wrong with the catalog, located as precisely as the source allows."""
 
@@ -108,6 +126,8 @@ class Profile:
     default: bool = False
     start_timeout: int | None = None
     idle_timeout: int | None = None
+    # None: the kind's default from the catalog's `culling:`; 0: never.
+    max_age: int | None = None
     volumes: tuple[Volume, ...] = ()
 
 
@@ -120,6 +140,10 @@ class Catalog:
     sources: tuple[str, ...] = ()
     # sha256 of the files' contents: a cache key that changes whenever a file does.
     version: str = ""
+    # Culling defaults per profile kind (the top-level `culling:` over DEFAULT_CULLING).
+    culling: Mapping[str, CullPolicy] = field(default_factory=lambda: DEFAULT_CULLING)
+    # Suspicious but usable settings, logged when the catalog is loaded.
+    warnings: tuple[Problem, ...] = ()
 
     def profile(self, slug: str) -> Profile | None:
         return self._by_slug.get(slug)
