@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..scaling import standby as standby_rules
 from .model import Problem
 from .quantities import CPU_HINT, MEMORY_HINT, parse_cpu, parse_memory
 from .schema import did_you_mean
@@ -145,6 +146,35 @@ def _group(group: Entry) -> Iterator[Problem]:
         yield group.problem(
             ("scaling", "min_nodes"),
             f"min_nodes {scaling['min_nodes']} is more than max_nodes {scaling['max_nodes']}",
+        )
+    yield from _standby(group)
+
+
+def _standby(group: Entry) -> Iterator[Problem]:
+    """A standby's zone, days and times parse; a GPU group; no more GPUs than max_nodes hold."""
+    standby = (group.data.get("scaling") or {}).get("standby")
+    if not standby:
+        return
+    keys = ("scaling", "standby")
+    gpu = group.data.get("gpu")
+    if not gpu:
+        yield group.problem(keys, "standby GPUs on a node group without gpu", "remove standby, or add gpu")
+        return
+    try:
+        standby_rules.parse_zone(standby.get("timezone", "UTC"))
+    except ValueError as error:
+        yield group.problem((*keys, "timezone"), str(error), "use an IANA name such as Europe/Zurich")
+    for i, window in enumerate(standby["windows"]):
+        try:
+            standby_rules.parse_window(window)
+        except ValueError as error:
+            yield group.problem((*keys, "windows", i), str(error), standby_rules.DAY_HINT)
+    max_nodes = (group.data.get("scaling") or {}).get("max_nodes")
+    if max_nodes is not None and standby["gpus"] > max_nodes * gpu["per_node"]:
+        yield group.problem(
+            (*keys, "gpus"),
+            f"{standby['gpus']} standby GPUs do not fit in max_nodes {max_nodes} × {gpu['per_node']} GPUs",
+            "lower gpus or raise max_nodes",
         )
 
 

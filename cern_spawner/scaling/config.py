@@ -8,7 +8,7 @@ for its renamed traits.
 
 from __future__ import annotations
 
-from traitlets import Float, Unicode
+from traitlets import Callable, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 # Old CERNSpawner trait name -> (GPUScaling trait, cern-spawner version that deprecated it).
@@ -98,6 +98,17 @@ class GPUScaling(LoggingConfigurable):
         File where the controller keeps what must survive a hub restart: measured node boot times
         (users are told their median), max sizes raised by growth, groups it grew. Relative paths
         are from the hub's working directory, like jupyterhub.sqlite. Empty: keep nothing.
+        """,
+    )
+
+    wall_clock = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        A function of no arguments returning the current time as a timezone-aware datetime, read
+        when deciding whether a node group's standby window (catalog: scaling.standby) is open.
+        None (the default): the system clock. Set only by tests and simulations that move time.
         """,
     )
 

@@ -8,6 +8,9 @@ target, and writes only when the target grows and no change is under way: concur
 coalesce into one request. Shrinks go through `shrink.decide` (settled view, per-node grace) and
 cordon, re-check and name only empty nodes. Everything is recomputed from the cluster and the
 cloud, plus the small `Memory`, so a hub restart neither loses nor repeats a change.
+Inside a group's standby window (read on the injected wall clock) the planner also keeps its
+standby GPUs free and the shrink spares the nodes holding them; at the window's end they go
+through the same safe shrink.
 Spawns read `status(group)` for progress and for a reason to give up.
 """
 
@@ -18,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from .. import metrics
 from . import nodes as node_ops
@@ -27,6 +31,7 @@ from .magnum import GroupState, MagnumGroups, baseline, grow, shrink
 from .memory import Memory
 from .planner import GroupView, plan
 from .shrink import ShrinkView, decide, unsettled
+from .standby import next_change, standby_gpus
 from .state import GroupStatus, ScaledGroup
 
 UNCLAIMED_GRACE = 60.0  # seconds an empty node that never ran a workload is kept
@@ -50,6 +55,7 @@ class ScalingController:
         join_deadline: float = 1200.0,
         memory: Memory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.groups = groups
         self.view = view
@@ -65,6 +71,7 @@ class ScalingController:
         self.join_deadline = join_deadline
         self.memory = memory or Memory(None)
         self.clock = clock
+        self.wall_clock = wall_clock  # aware datetimes, for standby windows only
         self.statuses: dict[str, GroupStatus] = {}
         self._task: asyncio.Task | None = None
         self._group_tasks: dict[str, asyncio.Task] = {}
@@ -106,7 +113,7 @@ class ScalingController:
                     task = self._group_tasks.get(group.name)
                     if task is None or task.done():
                         self._group_tasks[group.name] = asyncio.ensure_future(self._guarded(group, retiring))
-                    wait = min(wait, self._due_in(self.status(group.name)))
+                    wait = min(wait, self._due_in(self.status(group.name)), self._window_due(group))
             except Exception:
                 self.log.exception("Scaling round failed")
             try:
@@ -135,6 +142,14 @@ class ScalingController:
             due.append(since + grace)
         later = [moment - now for moment in due if moment > now]
         return max(min(later, default=self.idle_refresh), self.interval)
+
+    def _window_due(self, group: ScaledGroup) -> float:
+        """Seconds until the group's standby window next opens or closes (idle_refresh without one)."""
+        now = self.wall_clock()
+        change = next_change(group.standby, now)
+        if change is None:
+            return self.idle_refresh
+        return max((change - now).total_seconds(), self.interval)
 
     def _active(self, status: GroupStatus) -> bool:
         """Something is waiting or changing: read the cloud every `interval`, not every `idle_refresh`."""
@@ -231,7 +246,9 @@ class ScalingController:
         if await self._release_abandoned(group, status, cloud, capacity):
             return  # the view changes with the uncordon: decide at the next round
         pending = 0 if retiring else capacity.pending_gpus
-        if pending == 0:
+        standby = 0 if retiring else standby_gpus(group.standby, self.wall_clock())
+        status.standby_gpus = standby
+        if pending == 0 and standby == 0:
             status.blocker = None
             await self._maybe_shrink(group, status, cloud, capacity, now, retiring)
             return
@@ -246,14 +263,19 @@ class ScalingController:
                 booting_nodes=sum(1 for n in capacity.members if n.booting),
                 baseline=baseline(group, cloud),
                 ceiling=group.max_nodes - status.lost,
+                standby_gpus=standby,
             )
         )
+        if pending == 0 and not decision.grows:  # the standby is there (or capped): give back the rest
+            status.blocker = None
+            await self._maybe_shrink(group, status, cloud, capacity, now, retiring, keep_free=standby)
+            return
         if decision.grows and not cloud.busy:
             target = decision.target + status.lost
             try:
                 self.memory.remember_growth(
                     group.name,
-                    asdict(group),
+                    {k: v for k, v in asdict(group).items() if k != "standby"},  # JSON; not for retiring
                     cloud.max_nodes,
                     raised=cloud.max_nodes is not None and target > cloud.max_nodes,
                 )
@@ -358,7 +380,7 @@ class ScalingController:
 
     # -- giving back -------------------------------------------------------------------------------
     def _shrink_view(
-        self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now
+        self, group, status: GroupStatus, cloud: GroupState, capacity: Capacity, now, keep_free: int = 0
     ) -> ShrinkView:
         return ShrinkView(
             mode=group.mode,
@@ -374,6 +396,7 @@ class ScalingController:
             now=now,
             unclaimed=frozenset(status.unclaimed),
             unclaimed_grace=UNCLAIMED_GRACE,
+            keep_free=keep_free,
         )
 
     async def _release_abandoned(self, group, status: GroupStatus, cloud, capacity: Capacity) -> bool:
@@ -393,9 +416,9 @@ class ScalingController:
         return True
 
     async def _maybe_shrink(
-        self, group, status, cloud: GroupState, capacity: Capacity, now, retiring
+        self, group, status, cloud: GroupState, capacity: Capacity, now, retiring, keep_free: int = 0
     ) -> None:
-        view = self._shrink_view(group, status, cloud, capacity, now)
+        view = self._shrink_view(group, status, cloud, capacity, now, keep_free)
         if unsettled(view):
             return
         decision = decide(view)

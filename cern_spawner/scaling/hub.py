@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import openstack
 from openstack.config import loader
@@ -13,6 +14,7 @@ from .config import GPUScaling
 from .controller import ScalingController
 from .magnum import MagnumGroups
 from .memory import Memory
+from .standby import parse as parse_standby
 from .state import ScaledGroup
 from .watch import ClusterView, kubespawner_pods
 
@@ -37,9 +39,14 @@ def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
                 mode=scaling.get("mode", "resize"),
                 min_nodes=int(scaling.get("min_nodes", 0)),
                 max_nodes=int(scaling.get("max_nodes", 0)),
+                standby=parse_standby(scaling.get("standby")),  # checked by the catalog's semantics
             )
         )
     return groups
+
+
+def wall_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def connect(cloud: str, clouds_yaml: str, api_timeout: float | None = None):
@@ -94,6 +101,7 @@ def hub_controller(
             retry_timeout=settings.retry_timeout,
             join_deadline=settings.join_deadline,
             memory=Memory(settings.memory_path or None, log),
+            wall_clock=settings.wall_clock or wall_now,
         )
         _controllers[key].start()
     return _controllers[key]
@@ -105,3 +113,8 @@ def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
     if not settings.openstack_cloud:
         return None  # before reading the catalog: a spawner's __init__ never loads it
     return hub_controller(settings, namespace=spawner.namespace, store=spawner.catalog_store, log=log)
+
+
+def controller_for(store: CatalogStore) -> ScalingController | None:
+    """The running controller that grows `store`'s node groups (read by the admin page), or None."""
+    return next((controller for key, controller in _controllers.items() if key[3] == store.paths), None)

@@ -4,6 +4,8 @@ Every user waiting for a GPU counts, not just the one whose spawn asks; so concu
 coalesce into one target, and a second decision made while nodes are still booting does not
 request them again (nodes on their way count as capacity). GPUs are placed per node, as the
 scheduler places them: a 2-GPU request needs one node with two free GPUs, not two nodes with one.
+Standby GPUs (free GPUs kept ready in office hours) come after the waiting users: they are added
+only once the users are served and only within the ceiling, so they never take a user's room.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class GroupView:
     booting_nodes: int = 0  # joined nodes whose GPUs are not allocatable yet
     baseline: int = 0  # never plan below this (the group's min size)
     ceiling: int = 0  # never plan above this (the admin's max size)
+    standby_gpus: int = 0  # free GPUs to keep beyond the waiting users (0 outside standby windows)
 
     @property
     def pending_gpus(self) -> int:
@@ -37,6 +40,7 @@ class Decision:
     target: int  # node count to ask for; equal to current means "no change"
     unmet_gpus: int  # demand that even `target` nodes will not serve (ceiling reached)
     reason: str
+    standby_unmet: int = 0  # standby GPUs the ceiling leaves out (no user waits for them)
 
     @property
     def grows(self) -> bool:
@@ -58,7 +62,8 @@ def place(requests: tuple[int, ...], bins: list[int]) -> list[int]:
 
 
 def plan(view: GroupView) -> Decision:
-    """The node count that serves the pending demand, counting nodes already on their way."""
+    """The node count that serves the pending demand, then the standby, counting nodes already on
+    their way."""
     if view.gpus_per_node <= 0:
         return Decision(
             view.name, view.backend_nodes, view.backend_nodes, view.pending_gpus, "not a GPU group"
@@ -67,24 +72,36 @@ def plan(view: GroupView) -> Decision:
     bins = list(view.free_per_node) + [view.gpus_per_node] * on_the_way
     unplaced = place(view.pending_requests, bins)
     floor = max(view.backend_nodes, view.baseline)
-    if not unplaced:
-        return Decision(view.name, view.backend_nodes, floor, 0, "enough GPUs free or on their way")
+    cap = max(view.ceiling, floor)
     too_big = [r for r in unplaced if r > view.gpus_per_node]
-    new_nodes: list[int] = []
+    new_nodes: list[int] = []  # free GPUs left on each node added for the users
     for request in sorted((r for r in unplaced if r <= view.gpus_per_node), reverse=True):
         if place((request,), new_nodes):
             new_nodes.append(view.gpus_per_node - request)
-    target = min(floor + len(new_nodes), max(view.ceiling, floor))
+    for_users = min(floor + len(new_nodes), cap)
+    # Standby counts what stays free once the users are placed: on the nodes there or on their
+    # way, on nodes the baseline adds, and on the nodes added for the users (those the ceiling allows).
+    spare = (
+        sum(bins) + (floor - view.backend_nodes) * view.gpus_per_node + sum(new_nodes[: for_users - floor])
+    )
+    short = max(view.standby_gpus - spare, 0)
+    target = min(for_users + -(-short // view.gpus_per_node), cap)
+    standby_unmet = max(short - (target - for_users) * view.gpus_per_node, 0)
     # What the capped number of new nodes still cannot hold.
-    room = [view.gpus_per_node] * (target - floor)
+    room = [view.gpus_per_node] * (for_users - floor)
     unmet = sum(too_big) + sum(place(tuple(r for r in unplaced if r <= view.gpus_per_node), room))
     shortfall = sum(unplaced)
     if target == floor:
-        reason = (
-            f"ceiling of {view.ceiling} nodes reached"
-            if not too_big or len(too_big) < len(unplaced)
-            else f"a request needs more than the {view.gpus_per_node} GPUs of a node"
-        )
-        return Decision(view.name, view.backend_nodes, floor, unmet, reason)
-    reason = f"grow {view.backend_nodes} → {target} for {shortfall} GPU(s)"
-    return Decision(view.name, view.backend_nodes, target, unmet, reason)
+        if not unplaced:
+            reason = "enough GPUs free or on their way"
+            if short:
+                reason = f"standby short of {short} GPU(s): ceiling of {view.ceiling} nodes reached"
+        elif not too_big or len(too_big) < len(unplaced):
+            reason = f"ceiling of {view.ceiling} nodes reached"
+        else:
+            reason = f"a request needs more than the {view.gpus_per_node} GPUs of a node"
+        return Decision(view.name, view.backend_nodes, floor, unmet, reason, standby_unmet)
+    wants = [f"{shortfall} GPU(s)"] if shortfall else []
+    wants += [f"{short} standby GPU(s)"] if short else []
+    reason = f"grow {view.backend_nodes} → {target} for {' and '.join(wants) or 'the baseline'}"
+    return Decision(view.name, view.backend_nodes, target, unmet, reason, standby_unmet)

@@ -7,7 +7,8 @@ A notebook is someone's unsaved work, so a shrink:
 - waits `grace` seconds per node from when that node became empty, so a user who stops and
   restarts within the grace period finds their node; a node that joined and never ran anything
   (its user cancelled while it booted) needs no such wait and goes after `unclaimed_grace`;
-- never asks for fewer nodes than run workloads, nor fewer than the baseline.
+- never asks for fewer nodes than run workloads, nor fewer than the baseline;
+- inside a standby window, keeps enough empty nodes (the oldest) for `keep_free` GPUs to stay free.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ShrinkView:
     now: float
     unclaimed: frozenset[str] = frozenset()  # joined while we watched, never ran a workload
     unclaimed_grace: float = 60.0
+    keep_free: int = 0  # standby GPUs to keep free (0 outside standby windows)
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,22 @@ def removable(view: ShrinkView) -> list[NodeInfo]:
     )
 
 
+def standby_spared(view: ShrinkView, candidates: list[NodeInfo]) -> list[NodeInfo]:
+    """The candidates less the oldest ones needed to keep `keep_free` GPUs free."""
+    names = {n.name for n in candidates}
+    free = sum(n.free_gpus for n in view.members if n.name not in names)
+    kept = 0
+    while kept < len(candidates) and free < view.keep_free:
+        kept += 1
+        free += candidates[-kept].free_gpus
+    return candidates[: len(candidates) - kept]
+
+
 def decide(view: ShrinkView) -> Shrink | None:
     """The one shrink to make now, or None."""
     if unsettled(view):
         return None
-    candidates = removable(view)
+    candidates = standby_spared(view, removable(view))
     in_use = len(view.members) - len(candidates)
     if view.mode == "raise-min":
         # The autoscaler removes idle nodes once min allows it, never one running a pod; min stays at

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .capacity import Capacity
 from .errors import ScalingError
 from .magnum import GroupState
+from .standby import Standby
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ScaledGroup:
     mode: str  # "resize" | "raise-min"
     min_nodes: int
     max_nodes: int
+    standby: Standby | None = None  # free GPUs kept ready in time windows (not kept in Memory)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class GroupStatus:
     unclaimed: set[str] = field(default_factory=set)  # joined while we watched, never ran a workload
     awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
     lost: int = 0  # VMs past their join deadline
+    standby_gpus: int = 0  # free GPUs kept ready at the last round (0 outside standby windows)
 
     def say(self, message: str) -> None:
         if not self.events or self.events[-1] != message:

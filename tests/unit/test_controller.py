@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
@@ -16,6 +17,7 @@ from cern_spawner.scaling.controller import ScalingController
 from cern_spawner.scaling.errors import CeilingReached, CloudUnavailable, QuotaExceeded, TemporaryError
 from cern_spawner.scaling.magnum import GroupState
 from cern_spawner.scaling.memory import Memory
+from cern_spawner.scaling.standby import parse as parse_standby
 from cern_spawner.scaling.state import ScaledGroup
 
 pytestmark = pytest.mark.unit
@@ -609,3 +611,67 @@ def test_a_failed_shrink_write_keeps_the_node_cordoned_unless_it_surely_did_noth
         rounds(scaler, clock, step=6)
         assert view.nodes["n0"]["spec"].get("unschedulable") is None
         assert cloud.writes == []
+
+
+# -- standby ---------------------------------------------------------------------------------------
+class WallClock:
+    def __init__(self, text):
+        self.set(text)
+
+    def set(self, text):
+        self.now = datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+def test_standby_grows_at_the_window_start_restores_after_a_user_and_is_released_at_its_end():
+    office = parse_standby(
+        {
+            "gpus": 4,
+            "timezone": "Europe/Zurich",
+            "windows": [{"days": "mon-fri", "from": "08:00", "to": "18:00"}],
+        }
+    )
+    group = replace(GROUP, standby=office)
+    clock, wall = Clock(), WallClock("2026-12-07 06:59")  # Monday 07:59 in Zurich
+    cloud, view = Cloud(cloud_state(0)), View()
+    scaler = controller(cloud, view, group, clock=clock, wall_clock=wall)
+    rounds(scaler, clock)
+    assert cloud.writes == []
+    assert scaler._window_due(group) == 60  # wakes up for 08:00
+
+    wall.set("2026-12-07 07:00")
+    rounds(scaler, clock, step=60)
+    assert cloud.writes == [("resize", 1, ())]
+    assert scaler.status(group.name).standby_gpus == 4
+    cloud.done()
+    view.nodes["n0"] = gpu_node("n0")
+    rounds(scaler, clock, count=3, step=30)
+    assert len(cloud.writes) == 1  # the standby node is there, and kept past the unclaimed grace
+
+    view.add(gpu_pod("user", node="n0"))  # a user takes a standby GPU: never refused, then restored
+    rounds(scaler, clock, step=1)
+    assert cloud.writes[1:] == [("resize", 2, ())]
+    cloud.done()
+    view.nodes["n1"] = gpu_node("n1")
+    rounds(scaler, clock, count=3, step=30)
+    assert len(cloud.writes) == 2
+
+    wall.set("2026-12-07 17:00")  # 18:00: the empty node goes, the busy one stays
+    rounds(scaler, clock, step=61)
+    assert cloud.writes[2:] == [("resize", 1, ("uuid-n1",))]
+    assert scaler.status(group.name).standby_gpus == 0
+    assert {name for name, _ in scaler.kube.patches} == {"n1"}  # the busy node was never cordoned
+
+
+def test_standby_never_takes_the_room_of_waiting_users():
+    office = parse_standby({"gpus": 8, "windows": [{"days": "daily", "from": "00:00", "to": "24:00"}]})
+    group = replace(GROUP, standby=office, max_nodes=2)
+    nodes = [gpu_node("n0")]
+    pods = [gpu_pod(f"r{i}", node="n0") for i in range(4)] + [gpu_pod(f"w{i}") for i in range(4)]
+    cloud = Cloud(cloud_state(1))
+    scaler = controller(cloud, View(nodes, pods), group, wall_clock=WallClock("2026-12-07 10:00"))
+    run(scaler.reconcile())
+    assert cloud.writes == [("resize", 2, ())]  # the users' node; the ceiling leaves no standby
+    assert scaler.status(group.name).blocker is None

@@ -94,3 +94,60 @@ def test_gpus_are_placed_per_node(free_per_node, requests, target, unmet):
         )
     )
     assert (decision.target, decision.unmet_gpus) == (target, unmet)
+
+
+# -- standby: free GPUs kept ready in a window, after the waiting users and within the ceiling -----
+@pytest.mark.parametrize(
+    ("overrides", "target", "unmet", "standby_unmet"),
+    [
+        pytest.param({"backend_nodes": 0, "joined_nodes": 0, "standby_gpus": 4}, 1, 0, 0, id="window-opens"),
+        pytest.param(
+            {"backend_nodes": 0, "joined_nodes": 0, "standby_gpus": 5}, 2, 0, 0, id="rounds-up-to-nodes"
+        ),
+        pytest.param({"free_gpus": 4, "standby_gpus": 4}, 1, 0, 0, id="already-free"),
+        pytest.param({"free_gpus": 3, "standby_gpus": 4}, 2, 0, 0, id="a-user-took-one-restore"),
+        pytest.param(
+            {"backend_nodes": 2, "joined_nodes": 1, "standby_gpus": 4}, 2, 0, 0, id="booting-node-counts"
+        ),
+        pytest.param(
+            {"free_gpus": 4, "pending_gpus": 2, "standby_gpus": 4}, 2, 0, 0, id="users-first-then-standby"
+        ),
+        pytest.param(
+            {"backend_nodes": 0, "joined_nodes": 0, "pending_gpus": 3, "standby_gpus": 1},
+            1,
+            0,
+            0,
+            id="spare-on-a-users-node-counts",
+        ),
+        pytest.param({"backend_nodes": 0, "joined_nodes": 0, "standby_gpus": 40}, 4, 0, 24, id="max-cap"),
+        pytest.param(
+            {"backend_nodes": 3, "joined_nodes": 3, "pending_gpus": 4, "standby_gpus": 8},
+            4,
+            0,
+            8,
+            id="users-take-the-last-node-before-standby",
+        ),
+        pytest.param(
+            {"backend_nodes": 4, "joined_nodes": 4, "pending_gpus": 1, "standby_gpus": 4},
+            4,
+            1,
+            4,
+            id="at-ceiling-users-blocked-standby-short",
+        ),
+        pytest.param(
+            {"backend_nodes": 0, "joined_nodes": 0, "baseline": 1, "standby_gpus": 4},
+            1,
+            0,
+            0,
+            id="baseline-node-holds-the-standby",
+        ),
+    ],
+)
+def test_standby(overrides, target, unmet, standby_unmet):
+    decision = plan(view(**overrides))
+    assert (decision.target, decision.unmet_gpus, decision.standby_unmet) == (target, unmet, standby_unmet)
+
+
+def test_standby_growth_says_why():
+    decision = plan(view(backend_nodes=0, joined_nodes=0, pending_gpus=1, standby_gpus=8))
+    assert decision.reason == "grow 0 → 3 for 1 GPU(s) and 5 standby GPU(s)"

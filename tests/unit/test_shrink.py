@@ -118,3 +118,66 @@ def test_the_incident_second_decision_on_an_unsettled_view_removes_nothing():
 def test_unclaimed_nodes(unclaimed, empty_for, removed):
     decision = decide(view(grace=600, unclaimed=unclaimed, empty_since={"n0": NOW - empty_for}))
     assert (decision is not None) == removed
+
+
+def used(name, gpus):
+    """A node running one pod that holds `gpus` of its 4 GPUs."""
+    return NodeInfo(name, "True", 4, gpus, 1, False, False, f"id-{name}")
+
+
+THREE = {"n0": NOW - 100, "n1": NOW - 100}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "target", "remove"),
+    [
+        pytest.param({"keep_free": 4}, None, None, id="inside-the-window-the-standby-node-stays"),
+        pytest.param({"keep_free": 0}, 1, ("n0",), id="at-the-window-end-it-goes"),
+        pytest.param(
+            {
+                "members": (node("n0"), node("n1"), node("n2", workloads=1)),
+                "cloud_nodes": 3,
+                "empty_since": THREE,
+            },
+            1,
+            ("n1", "n0"),
+            id="window-end-both-empty-go-the-busy-one-stays",
+        ),
+        pytest.param(
+            {
+                "members": (node("n0"), node("n1"), node("n2", workloads=1)),
+                "cloud_nodes": 3,
+                "empty_since": THREE,
+                "keep_free": 4,
+            },
+            2,
+            ("n1",),
+            id="one-spare-node-kept-the-oldest",
+        ),
+        pytest.param(
+            {"members": (node("n0"), used("n1", 1)), "keep_free": 3},
+            1,
+            ("n0",),
+            id="free-gpus-on-a-busy-node-hold-the-standby",
+        ),
+        pytest.param(
+            {"members": (node("n0"), used("n1", 2)), "keep_free": 3},
+            None,
+            None,
+            id="not-enough-on-the-busy-node",
+        ),
+        pytest.param(
+            {"mode": "raise-min", "cloud_min": 2, "keep_free": 4},
+            None,
+            None,
+            id="raise-min-keeps-the-standby",
+        ),
+        pytest.param({"mode": "raise-min", "cloud_min": 2, "keep_free": 0}, 1, (), id="raise-min-window-end"),
+    ],
+)
+def test_standby_keeps_free_gpus_only_inside_its_window(overrides, target, remove):
+    decision = decide(view(**overrides))
+    if target is None:
+        assert decision is None
+    else:
+        assert (decision.target, decision.remove) == (target, remove)
