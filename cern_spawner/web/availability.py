@@ -71,7 +71,9 @@ def availability(
     counts = {"free_gpus": max(spare_now, 0), "total_gpus": total}
 
     if spare_now >= profile.gpus:
-        return Availability("free", f"{spare_now} of {_gpus(total)} free", **counts)
+        # Inside the group's standby window the free GPUs were booted ahead for exactly this.
+        ready = "Ready now: " if status.standby_gpus else ""
+        return Availability("free", f"{ready}{spare_now} of {_gpus(total)} free", **counts)
     if spare_soon >= profile.gpus:
         took = f"about {minutes(expected_boot)}" if expected_boot else "several minutes"
         return Availability("starting", f"No GPU free now: a GPU node is already starting ({took})", **counts)

@@ -220,3 +220,10 @@ def test_report_lists_only_the_users_profiles(roles, slugs):
     assert body["catalog_version"] == CATALOG.version
     if "gpu-1" in slugs:
         assert body["profiles"]["gpu-1"]["text"] == "3 of 4 GPUs free"
+
+
+def test_a_card_on_a_group_holding_standby_gpus_says_ready_now():
+    standby = dataclasses.replace(status(), standby_gpus=4)
+    verdict = availability(GPU, standby, GROUP)
+    assert (verdict.state, verdict.text) == ("free", "Ready now: 4 of 4 GPUs free")
+    assert availability(GPU, status(), GROUP).text == "4 of 4 GPUs free"  # outside the window
