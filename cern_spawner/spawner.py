@@ -13,6 +13,7 @@ from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_serve
 from kubespawner import KubeSpawner
 from traitlets import Enum, Float, List, Unicode, default
 
+from . import metrics
 from .binder.spawning import BinderSpawnerMixin
 from .bounded import Bounded
 from .catalog import allowed_profiles, to_profile_list
@@ -295,14 +296,16 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         # Our own deadline, just before JupyterHub's, so the user reads why the start gave up.
         budget = own_deadline(self.start_timeout)
         steps = asyncio.ensure_future(self._start_steps(state, controller))
-        try:
-            return await asyncio.wait_for(steps, budget)
-        except TimeoutError:
-            # Ours, or KubeSpawner's own wait for the pod, which has the same start_timeout and
-            # may end first: either way the user reads why, not KubeSpawner's "pod … did not start".
-            raise StartTimedOut(
-                timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
-            ) from None
+        # Per catalog profile, for cern_spawner_spawn_duration_seconds ("none": no catalog profile).
+        with metrics.timed(metrics.SPAWN_SECONDS, metrics.spawn_result, plan.slug if plan else "none"):
+            try:
+                return await asyncio.wait_for(steps, budget)
+            except TimeoutError:
+                # Ours, or KubeSpawner's own wait for the pod, which has the same start_timeout and
+                # may end first: either way the user reads why, not KubeSpawner's "pod … did not start".
+                raise StartTimedOut(
+                    timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
+                ) from None
 
     async def _start_steps(self, state: SpawnState, controller):
         plan = state.plan

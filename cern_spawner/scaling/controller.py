@@ -281,7 +281,7 @@ class ScalingController:
                 )
                 await self._call(status, grow, backend, group, cloud, target)
             except ScalingError as e:
-                metrics.BACKEND_REQUESTS.labels(group.name, "grow", type(e).__name__).inc()
+                metrics.BACKEND_REQUESTS.labels(group.name, "grow", metrics.scaling_reason(e)).inc()
                 self._failed(group, status, e, "grow", since=now)
                 return
             metrics.BACKEND_REQUESTS.labels(group.name, "grow", "accepted").inc()
@@ -453,7 +453,7 @@ class ScalingController:
         try:
             await self._call(status, shrink, backend, group, fresh, target, [ids[name] for name in chosen])
         except ScalingError as e:
-            metrics.BACKEND_REQUESTS.labels(group.name, "shrink", type(e).__name__).inc()
+            metrics.BACKEND_REQUESTS.labels(group.name, "shrink", metrics.scaling_reason(e)).inc()
             if not isinstance(e, TemporaryError):
                 await self._uncordon(chosen)  # refused: nothing will be removed
             # A timeout or a 5xx may still have been carried out: the nodes stay cordoned, and are

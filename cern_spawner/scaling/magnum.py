@@ -18,6 +18,7 @@ from openstack import resource
 if TYPE_CHECKING:
     from .state import ScaledGroup
 
+from .. import metrics
 from .errors import CeilingReached, NotAllowed, PermanentError, QuotaExceeded, ScalingError, TemporaryError
 
 MICROVERSION = "1.10"
@@ -124,6 +125,14 @@ def translate(error: Exception, action: str) -> ScalingError:
     return TemporaryError("Unexpected error talking to the cloud.", f"{action}: {error!r}")
 
 
+# The `call` label of cern_spawner_cloud_request_duration_seconds, by the HTTP method we use.
+CALLS = {"get": "get_node_group", "patch": "patch_node_group", "post": "resize"}
+
+
+def _call_result(error: BaseException | None) -> str:
+    return "ok" if error is None else metrics.scaling_reason(error)
+
+
 class MagnumGroups:
     """The node groups of one Magnum cluster, through an openstacksdk connection."""
 
@@ -136,12 +145,13 @@ class MagnumGroups:
         return self.connection.container_infrastructure_management
 
     def _call(self, action: str, method: str, url: str, **kwargs):
-        try:
-            response = getattr(self.proxy, method)(url, headers=HEADERS, raise_exc=False, **kwargs)
-            os_exceptions.raise_from_response(response)
-            return response
-        except (os_exceptions.SDKException, ks_exceptions.ClientException) as e:
-            raise translate(e, action) from e
+        with metrics.timed(metrics.CLOUD_REQUEST_SECONDS, _call_result, CALLS[method]):
+            try:
+                response = getattr(self.proxy, method)(url, headers=HEADERS, raise_exc=False, **kwargs)
+                os_exceptions.raise_from_response(response)
+                return response
+            except (os_exceptions.SDKException, ks_exceptions.ClientException) as e:
+                raise translate(e, action) from e
 
     def state(self, group: str) -> GroupState:
         response = self._call(
