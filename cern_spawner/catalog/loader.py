@@ -124,6 +124,10 @@ def _node_group(name: str, data: Mapping[str, Any]) -> NodeGroup:
             resource=gpu.get("resource", DEFAULT_GPU_RESOURCE),
             per_node=gpu["per_node"],
             product=gpu.get("product"),
+            mig_slices=MappingProxyType(dict((gpu.get("mig") or {}).get("slices") or {})),
+            mig_config=(gpu.get("mig") or {}).get("config"),
+            replicas=(gpu.get("time_slicing") or {}).get("replicas", 1),
+            rename_by_default=(gpu.get("time_slicing") or {}).get("rename_by_default", False),
         )
         if gpu
         else None,
@@ -147,6 +151,8 @@ def _profile(entry: Entry, *, default: bool) -> Profile:
         mem_guarantee=str(mem_guarantee),
         mem_limit=str(mem_limit),
         gpus=data.get("gpus", 0),
+        mig_slice=data.get("mig_slice"),
+        shared_gpu=data.get("shared_gpu", False),
         node_group=data["node_group"],
         image=data.get("image"),
         image_choices=tuple(

@@ -61,11 +61,44 @@ class CatalogError(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class GPU:
-    """The GPUs on each node of a group: ``per_node`` of extended resource ``resource``."""
+    """The GPUs on each node of a group: ``per_node`` of extended resource ``resource``.
+
+    Partitioned: ``mig_slices`` (MIG slices of each node by profile name, "mixed" strategy) or
+    ``replicas`` > 1 (time-sliced); see gpu_sharing for the resource names the nodes advertise.
+    """
 
     resource: str = DEFAULT_GPU_RESOURCE
     per_node: int
     product: str | None = None
+    mig_slices: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    mig_config: str | None = None  # the nodes' nvidia.com/mig.config label (MIG manager's layout)
+    replicas: int = 1  # time-slicing replicas of each GPU; 1: not time-sliced
+    rename_by_default: bool = False  # time-sliced GPUs advertised as <resource>.shared
+
+    @property
+    def sharing(self) -> Literal["whole", "mig", "time-sliced"]:
+        return "mig" if self.mig_slices else "time-sliced" if self.replicas > 1 else "whole"
+
+    @property
+    def node_resources(self) -> tuple[tuple[str, int], ...]:
+        """(extended resource, count) each node of the group advertises."""
+        from .gpu_sharing import mig_resource, shared_resource
+
+        if self.mig_slices:
+            return tuple((mig_resource(self.resource, name), n) for name, n in self.mig_slices.items())
+        if self.replicas > 1:
+            return ((shared_resource(self.resource, self.rename_by_default), self.per_node * self.replicas),)
+        return ((self.resource, self.per_node),)
+
+    def requested(self, profile: Profile) -> tuple[str, int] | None:
+        """(extended resource, count) a profile on this group puts in its limits; None: no GPU."""
+        from .gpu_sharing import mig_resource, shared_resource
+
+        if profile.mig_slice:
+            return mig_resource(self.resource, profile.mig_slice), 1
+        if profile.shared_gpu:
+            return shared_resource(self.resource, self.rename_by_default), 1
+        return (self.resource, profile.gpus) if profile.gpus else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +151,8 @@ class Profile:
     mem_guarantee: str
     mem_limit: str
     gpus: int = 0
+    mig_slice: str | None = None  # one MIG slice of this type (e.g. "1g.10gb") instead of whole GPUs
+    shared_gpu: bool = False  # one time-sliced share of a GPU instead of whole GPUs
     node_group: str
     image: str | None = None
     image_choices: tuple[ImageChoice, ...] = ()
@@ -129,6 +164,11 @@ class Profile:
     # None: the kind's default from the catalog's `culling:`; 0: never.
     max_age: int | None = None
     volumes: tuple[Volume, ...] = ()
+
+    @property
+    def gpu_units(self) -> int:
+        """Devices the pod holds: whole GPUs, or 1 for a MIG slice or a shared GPU."""
+        return 1 if self.mig_slice or self.shared_gpu else self.gpus
 
 
 @dataclass(frozen=True)

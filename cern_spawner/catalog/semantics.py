@@ -6,6 +6,9 @@
 - a profile's node group exists; GPUs only for dedicated profiles, on a group with ``gpu``, at most
   ``per_node``; and a GPU group only for profiles that ask for GPUs. Dedicated CPU-only profiles (gpus
   0, guaranteed QoS) are fine on any group without ``gpu``;
+- GPU sharing: a MIG slice only on a group whose layout has that slice type, a shared GPU only on a
+  time-sliced group, whole GPUs on neither; a layout's names are MIG profiles of the group's product
+  (when known) and its slices fit the node's GPUs (see gpu_sharing);
 - a profile's volumes have unique names, plain mount paths not inside one another, and none inside
   the home directory unless ``inside_home`` says it is meant to be.
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..scaling import standby as standby_rules
+from .gpu_sharing import layout_problem, mig_table
 from .model import Problem
 from .quantities import CPU_HINT, MEMORY_HINT, parse_cpu, parse_memory
 from .schema import did_you_mean
@@ -147,6 +151,47 @@ def _group(group: Entry) -> Iterator[Problem]:
             ("scaling", "min_nodes"),
             f"min_nodes {scaling['min_nodes']} is more than max_nodes {scaling['max_nodes']}",
         )
+    yield from _gpu_sharing(group)
+
+
+def _gpu_sharing(group: Entry) -> Iterator[Problem]:
+    gpu = group.data.get("gpu") or {}
+    mig = gpu.get("mig")
+    if mig and "time_slicing" in gpu:
+        yield group.problem(
+            ("gpu", "time_slicing"),
+            "a node group's GPUs are either MIG slices or time-sliced, not both",
+            "keep mig: or time_slicing:, or make two node groups",
+        )
+    if not mig:
+        return
+    product = gpu.get("product")
+    if product is None:
+        yield group.problem(
+            ("gpu", "mig"),
+            "a MIG node group needs gpu.product, to check its slices against the GPU model",
+            "set product: to the nodes' nvidia.com/gpu.product label, e.g. NVIDIA-A100-SXM4-80GB",
+        )
+        return
+    table = mig_table(product)
+    slices = mig["slices"]
+    unknown = [name for name in slices if table and name not in table.sizes]
+    for name in unknown:
+        yield group.problem(
+            ("gpu", "mig", "slices", name),
+            f"{name!r} is not a MIG profile of the {table.model} ({product})",
+            f"its profiles: {', '.join(table.sizes)}",
+        )
+    if unknown:
+        return
+    why = layout_problem(slices, gpu["per_node"], table)
+    if why:
+        layout = ", ".join(f"{n} × {name}" for name, n in slices.items())
+        yield group.problem(
+            ("gpu", "mig", "slices"),
+            f"a node's MIG layout ({layout}) cannot be made: {why}",
+            "lower the counts, or raise per_node if the nodes have more GPUs",
+        )
     yield from _standby(group)
 
 
@@ -223,9 +268,33 @@ def _placement(entry: Entry, groups: Mapping[str, Entry]) -> Iterator[Problem]:
         )
         return
     gpu = group.data.get("gpu")
+    asked = [key for key in ("gpus", "mig_slice", "shared_gpu") if entry.data.get(key)]
+    if len(asked) > 1:
+        yield entry.problem(
+            (asked[1],),
+            f"{slug} asks for {' and '.join(asked)}: a profile holds one kind of GPU",
+            f"keep one of {', '.join(asked)}",
+        )
+        return
+    if asked and asked[0] != "gpus":
+        yield from _shared_placement(entry, groups, asked[0])
+        return
     if gpus and entry.data["kind"] != "dedicated":
         yield entry.problem(("gpus",), "shared profiles cannot hold GPUs", "use kind: dedicated")
-    if gpus and gpu is None:
+    sharing = _sharing(gpu)
+    if gpus and sharing == "mig":
+        yield entry.problem(
+            ("gpus",),
+            f"{slug} asks for whole GPUs but the GPUs of {name!r} are MIG slices",
+            f"ask for one slice instead: mig_slice: one of {', '.join(gpu['mig']['slices'])}",
+        )
+    elif gpus and sharing == "time-sliced":
+        yield entry.problem(
+            ("gpus",),
+            f"{slug} asks for whole GPUs but the GPUs of {name!r} are time-sliced",
+            "ask for a share instead: shared_gpu: true (and no gpus:)",
+        )
+    elif gpus and gpu is None:
         yield entry.problem(
             ("gpus",),
             f"{slug} asks for {_gpus(gpus)} but node group {name!r} has none",
@@ -242,8 +311,53 @@ def _placement(entry: Entry, groups: Mapping[str, Entry]) -> Iterator[Problem]:
         yield entry.problem(
             ("node_group",),
             f"{slug} asks for no GPUs but {name!r} is a GPU node group",
-            "set gpus: 1 or more, or pick a node group without gpu:",
+            (
+                f"set mig_slice: (one of {', '.join(gpu['mig']['slices'])})"
+                if sharing == "mig"
+                else "set shared_gpu: true"
+                if sharing == "time-sliced"
+                else "set gpus: 1 or more"
+            )
+            + ", or pick a node group without gpu:",
         )
+
+
+def _sharing(gpu: Mapping[str, Any] | None) -> str:
+    if not gpu:
+        return "none"
+    return "mig" if gpu.get("mig") else "time-sliced" if gpu.get("time_slicing") else "whole"
+
+
+def _shared_placement(entry: Entry, groups: Mapping[str, Entry], key: str) -> Iterator[Problem]:
+    """A profile asking for a MIG slice or a shared GPU: its group must offer that."""
+    slug, name = entry.data["slug"], entry.data["node_group"]
+    gpu = groups[name].data.get("gpu")
+    if key == "mig_slice":
+        wanted = entry.data["mig_slice"]
+        slices = (gpu or {}).get("mig", {}).get("slices", {})
+        if not slices:
+            yield entry.problem(
+                (key,),
+                f"{slug} asks for a {wanted} MIG slice but node group {name!r} has no MIG slices",
+                f"pick a node group with gpu.mig: ({_names_with(groups, 'mig')}), or give {name!r} one",
+            )
+        elif wanted not in slices:
+            yield entry.problem(
+                (key,),
+                f"{slug} asks for a {wanted} MIG slice but a {name} node has only {', '.join(slices)}",
+                f"ask for one of those, or add {wanted} to the group's gpu.mig.slices",
+            )
+    elif _sharing(gpu) != "time-sliced":
+        yield entry.problem(
+            (key,),
+            f"{slug} asks for a shared GPU but node group {name!r} does not time-slice its GPUs",
+            f"pick a node group with gpu.time_slicing: ({_names_with(groups, 'time_slicing')})",
+        )
+
+
+def _names_with(groups: Mapping[str, Entry], key: str) -> str:
+    names = [name for name, group in groups.items() if (group.data.get("gpu") or {}).get(key)]
+    return ", ".join(names) or "none defined"
 
 
 def _gpus(count: int) -> str:

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from .gpu_sharing import MIG_CONFIG_LABEL
 from .model import DEFAULT_GPU_RESOURCE, Catalog, NodeGroup, Profile, Volume
 from .quantities import memory_for_kubespawner
 
@@ -114,11 +115,18 @@ def _override(profile: Profile, group: NodeGroup, when_unsatisfiable: str, opera
         "node_selector": {group.label: group.name},
         "extra_labels": {PROFILE_LABEL: profile.slug, NODE_GROUP_LABEL: group.name},
     }
-    if profile.gpus:
-        resource = group.gpu.resource if group.gpu else DEFAULT_GPU_RESOURCE
+    requested = group.gpu.requested(profile) if group.gpu else None
+    if requested is None and profile.gpus:  # the loader never lets this happen; kept as it was
+        requested = DEFAULT_GPU_RESOURCE, profile.gpus
+    if requested:
         # Kubernetes requires requests = limits for extended resources: GPUs cannot be overcommitted.
-        override["extra_resource_guarantees"] = {resource: str(profile.gpus)}
-        override["extra_resource_limits"] = {resource: str(profile.gpus)}
+        # A MIG slice is nvidia.com/mig-<profile>, a time-sliced share nvidia.com/gpu[.shared].
+        resource, count = requested
+        override["extra_resource_guarantees"] = {resource: str(count)}
+        override["extra_resource_limits"] = {resource: str(count)}
+        if profile.mig_slice and group.gpu.mig_config:
+            # Never onto a node the MIG manager laid out otherwise (or is still re-partitioning).
+            override["node_selector"][MIG_CONFIG_LABEL] = group.gpu.mig_config
     if group.taint:
         # The node selector already pins the pod to this group: without tolerating its taint the pod
         # could never be scheduled. (The loader only lets GPU profiles onto GPU groups.)
