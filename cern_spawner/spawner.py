@@ -28,7 +28,14 @@ from .spawner_tokens import ExchangedTokens
 from .waiting import steady, until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards
-from .web.failures import GrowthImpossible, StartTimedOut, own_deadline, timeout_message
+from .web.failures import (
+    ClusterTimedOut,
+    GrowthImpossible,
+    StartTimedOut,
+    is_pod_start_deadline,
+    own_deadline,
+    timeout_message,
+)
 from .web.picker import render_picker
 from .web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 
@@ -300,12 +307,20 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         with metrics.timed(metrics.SPAWN_SECONDS, metrics.spawn_result, plan.slug if plan else "none"):
             try:
                 return await asyncio.wait_for(steps, budget)
-            except TimeoutError:
-                # Ours, or KubeSpawner's own wait for the pod, which has the same start_timeout and
-                # may end first: either way the user reads why, not KubeSpawner's "pod … did not start".
-                raise StartTimedOut(
-                    timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
-                ) from None
+            except TimeoutError as e:
+                pod_key = f"{self.namespace}/{self.pod_name}"
+                # The start's deadline only: ours (the steps were cancelled), or KubeSpawner's own wait
+                # for the pod, which has the same start_timeout and may end first. Either way the user
+                # reads why, not KubeSpawner's "pod … did not start".
+                if steps.cancelled() or is_pod_start_deadline(e, pod_key, self.start_timeout):
+                    raise StartTimedOut(
+                        timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
+                    ) from None
+                # KubeSpawner gave up on a request of its own ("Could not create pod …"): its words,
+                # reported as a failure, not as the profile's timeout.
+                raise ClusterTimedOut(
+                    f"{e}: the cluster did not answer in time; try again in a minute."
+                ) from e
 
     async def _start_steps(self, state: SpawnState, controller):
         plan = state.plan

@@ -28,6 +28,19 @@ class StartTimedOut(SpawnFailed):
     status = 504
 
 
+class ClusterTimedOut(SpawnFailed):
+    """KubeSpawner gave up on a Kubernetes request of its own (creating the pod or its volume)."""
+
+
+def is_pod_start_deadline(error: BaseException, pod_key: str, start_timeout: float) -> bool:
+    """Whether `error` is KubeSpawner's wait for the pod `namespace/name` to run giving up: its
+    deadline is the start's own start_timeout, unlike its request retries' (which say "Could not
+    create …"). Known by its words only, pinned by test_kubespawner_contract."""
+    return isinstance(error, TimeoutError) and str(error) == (
+        f"pod {pod_key} did not start in {start_timeout} seconds!"
+    )
+
+
 def own_deadline(start_timeout: float) -> float:
     """Seconds our start may take: a little less than JupyterHub's deadline, which began a moment
     earlier, so that our message, not JupyterHub's bare timeout, ends the spawn."""

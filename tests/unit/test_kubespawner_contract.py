@@ -9,14 +9,17 @@ modules must change before the dependency range in pyproject.toml may widen
 from __future__ import annotations
 
 import inspect
+import re
 from types import SimpleNamespace
 
 import pytest
+from jupyterhub.utils import exponential_backoff
 from kubespawner import KubeSpawner, clients, slugs
 from kubespawner.reflector import ResourceReflector
 from kubespawner.spawner import PodReflector
 
 from cern_spawner.scaling.watch import kubespawner_pods
+from cern_spawner.web.failures import is_pod_start_deadline
 
 # (internal, our user, its parameters after self, coroutine?)
 METHODS = [
@@ -81,3 +84,16 @@ def test_kubespawner_sets_the_start_future_we_read():
 
     assert Spawner._spawn_pending is False
     assert "spawner._spawn_pending = True" in inspect.getsource(BaseHandler.spawn_single_user)
+
+
+async def test_kubespawners_wait_for_its_pod_is_known_by_its_words():
+    """CERNSpawner.start reads KubeSpawner's wait for the pod to run (the start's own start_timeout)
+    as the start's deadline by its words (web.failures.is_pod_start_deadline); other timeouts of
+    KubeSpawner's (its request retries: "Could not create pod …") keep theirs."""
+    source = inspect.getsource(KubeSpawner._start)
+    assert re.search(r"ref_key = f['\"]\{self\.namespace\}/\{self\.pod_name\}['\"]", source)
+    assert re.search(r"f['\"]pod \{ref_key\} did not start in \{self\.start_timeout\} seconds!['\"]", source)
+    assert re.search(r"f['\"]Could not create pod \{ref_key\}['\"]", source)
+    with pytest.raises(TimeoutError) as waited:  # JupyterHub's backoff says exactly its fail message
+        await exponential_backoff(lambda: False, "pod u/p did not start in 300 seconds!", timeout=0.01)
+    assert is_pod_start_deadline(waited.value, "u/p", 300)

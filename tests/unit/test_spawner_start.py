@@ -10,7 +10,7 @@ import pytest
 from kubespawner import KubeSpawner
 
 from cern_spawner import CERNSpawner
-from cern_spawner.web.failures import StartTimedOut, own_deadline
+from cern_spawner.web.failures import ClusterTimedOut, SpawnFailed, StartTimedOut, own_deadline
 from cern_spawner.web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 from tests.unit.test_spawner_pod import make_spawner
 
@@ -194,6 +194,56 @@ async def test_cancel_while_waiting_for_a_gpu_stops_kubespawners_start(waiting_f
         await spawn
     await asyncio.sleep(0)
     assert waiting_forever[0].cancelled()  # nothing keeps waiting, nothing will create a pod
+
+
+def pod_deadline(spawner) -> TimeoutError:
+    """KubeSpawner's wait for the pod to run, ending (its start_timeout, from the pod's creation)."""
+    return TimeoutError(
+        f"pod {spawner.namespace}/{spawner.pod_name} did not start in {spawner.start_timeout} seconds!"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "failure", "words"),
+    [
+        (pod_deadline, StartTimedOut, "Your server did not start within the profile's start timeout (5 min)"),
+        (
+            lambda s: TimeoutError(f"Could not create pod {s.namespace}/jupyter-mock-name"),
+            ClusterTimedOut,
+            "Could not create pod default/jupyter-mock-name: the cluster did not answer in time",
+        ),
+        (
+            lambda s: TimeoutError("Could not create PVC claim-bob"),
+            ClusterTimedOut,
+            "Could not create PVC claim-bob: the cluster did not answer in time",
+        ),
+        (
+            lambda s: TimeoutError("pod default/jupyter-alice did not start in 300 seconds!"),
+            ClusterTimedOut,
+            "jupyter-alice",
+        ),
+    ],
+    ids=[
+        "kubespawners-wait-for-the-pod",
+        "could-not-create-pod",
+        "could-not-create-pvc",
+        "another-pods-words",
+    ],
+)
+async def test_only_the_start_deadline_reads_as_the_profiles_timeout(monkeypatch, raised, failure, words):
+    """KubeSpawner's request retries time out too: their words are kept, not called the profile's timeout."""
+    spawner = spawner_for([])
+    await spawner._run_apply_user_options({})
+
+    async def start(self):
+        raise raised(self)
+
+    monkeypatch.setattr(KubeSpawner, "start", start)
+    monkeypatch.setattr("cern_spawner.spawner.shared_controller", lambda spawner, log: FakeController())
+    with pytest.raises(SpawnFailed) as failed:
+        await spawner.start()
+    assert type(failed.value) is failure
+    assert words in failed.value.jupyterhub_message
 
 
 @pytest.mark.parametrize("seconds", [10, 300, 1200])
