@@ -94,3 +94,14 @@ def check_user_options(user_options: Mapping, catalog: Catalog, offered: list[di
                 f"Choices: {', '.join(choices)}.",
             )
     return slug
+
+
+def override_keys(entry: Mapping) -> set[str]:
+    """The spawner traits a profile_list entry may override: its own `kubespawner_override` and those
+    of every choice (listed or unlisted) of its options, whichever the user picks."""
+    keys = set(entry.get("kubespawner_override") or {})
+    for option in (entry.get("profile_options") or {}).values():
+        for choice in (option.get("choices") or {}).values():
+            keys.update(choice.get("kubespawner_override") or {})
+        keys.update((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
+    return keys

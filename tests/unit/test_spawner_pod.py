@@ -11,7 +11,7 @@ from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
 from cern_spawner.bounded import Bounded
-from cern_spawner.catalog.to_kubespawner import ProfileList
+from cern_spawner.catalog.to_kubespawner import ProfileEntry, ProfileList
 
 # Own event loop per test: kubespawner caches API clients per running loop, and these clients are
 # built without a kube config, so they must never be shared with integration tests.
@@ -463,21 +463,26 @@ async def test_the_form_preselects_a_valid_saved_choice_or_the_default(saved, ro
     assert spawner.user_options == saved  # rendering does not change what was saved
 
 
-async def test_the_offered_list_is_copied_once_by_us_and_once_by_kubespawner_per_start(monkeypatch):
+async def test_a_start_copies_only_the_profile_it_applies(monkeypatch):
     # Each copy of a 1,000-profile list costs milliseconds: the checks and the form read the
-    # shared list; a start copies it for KubeSpawner (profile_list's fresh copy) and KubeSpawner
-    # copies that again to initialize it.
+    # shared list, and a start deep-copies only the entry KubeSpawner applies (KubeSpawner's own
+    # load_user_options copies the whole list, and profile_list hands out a copy of it first).
     monkeypatch.setattr(CERNSpawner, "_form_cache", Bounded(max_entries=1024))
     copies = []
-    copy_of = ProfileList.__deepcopy__
+    copy_list, copy_entry = ProfileList.__deepcopy__, ProfileEntry.__deepcopy__
 
-    def counted(self, memo):
+    def counted_list(self, memo):
         copies.append(len(self))
-        return copy_of(self, memo)
+        return copy_list(self, memo)
 
-    monkeypatch.setattr(ProfileList, "__deepcopy__", counted)
+    def counted_entry(self, memo):
+        copies.append(self["slug"])
+        return copy_entry(self, memo)
+
+    monkeypatch.setattr(ProfileList, "__deepcopy__", counted_list)
+    monkeypatch.setattr(ProfileEntry, "__deepcopy__", counted_entry)
     spawner = make_spawner(roles=(GPU_ROLE,))
     await spawner._render_options_form_dynamically(spawner)
     assert copies == []
     await spawn(spawner, {"profile": "gpu-1"})
-    assert copies == [4, 4]
+    assert copies == ["gpu-1"]
