@@ -151,6 +151,7 @@ def _group(group: Entry) -> Iterator[Problem]:
             ("scaling", "min_nodes"),
             f"min_nodes {scaling['min_nodes']} is more than max_nodes {scaling['max_nodes']}",
         )
+    yield from _standby(group)
     yield from _gpu_sharing(group)
 
 
@@ -192,7 +193,6 @@ def _gpu_sharing(group: Entry) -> Iterator[Problem]:
             f"a node's MIG layout ({layout}) cannot be made: {why}",
             "lower the counts, or raise per_node if the nodes have more GPUs",
         )
-    yield from _standby(group)
 
 
 def _standby(group: Entry) -> Iterator[Problem]:
