@@ -21,7 +21,7 @@ from .catalog_store import CatalogStore, shared_store
 from .errors import Refused
 from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
-from .options import OptionsRefused, check_user_options
+from .options import OptionsRefused, check_user_options, override_keys
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
 from .spawner_tokens import ExchangedTokens
@@ -117,8 +117,10 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
 
     def __init__(self, *args, **kwargs):
         self.spawn_state = SpawnState()  # this start's; a new one at each start (spawn_state.py)
-        # Each overridable trait's configured value, recorded before a profile first changed it.
+        # Each overridden trait's configured value, recorded before a profile first changed it, and
+        # the traits this start's profile may override (restored at the next start).
         self._pristine_traits: dict = {}
+        self._overridden_traits: set[str] = set()
         super().__init__(*args, **kwargs)
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
@@ -187,9 +189,11 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             self.log.warning("Refused server options %r for %s: %s", user_options, self._log_name, e.message)
             raise
         binder = self.check_binder(user_options)
-        self._restore_overridden_traits(offered)
+        self._restore_overridden_traits()
         # JupyterHub checks the options right before start(): this start's state begins here.
-        plan = self._plan(user_options, offered)
+        entry = self._chosen_entry(user_options, offered)
+        self._record_pristine_traits(entry)
+        plan = self._plan(entry)
         self.spawn_state = SpawnState(plan=plan, binder_request=binder)
         if plan is not None and plan.start_timeout:
             # JupyterHub reads start_timeout right after calling start(), before KubeSpawner applies
@@ -200,35 +204,48 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             config = self.binder_config
             self.start_timeout = int(self.start_timeout + config.resolve_timeout + config.build_timeout)
 
-    def _restore_overridden_traits(self, offered: list[dict]) -> None:
+    def _restore_overridden_traits(self) -> None:
         """Undo the previous spawn's profile overrides before KubeSpawner applies the new profile.
 
         The same spawner object serves every start of a server, and KubeSpawner applies overrides
         onto it (merging dicts), so a CPU spawn after a GPU spawn would keep the GPU limits,
-        toleration and node selector. Each trait a profile may override is reset to its configured
-        value, recorded before any profile touched it.
+        toleration and node selector. Each trait the previous start's profile may have overridden
+        is reset to its configured value, recorded before any profile touched it; other traits are
+        left alone (resetting every trait any offered profile may override cost milliseconds).
         """
         pristine = self._pristine_traits
         # A repository launch sets the image and a longer start timeout: reset them as well.
-        for name in _override_keys(offered) | {"image", "start_timeout"}:
-            if not self.has_trait(name):
-                continue
+        for name in self._overridden_traits | {"image", "start_timeout"}:
             if name not in pristine:
                 pristine[name] = copy.deepcopy(getattr(self, name))
             else:
                 setattr(self, name, copy.deepcopy(pristine[name]))
+        self._overridden_traits = set()
 
-    # -- GPU growth: start, progress ----------------------------------------------------------
-    def _plan(self, user_options, offered: list[dict]) -> SpawnPlan | None:
-        """The profile KubeSpawner will apply: the one asked for, else the offered default (the
-        first marked default, else the first, as KubeSpawner's `_get_profile` picks), and the
-        scaled node group its pod waits on."""
+    def _record_pristine_traits(self, entry: dict | None) -> None:
+        """Before KubeSpawner applies `entry`: keep the configured value of each trait it may override."""
+        if entry is None:
+            return
+        names = {name for name in override_keys(entry) if self.has_trait(name)}
+        for name in names - self._pristine_traits.keys():
+            self._pristine_traits[name] = copy.deepcopy(getattr(self, name))
+        self._overridden_traits = names
+
+    def _chosen_entry(self, user_options, offered: list[dict]) -> dict | None:
+        """The offered entry KubeSpawner will apply: the one asked for, else the offered default
+        (the first marked default, as KubeSpawner's `_get_profile` picks); None if there is none."""
         if not offered:
             return None
         try:
             # `offered` already has its default marked (to_profile_list): no initialized copy needed.
-            entry = self._get_profile((user_options or {}).get("profile"), offered)
+            return self._get_profile((user_options or {}).get("profile"), offered)
         except (ValueError, StopIteration):
+            return None
+
+    # -- GPU growth: start, progress ----------------------------------------------------------
+    def _plan(self, entry: dict | None) -> SpawnPlan | None:
+        """The profile of `entry` (`_chosen_entry`) and the scaled node group its pod waits on."""
+        if entry is None:
             return None
         catalog = self.catalog_store.current()
         profile = catalog.profile(entry.get("slug") or "")
@@ -261,7 +278,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         if pod is None:
             return None
         # The profile's overrides are applied at start, not after a restart: read its timeout here.
-        plan = self._plan(self.user_options, await self._offered())
+        plan = self._plan(self._chosen_entry(self.user_options, await self._offered()))
         timeout = (plan and plan.start_timeout) or self.start_timeout
         created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"]).timestamp()
         left = created + timeout - time.time()
@@ -290,7 +307,17 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         return status
 
     async def load_user_options(self):
-        await super().load_user_options()
+        entry = None
+        if getattr(self.profile_list, "__func__", None) is CERNSpawner.offered_profile_list:
+            entry = self._chosen_entry(self.user_options, await self._offered())
+        if entry is None:
+            await super().load_user_options()
+        else:
+            # KubeSpawner's own load_user_options, on a list of the one entry it applies: it would
+            # deep-copy every offered profile (twice, through offered_profile_list) to use one.
+            profile_list = self._get_initialized_profile_list([entry])
+            self._validate_user_options(profile_list)
+            self._load_profile(entry["slug"], profile_list)
         launch = self.spawn_state.binder_launch
         if launch is not None:
             self.image = launch.image  # over any image the profile sets
@@ -475,14 +502,3 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
     def _default_automount_service_account_token(self):
         # KubeSpawner mounts the token whenever a service account is set; users need no API access.
         return False
-
-
-def _override_keys(profile_list: list[dict]) -> set[str]:
-    keys: set[str] = set()
-    for profile in profile_list:
-        keys.update(profile.get("kubespawner_override") or {})
-        for option in (profile.get("profile_options") or {}).values():
-            for choice in (option.get("choices") or {}).values():
-                keys.update(choice.get("kubespawner_override") or {})
-            keys.update((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
-    return keys

@@ -27,7 +27,9 @@ METHODS = [
     ("_make_create_pvc_request", "kube_create.AdoptingCreates", ["pvc", "request_timeout"], True),
     ("_make_create_resource_request", "kube_create.AdoptingCreates", ["kind", "manifest"], True),
     ("_get_profile", "spawner, binder.spawning", ["slug", "profile_list"], False),
-    ("_get_initialized_profile_list", "binder.spawning", ["profile_list"], False),
+    ("_get_initialized_profile_list", "spawner, binder.spawning", ["profile_list"], False),
+    ("_validate_user_options", "spawner.load_user_options", ["profile_list"], False),
+    ("_load_profile", "spawner.load_user_options", ["slug", "profile_list"], False),
     ("_options_from_form", "binder.spawning", ["formdata"], False),
     ("_get_reflector_key", "scaling.watch.kubespawner_pods", ["kind"], False),
 ]
