@@ -38,12 +38,14 @@ def configure_hub(
       `c.CERNAuthenticator`); False keeps the hub's own authenticator;
     - the spawn page's progress template (appended to `JupyterHub.template_paths`, after the hub's
       own) and the cern API handlers (/hub/api/cern/…, appended to `JupyterHub.extra_handlers`);
+    - the admins' service status page, /hub/cern/admin (scopes admin-ui, read:hub, read:servers);
     - `binder`: the repository launch routes (/hub/binder/v2/…); None mounts them when
       `c.BinderConfig.registry` is set by now (launches are on);
     - `gpu_scaling`: start GPU node-group growth with the hub (when `c.GPUScaling.openstack_cloud`
       is set in the hub's final config), so that groups grown before a restart shrink even if
       nobody comes by.
     """
+    from .web.admin import admin_handlers
     from .web.handlers import handlers
 
     c.JupyterHub.spawner_class = "cern"
@@ -53,7 +55,7 @@ def configure_hub(
     if authenticator:
         c.JupyterHub.authenticator_class = "cern"
     _extend(c.JupyterHub, "template_paths", [HUB_TEMPLATE_DIR])
-    routes = list(handlers)
+    routes = list(handlers) + admin_handlers
     if binder is None:
         binder = bool(_get(c, "BinderConfig", "registry"))
     if binder:

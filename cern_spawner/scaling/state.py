@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .capacity import Capacity
@@ -46,7 +48,13 @@ class GroupStatus:
     lost: int = 0  # VMs past their join deadline
     standby_gpus: int = 0  # free GPUs kept ready at the last round (0 outside standby windows)
 
+    # `events` with when each was said (Unix seconds), for the admin page; the clock for tests.
+    history: list[tuple[float, str]] = field(default_factory=list)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
     def say(self, message: str) -> None:
         if not self.events or self.events[-1] != message:
             self.events.append(message)
             del self.events[:-50]
+            self.history.append((self.wall_clock(), message))
+            del self.history[:-50]

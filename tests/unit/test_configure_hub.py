@@ -12,11 +12,12 @@ from cern_spawner.binder.handlers import binder_handlers
 from cern_spawner.scaling import startup
 from cern_spawner.scaling.config import GPUScaling
 from cern_spawner.web import HUB_TEMPLATE_DIR
+from cern_spawner.web.admin import admin_handlers
 from cern_spawner.web.handlers import handlers
 
 pytestmark = pytest.mark.unit
 
-CERN_ROUTES = [pattern for pattern, *_ in handlers]
+CERN_ROUTES = [pattern for pattern, *_ in handlers + admin_handlers]
 BINDER_ROUTES = [pattern for pattern, *_ in binder_handlers()]
 
 
