@@ -24,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cern-spawner", description="Tools for the cern-spawner hub.")
     parser.set_defaults(run=_usage(parser))
-    profiles = parser.add_subparsers(title="commands").add_parser("profiles", help="the profile catalog")
+    commands = parser.add_subparsers(title="commands")
+    profiles = commands.add_parser("profiles", help="the profile catalog")
     profiles.set_defaults(run=_usage(profiles))
     validate = profiles.add_subparsers(title="commands").add_parser(
         "validate", help="check profile YAML files as the hub would, and print every problem"
@@ -33,7 +34,46 @@ def _parser() -> argparse.ArgumentParser:
         "paths", nargs="*", default=["profiles"], metavar="PATH", help="file or directory (default: profiles)"
     )
     validate.set_defaults(run=_validate)
+    _add_doctor(commands)
     return parser
+
+
+def _add_doctor(commands) -> None:
+    """`cern-spawner doctor`: the hub's configuration checked against the cluster, the cloud, the
+    registries and the SSO (cern_spawner.doctor; docs/operator/doctor.md)."""
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the hub's configuration against the live world; exit 0 when every check passes",
+    )
+    doctor.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the hub's config file (default: $CERN_SPAWNER_HUB_CONFIG, else the chart's "
+        "/etc/jupyterhub/jupyterhub_config.py, else ./jupyterhub_config.py)",
+    )
+    doctor.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="ask Kubernetes as this kubeconfig's user (default: the pod's service account, else "
+        "$KUBECONFIG or ~/.kube/config, as the hub)",
+    )
+    doctor.add_argument(
+        "--registry-auth",
+        metavar="FILE",
+        help="a Docker config.json for image lookups (default: BinderConfig.registry_credentials_path)",
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per check (default: 10)"
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doctor.set_defaults(run=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    with _iri_syntax_loaded_on_use():  # the catalog's loader imports jsonschema, as in _validate
+        from .doctor.command import run
+
+    return run(args)
 
 
 def _usage(parser: argparse.ArgumentParser):

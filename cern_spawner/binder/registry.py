@@ -77,6 +77,10 @@ class RegistryClient:
             ref = split_image(image)
         except ValueError as e:
             raise RegistryError(str(e)) from e
+        return await self.manifest_at(ref)
+
+    async def manifest_at(self, ref: ImageRef) -> bool:
+        """`manifest_exists` for a reference already split; `ref.tag` may be a digest (sha256:…)."""
         url = f"{self._base(ref.registry)}/v2/{ref.repository}/manifests/{ref.tag}"
         response = await self._authorized("HEAD", url, ref)
         # Some registries answer HEAD on manifests poorly (405, or 400 without a body); GET is the

@@ -73,6 +73,8 @@ class GroupState:
     max_nodes: int | None
     status: str
     status_reason: str
+    # Magnum's label auto_scaling_enabled=true: a cluster autoscaler removes idle nodes above min.
+    autoscaled: bool = False
 
     @property
     def busy(self) -> bool:
@@ -92,6 +94,7 @@ def _state(nodegroup: Nodegroup) -> GroupState:
         max_nodes=int(maximum) if maximum is not None else None,
         status=nodegroup.status or "UNKNOWN",
         status_reason=nodegroup.status_reason or "",
+        autoscaled=str((nodegroup.labels or {}).get("auto_scaling_enabled", "")).lower() == "true",
     )
 
 
@@ -120,6 +123,8 @@ def translate(error: Exception, action: str) -> ScalingError:
                 "The cloud's Magnum is older than API 1.10 and cannot resize node groups.", detail
             )
         return TemporaryError("The cloud's API is failing.", detail)
+    if isinstance(error, ks_exceptions.Unauthorized):  # Keystone refused the login itself
+        return PermanentError("The hub's OpenStack credentials were rejected.", f"{action}: {error}")
     if isinstance(error, ks_exceptions.ClientException):  # connection refused, timeouts, discovery
         return TemporaryError("The cloud's API cannot be reached.", f"{action}: {error!r}")
     return TemporaryError("Unexpected error talking to the cloud.", f"{action}: {error!r}")

@@ -1,0 +1,142 @@
+"""Node groups against the cluster's nodes: does each group have nodes a profile can land on (or a
+cloud group that can add them), and do a GPU group's nodes offer their GPUs?
+
+`node_group_verdict` and `gpu_verdict` are pure: facts in, a Result out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..catalog import NodeGroup
+from .cloud import CloudGroup
+from .result import Result, failed, passed, skipped
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    labels: Mapping[str, str]
+    allocatable: Mapping[str, str]
+    ready: bool
+    schedulable: bool
+
+
+def node_facts(node: dict) -> NodeFacts:
+    """From a Node as the API server sends it (JSON)."""
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return NodeFacts(
+        name=node["metadata"]["name"],
+        labels=node["metadata"].get("labels") or {},
+        allocatable=node.get("status", {}).get("allocatable") or {},
+        ready=ready,
+        schedulable=not node.get("spec", {}).get("unschedulable", False),
+    )
+
+
+async def list_nodes(api_client) -> list[NodeFacts]:
+    import json
+
+    from kubernetes_asyncio import client
+
+    response = await client.CoreV1Api(api_client).list_node(_preload_content=False)
+    return [node_facts(item) for item in json.loads(await response.read())["items"]]
+
+
+def members(group: NodeGroup, nodes: Sequence[NodeFacts]) -> list[NodeFacts]:
+    return [node for node in nodes if node.labels.get(group.label) == group.name]
+
+
+def _names(nodes: Sequence[NodeFacts], limit: int = 5) -> str:
+    names = [n.name for n in nodes]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def node_group_verdict(
+    group: NodeGroup,
+    profiles: Sequence[str],
+    nodes: Sequence[NodeFacts],
+    cloud: CloudGroup | None,
+    growth_on: bool,
+) -> Result:
+    """A group passes when a profile's pod can land there now (Ready, schedulable nodes with its
+    label) or the hub can grow it (a Magnum node group the cloud knows, min/max fit for its mode)."""
+    name = f"node group {group.name}"
+    selector = f"{group.label}={group.name}"
+    used_by = f"profiles {', '.join(profiles)}" if profiles else "no profile"
+    found = members(group, nodes)
+    usable = [n for n in found if n.ready and n.schedulable]
+    here = (
+        f"{len(usable)} usable node{'s' if len(usable) != 1 else ''} labelled {selector}"
+        + (f" ({len(found) - len(usable)} not Ready or cordoned)" if len(found) > len(usable) else "")
+        + f", for {used_by}"
+    )
+    scaled = bool(group.scaling and group.scaling.get("cluster"))
+    if not scaled:
+        if usable:
+            return passed(name, here)
+        if found:
+            return failed(
+                name,
+                f"nodes labelled {selector} ({_names(found)}) are all not Ready or cordoned: "
+                f"{used_by} cannot start",
+                f"kubectl describe node {found[0].name}; uncordon or repair the group's nodes",
+            )
+        return failed(
+            name,
+            f"no node is labelled {selector}: {used_by} cannot start",
+            f"label the group's nodes (kubectl label node NODE {selector}), or correct the group's "
+            f"name or its `label` in the catalog (kubectl get nodes -L {group.label} shows the labels)",
+        )
+    if not growth_on:
+        words = f"{here}; GPU growth is off (GPUScaling.openstack_cloud is empty), so the group never grows"
+        fix = "set GPUScaling.openstack_cloud (chart: openstack.cloud) and its clouds.yaml"
+        return passed(name, words, fix) if usable else failed(name, words, fix)
+    if cloud is None:
+        return skipped(name, f"{here}; the cloud was not asked (see cloud login)")
+    if cloud.error is not None:
+        return failed(name, f"{here}; {cloud.error_words}", cloud.fix)
+    problems = cloud.problems
+    detail = f"{here}; {cloud.summary}"
+    hard = [p for p in problems if p.fatal]
+    if hard:
+        return failed(name, f"{detail}; " + "; ".join(p.text for p in hard), " ".join(p.fix for p in hard))
+    if problems:
+        return passed(
+            name, f"{detail}; " + "; ".join(p.text for p in problems), " ".join(p.fix for p in problems)
+        )
+    return passed(name, detail)
+
+
+def gpu_verdict(group: NodeGroup, nodes: Sequence[NodeFacts]) -> Result:
+    """Every node of a GPU group offers the catalog's `per_node` GPUs of its resource (the device
+    plugin advertises them once the driver works)."""
+    name = f"GPUs {group.name}"
+    assert group.gpu is not None
+    resource, per_node = group.gpu.resource, group.gpu.per_node
+    found = members(group, nodes)
+    if not found:
+        return skipped(name, "no nodes yet: checked when the group has some")
+    offered = {n.name: _count(n.allocatable.get(resource)) for n in found}
+    short = [f"{node} offers {count}" for node, count in offered.items() if count < per_node]
+    if not short:
+        return passed(
+            name, f"{len(found)} node{'s' if len(found) > 1 else ''} offer {per_node} {resource} each"
+        )
+    return failed(
+        name,
+        f"the catalog says {per_node} {resource} per node, but " + ", ".join(short),
+        f"check the GPU driver and device plugin on those nodes (kubectl describe node; the plugin's "
+        f"pod logs), or correct node_groups.{group.name}.gpu (resource, per_node) in the catalog",
+    )
+
+
+def _count(quantity: str | None) -> int:
+    if not quantity:
+        return 0
+    try:
+        return int(quantity)  # extended resources are whole numbers
+    except ValueError:
+        return 0
