@@ -28,6 +28,7 @@ def configure_hub(
     authenticator: bool = True,
     binder: bool | None = None,
     gpu_scaling: bool = True,
+    culling: bool = True,
 ) -> None:
     """Wire cern-spawner into the hub configuration `c`.
 
@@ -43,7 +44,10 @@ def configure_hub(
       `c.BinderConfig.registry` is set by now (launches are on);
     - `gpu_scaling`: start GPU node-group growth with the hub (when `c.GPUScaling.openstack_cloud`
       is set in the hub's final config), so that groups grown before a restart shrink even if
-      nobody comes by.
+      nobody comes by;
+    - `culling`: stop idle and old servers per their profile's catalog settings (`c.Culling`), as
+      the service `cern-culler` running in the hub process, and warn users first (the home page's
+      banner, /hub/api/cern/notices, /hub/cern/keep).
     """
     from .web.admin import admin_handlers
     from .web.handlers import handlers
@@ -56,6 +60,10 @@ def configure_hub(
         c.JupyterHub.authenticator_class = "cern"
     _extend(c.JupyterHub, "template_paths", [HUB_TEMPLATE_DIR])
     routes = list(handlers) + admin_handlers
+    if culling:
+        from .culling.handlers import handlers as culling_handlers
+
+        routes += culling_handlers
     if binder is None:
         binder = bool(_get(c, "BinderConfig", "registry"))
     if binder:
@@ -63,6 +71,10 @@ def configure_hub(
 
         routes += binder_handlers()
     _extend(c.JupyterHub, "extra_handlers", routes)
+    if culling:
+        from .culling.hub import configure as configure_culling
+
+        configure_culling(c)
     if gpu_scaling:
         from .scaling.startup import start_with_hub
 

@@ -9,6 +9,7 @@ from traitlets.config import Config
 
 from cern_spawner import configure_hub
 from cern_spawner.binder.handlers import binder_handlers
+from cern_spawner.culling.handlers import handlers as culling_handlers
 from cern_spawner.scaling import startup
 from cern_spawner.scaling.config import GPUScaling
 from cern_spawner.web import HUB_TEMPLATE_DIR
@@ -17,7 +18,7 @@ from cern_spawner.web.handlers import handlers
 
 pytestmark = pytest.mark.unit
 
-CERN_ROUTES = [pattern for pattern, *_ in handlers + admin_handlers]
+CERN_ROUTES = [pattern for pattern, *_ in handlers + admin_handlers + culling_handlers]
 BINDER_ROUTES = [pattern for pattern, *_ in binder_handlers()]
 
 
