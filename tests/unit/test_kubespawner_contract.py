@@ -99,3 +99,11 @@ async def test_kubespawners_wait_for_its_pod_is_known_by_its_words():
     with pytest.raises(TimeoutError) as waited:  # JupyterHub's backoff says exactly its fail message
         await exponential_backoff(lambda: False, "pod u/p did not start in 300 seconds!", timeout=0.01)
     assert is_pod_start_deadline(waited.value, "u/p", 300)
+
+
+def test_kubespawners_own_form_render_hands_the_template_the_saved_options():
+    """With a static profile_list KubeSpawner renders our picker (form.html) itself, and the picker
+    preselects the saved profile and choices from `user_options` (test_web_picker). KubeSpawner
+    7.0 passed only `profile_list`: one reason the range starts at 7.1."""
+    source = inspect.getsource(KubeSpawner._render_options_form)
+    assert re.search(r"\.render\(\s*profile_list=profile_list,\s*user_options=self\.user_options", source)
