@@ -22,12 +22,13 @@ from .errors import Refused
 from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options, override_keys
+from .quota import hooks as quota
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
 from .spawner_tokens import ExchangedTokens
 from .waiting import steady, until
 from .web import PICKER_TEMPLATE_DIR
-from .web.cards import with_cards
+from .web.cards import with_cards, with_quota
 from .web.failures import (
     ClusterTimedOut,
     GrowthImpossible,
@@ -194,6 +195,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         entry = self._chosen_entry(user_options, offered)
         self._record_pristine_traits(entry)
         plan = self._plan(entry)
+        await quota.check(self, plan)  # GPU quota: 403 before anything is created
         self.spawn_state = SpawnState(plan=plan, binder_request=binder)
         if plan is not None and plan.start_timeout:
             # JupyterHub reads start_timeout right after calling start(), before KubeSpawner applies
@@ -301,6 +303,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
                 # JupyterHub's own check then allows only http_timeout: wait for the notebook here.
                 remaining = max(deadline - time.monotonic(), self.http_timeout)
                 await wait_for_http_server(self.server.url, timeout=remaining)
+                await quota.started(self, plan, only_if_missing=True)  # its start ended after the restart
         except AnyTimeoutError:
             self.log.warning("%s: not running within %d s of its pod's creation", self._log_name, timeout)
             return 1  # JupyterHub then stops the server, deleting the pod
@@ -371,6 +374,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             if self.server is not None and not self.internal_ssl:
                 notebook = url_path_join(url, self.server.base_url)
                 await wait_for_http_server(notebook, timeout=self.start_timeout)
+            await quota.started(self, plan)  # a GPU server's session counts from here
             return url
         finally:
             # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
@@ -415,6 +419,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
     async def stop(self, now=False):
         self.spawn_state = SpawnState()  # the next progress stream waits for the next start
         await super().stop(now=now)
+        quota.stopped(self)  # its GPU session, if any, ends
 
     # -- the form, with the refused-edit banner for admins -----------------------------------
     # (catalog version, offered slugs, saved options) -> rendered form
@@ -433,10 +438,11 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             # the default. KubeSpawner 7.1 notices but renders the stale options, so nothing is checked.
             saved = {}
         binder = self.binder_form_context(saved)
+        notes = await quota.card_notes(self, offered)  # this user's GPU quota, per GPU profile
         key = (
             catalog.version,
             tuple(p["slug"] for p in offered),
-            json.dumps([saved, binder], sort_keys=True, default=str),
+            json.dumps([saved, binder, notes], sort_keys=True, default=str),
         )
         form = CERNSpawner._form_cache.get(key)
         if form is None:
@@ -444,7 +450,7 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             try:
                 form = render_picker(
                     self.additional_profile_form_template_paths,
-                    offered,  # initialized by to_profile_list; the template only reads it
+                    with_quota(offered, notes),  # initialized by to_profile_list; the template only reads it
                     saved,
                     binder,
                 )

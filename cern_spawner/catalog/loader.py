@@ -28,6 +28,7 @@ from .model import (
     Volume,
 )
 from .quantities import parse_cpu
+from .quota_rules import quota_section, quota_warnings
 from .schema import describe, schema_problems
 from .semantics import Entry, check, merge
 from .source import Document, parse
@@ -62,6 +63,8 @@ def load_catalog(paths: Iterable[str | Path] | str | Path) -> Catalog:
     problems += check(groups, profiles)
     culling, culling_kinds, culling_problems = culling_defaults(docs)
     problems += culling_problems
+    quotas, quotas_doc, quota_problems = quota_section(docs)
+    problems += quota_problems
     if not profiles and not problems:
         problems.append(Problem(", ".join(map(str, paths)), None, "profiles", "the catalog has no profiles"))
     if problems:
@@ -77,7 +80,9 @@ def load_catalog(paths: Iterable[str | Path] | str | Path) -> Catalog:
         sources=tuple(map(str, files)),
         version=digest.hexdigest(),
         culling=culling,
-        warnings=culling_warnings(profiles, culling, culling_kinds),
+        warnings=culling_warnings(profiles, culling, culling_kinds)
+        + tuple(quota_warnings(quotas, quotas_doc, profiles)),
+        quotas=quotas,
     )
 
 

@@ -184,6 +184,9 @@ class Catalog:
     culling: Mapping[str, CullPolicy] = field(default_factory=lambda: DEFAULT_CULLING)
     # Suspicious but usable settings, logged when the catalog is loaded.
     warnings: tuple[Problem, ...] = ()
+    # The top-level `quotas:` section as written (read-only, schema-checked; see quota_rules.py),
+    # None when absent: read by cern_spawner/quota/.
+    quotas: Mapping[str, Any] | None = None
 
     def profile(self, slug: str) -> Profile | None:
         return self._by_slug.get(slug)

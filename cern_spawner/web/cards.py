@@ -90,3 +90,18 @@ def with_availability(profile_list: Iterable[dict], body: dict) -> list[dict]:
             entry[AVAILABILITY_KEY] = verdicts[entry["slug"]]
         result.append(entry)
     return result
+
+
+# Optional: the user's GPU quota on a GPU profile's card ({text, disabled, reason}, quota/hooks.py);
+# per user and moment, so added at each render, never kept with the cards.
+QUOTA_KEY = "cern_quota"
+
+
+def with_quota(profile_list: Iterable[dict], notes: dict[str, dict]) -> list[dict]:
+    """New profile dicts carrying their quota note, for the profiles that have one."""
+    if not notes:
+        return list(profile_list)
+    return [
+        {**entry, QUOTA_KEY: notes[entry["slug"]]} if entry.get("slug") in notes else entry
+        for entry in profile_list
+    ]

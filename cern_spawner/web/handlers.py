@@ -17,6 +17,8 @@ from tornado import web
 
 from ..bounded import Bounded
 from ..catalog_store import all_stores
+from ..quota.handlers import ROUTE as QUOTA_ROUTE
+from ..quota.handlers import QuotaHandler
 from ..scaling.hub import scaled_groups, shared_controller
 from .availability import report
 
@@ -110,4 +112,5 @@ class AvailabilityHandler(APIHandler):
 handlers = [
     (r"/api/cern/catalog", CatalogStatusHandler),
     (r"/api/cern/availability", AvailabilityHandler),
+    (QUOTA_ROUTE, QuotaHandler),  # a user's GPU quota; admins' overrides
 ]

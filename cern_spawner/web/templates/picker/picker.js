@@ -38,12 +38,14 @@
     line.querySelector(".cern-availability-reason").textContent = verdict.disabled ? verdict.reason : "";
     var radio = radioOf(card);
     var wasChosen = radio.checked;
-    radio.disabled = verdict.disabled;
-    card.classList.toggle("is-disabled", verdict.disabled);
+    // Over the user's GPU quota (rendered by the hub): stays disabled whatever the availability.
+    var off = verdict.disabled || card.dataset.quotaOff === "1";
+    radio.disabled = off;
+    card.classList.toggle("is-disabled", off);
     card.querySelectorAll("select, input[type=text]").forEach(function (field) {
-      field.disabled = verdict.disabled;
+      field.disabled = off;
     });
-    if (verdict.disabled && wasChosen) {
+    if (off && wasChosen) {
       // A disabled radio is not submitted, and no profile would start the default one silently.
       radio.checked = false;
       var title = card.querySelector(".cern-card-title").textContent;

@@ -1,0 +1,98 @@
+"""GPU sessions and overrides kept in the hub's database: tables created when missing, sessions
+opened and closed by the spawner's hooks, and everything still there for a hub started again on the
+same database."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub import orm
+
+from cern_spawner.quota import hooks
+from cern_spawner.quota.ledger import Ledger
+from cern_spawner.quota.metrics import GPU_HOURS
+from cern_spawner.quota.policy import Override
+from cern_spawner.quota.usage import GpuSession
+from cern_spawner.web.progress_stream import SpawnPlan
+
+pytestmark = pytest.mark.unit
+H = 3600.0
+
+
+def hub_db(path):
+    """What a hub opens at start: JupyterHub's own tables, then a session on them."""
+    return orm.new_session_factory(f"sqlite:///{path}")()
+
+
+def test_sessions_and_overrides_outlive_the_hub(tmp_path):
+    first = Ledger(hub_db(tmp_path / "jupyterhub.sqlite"))
+    first.open("alice", "", "gpu-1", 1, "default", 1000.0)
+    first.open("alice", "big", "gpu-4", 4, "default", 2000.0)
+    first.close("alice", "", 1000.0 + 2 * H)
+    first.set_override("alice", Override(gpu_hours=50.0, reason="deadline", set_by="carol", set_at=5.0))
+    first.db.close()
+
+    again = Ledger(hub_db(tmp_path / "jupyterhub.sqlite"))  # a restarted hub: a new engine
+    assert again.sessions("alice", since=0.0) == [
+        GpuSession("", "gpu-1", 1, 1000.0, 1000.0 + 2 * H),
+        GpuSession("big", "gpu-4", 4, 2000.0, None),  # still running: counted up to now
+    ]
+    assert again.override("alice") == Override(gpu_hours=50.0, reason="deadline", set_by="carol", set_at=5.0)
+    assert again.close("alice", "big", 2000.0 + H) == [("default", 4.0)]
+    # Sessions that ended before the window starts are not read.
+    assert again.sessions("alice", since=6000.0) == [GpuSession("", "gpu-1", 1, 1000.0, 1000.0 + 2 * H)]
+
+
+def test_a_start_ends_a_session_left_open_for_the_same_server(tmp_path):
+    ledger = Ledger(hub_db(tmp_path / "hub.sqlite"))
+    ledger.open("bob", "", "gpu-1", 1, "ml", 100.0)
+    ledger.open("bob", "", "gpu-1", 1, "ml", 500.0)  # its stop never seen (the hub was killed)
+    assert ledger.sessions("bob", since=0.0) == [
+        GpuSession("", "gpu-1", 1, 100.0, 500.0),
+        GpuSession("", "gpu-1", 1, 500.0, None),
+    ]
+    assert ledger.is_open("bob", "") and not ledger.is_open("bob", "other")
+    assert ledger.clear_override("bob") is False
+
+
+class FakeSpawner(SimpleNamespace):
+    """What the hooks read of a CERNSpawner: its database, user, name, catalog and roles."""
+
+    async def user_roles(self):
+        return {"ml"}
+
+
+def spawner(db, name=""):
+    catalog = SimpleNamespace(quotas=None, version="v")
+    return FakeSpawner(
+        db=db,
+        user=SimpleNamespace(name="carl", spawners={}),
+        name=name,
+        catalog_store=SimpleNamespace(current=lambda: catalog),
+        log=logging.getLogger("test"),
+        _log_name=f"carl/{name}",
+    )
+
+
+async def test_hooks_open_a_gpu_session_at_start_and_close_it_at_stop(tmp_path, monkeypatch):
+    db = hub_db(tmp_path / "hub.sqlite")
+    one = spawner(db)
+    clock = iter([10.0, 10.0 + 3 * H])  # the start, the stop
+    monkeypatch.setattr(hooks, "clock", lambda: next(clock))
+    before = GPU_HOURS.labels(role="default")._value.get()
+
+    await hooks.started(one, SpawnPlan("gpu-2", "Two GPUs", gpus=2))
+    await hooks.started(one, SpawnPlan("shared-2g", "Shared"))  # CPU servers are not accounted
+    await hooks.started(one, SpawnPlan("gpu-2", "Two GPUs", gpus=2), only_if_missing=True)  # kept
+    assert Ledger(db).sessions("carl", since=0.0) == [GpuSession("", "gpu-2", 2, 10.0, None)]
+    hooks.stopped(one)
+    assert Ledger(db).sessions("carl", since=0.0) == [GpuSession("", "gpu-2", 2, 10.0, 10.0 + 3 * H)]
+    assert GPU_HOURS.labels(role="default")._value.get() - before == pytest.approx(6.0)
+
+
+async def test_hooks_without_a_database_do_nothing():
+    await hooks.started(spawner(None), SpawnPlan("gpu-2", "Two GPUs", gpus=2))
+    await hooks.check(spawner(None), SpawnPlan("gpu-2", "Two GPUs", gpus=2))
+    hooks.stopped(spawner(None))
