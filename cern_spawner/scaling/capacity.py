@@ -6,6 +6,11 @@ node has taken yet) in O(1), and a round reads a group's capacity from it in O(t
 unbound pods), never going over every pod of the cluster. `summarize` does the same from plain
 lists (tests, tools). Free GPUs are counted per node: a 2-GPU request does not fit two nodes with
 one free GPU each.
+
+A group's nodes may advertise several GPU resources (a MIG layout: nvidia.com/mig-1g.10gb,
+nvidia.com/mig-3g.40gb, ...): the group's totals add them all up (a node with none of them
+allocatable is still booting), and `Capacity.resources` counts each one on its own, since a
+request for one slice type is only served by a free slice of that type.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ class GroupSelector:
     name: str
     label: str  # node label whose value names the group
     gpu_resource: str
+    # (resource, count per node) of each GPU resource the nodes advertise; empty: gpu_resource alone.
+    resources: tuple[tuple[str, int], ...] = ()
+
+    def layout(self, per_node: int) -> tuple[tuple[str, int], ...]:
+        return self.resources or ((self.gpu_resource, per_node),)
 
 
 @dataclass(frozen=True)
@@ -38,18 +48,49 @@ class NodeInfo:
     unschedulable: bool
     ours_to_remove: bool  # cordoned by the hub for removal (REMOVAL_ANNOTATION)
     server_id: str  # the cloud's VM id from spec.providerID ("" when the node has none)
+    # (resource, allocatable, used) of each of the group's GPU resources (one for whole GPUs).
+    by_resource: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def free_gpus(self) -> int:
+        if not self.by_resource:
+            return self._free(self.allocatable_gpus, self.used_gpus)
+        return sum(self._free(allocatable, used) for _, allocatable, used in self.by_resource)
+
+    def free_of(self, resource: str) -> int:
+        return sum(self._free(a, u) for name, a, u in self.by_resource if name == resource)
+
+    def _free(self, allocatable: int, used: int) -> int:
         if self.ready != "True" or self.unschedulable:
             return 0
-        return max(self.allocatable_gpus - self.used_gpus, 0)
+        return max(allocatable - used, 0)
 
     @property
     def booting(self) -> bool:
         # Joined, but its GPUs are not usable yet: the kubelet not Ready yet, or Ready with the
         # device plugin still starting. A node whose kubelet stopped reporting (Unknown) is lost.
         return self.ready == "False" or (self.ready == "True" and self.allocatable_gpus == 0)
+
+
+@dataclass(frozen=True)
+class ResourceCapacity:
+    """One GPU resource of a group (a MIG slice type, or the group's only one)."""
+
+    resource: str
+    per_node: int  # advertised by each node
+    allocatable: int  # on ready nodes
+    used: int  # requested by live pods bound to the group's nodes
+    free_per_node: tuple[int, ...]  # free on each schedulable ready node that has some
+    pending_requests: tuple[int, ...]  # of each of the hub's pods waiting for this resource, largest first
+    booting: int  # per_node times the group's booting nodes
+
+    @property
+    def free(self) -> int:
+        return sum(self.free_per_node)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.pending_requests)
 
 
 @dataclass(frozen=True)
@@ -65,6 +106,10 @@ class Capacity:
     gpus_per_node: int
     members: tuple[NodeInfo, ...] = ()
     pending_requests: tuple[int, ...] = ()  # GPUs of each pending pod, largest first
+    resources: tuple[ResourceCapacity, ...] = ()  # each GPU resource on its own
+
+    def resource(self, name: str) -> ResourceCapacity | None:
+        return next((r for r in self.resources if r.resource == name), None)
 
     @property
     def free_gpus(self) -> int:
@@ -244,33 +289,47 @@ def capacity_of(
     result = {}
     for group in groups:
         per_node = gpus_per_node.get(group.name, 0)
+        layout = group.layout(per_node)
         members = []
         for node in member_nodes(nodes, group):
             name = node["metadata"]["name"]
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            used = index.on_node.get(name) or {}
+            by_resource = tuple((r, _quantity(allocatable.get(r)), used.get(r, 0)) for r, _ in layout)
             members.append(
                 NodeInfo(
                     name=name,
                     ready=_ready_status(node),
-                    allocatable_gpus=_quantity(
-                        ((node.get("status") or {}).get("allocatable") or {}).get(group.gpu_resource)
-                    ),
-                    used_gpus=(index.on_node.get(name) or {}).get(group.gpu_resource, 0),
+                    allocatable_gpus=sum(a for _, a, _ in by_resource),
+                    used_gpus=sum(u for _, _, u in by_resource),
                     workloads=index.workloads.get(name, 0),
                     unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
                     ours_to_remove=REMOVAL_ANNOTATION in (node["metadata"].get("annotations") or {}),
                     server_id=server_id(node),
+                    by_resource=by_resource,
                 )
             )
         members.sort(key=lambda n: n.name)
-        requests = sorted(
-            (
-                gpus
-                for use in unbound
-                if use.selects(group.label, group.name) and (gpus := use.requested(group.gpu_resource))
-            ),
-            reverse=True,
-        )
+        mine = [use for use in unbound if use.selects(group.label, group.name)]
+        pending = {
+            resource: tuple(sorted((n for use in mine if (n := use.requested(resource))), reverse=True))
+            for resource, _ in layout
+        }
+        requests = tuple(sorted((n for r in pending.values() for n in r), reverse=True))
         ready = [n for n in members if n.ready == "True"]
+        booting = sum(1 for n in members if n.booting)
+        resources = tuple(
+            ResourceCapacity(
+                resource=resource,
+                per_node=count,
+                allocatable=sum(a for n in ready for r, a, _ in n.by_resource if r == resource),
+                used=sum(u for n in members for r, _, u in n.by_resource if r == resource),
+                free_per_node=tuple(f for n in members if (f := n.free_of(resource))),
+                pending_requests=pending[resource],
+                booting=count * booting,
+            )
+            for resource, count in layout
+        )
         result[group.name] = Capacity(
             group=group.name,
             nodes=len(members),
@@ -278,9 +337,10 @@ def capacity_of(
             allocatable_gpus=sum(n.allocatable_gpus for n in ready),
             used_gpus=sum(n.used_gpus for n in members),
             pending_gpus=sum(requests),
-            booting_gpus=per_node * sum(1 for n in members if n.booting),
+            booting_gpus=per_node * booting,
             gpus_per_node=per_node,
             members=tuple(members),
-            pending_requests=tuple(requests),
+            pending_requests=requests,
+            resources=resources,
         )
     return result

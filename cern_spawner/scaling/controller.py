@@ -29,7 +29,7 @@ from .capacity import Capacity, GroupSelector
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
 from .magnum import GroupState, MagnumGroups, baseline, grow, shrink
 from .memory import Memory
-from .planner import GroupView, plan
+from .planner import GroupView, plan_layout
 from .shrink import ShrinkView, decide, unsettled
 from .standby import next_change, standby_gpus
 from .state import GroupStatus, ScaledGroup
@@ -252,7 +252,7 @@ class ScalingController:
             status.blocker = None
             await self._maybe_shrink(group, status, cloud, capacity, now, retiring)
             return
-        decision = plan(
+        decision = plan_layout(  # one resource (whole GPUs): plan itself
             GroupView(
                 name=group.name,
                 gpus_per_node=group.gpus_per_node,
@@ -264,7 +264,8 @@ class ScalingController:
                 baseline=baseline(group, cloud),
                 ceiling=group.max_nodes - status.lost,
                 standby_gpus=standby,
-            )
+            ),
+            [(r.resource, r.per_node, r.free_per_node, r.pending_requests) for r in capacity.resources],
         )
         if pending == 0 and not decision.grows:  # the standby is there (or capped): give back the rest
             status.blocker = None
@@ -308,7 +309,7 @@ class ScalingController:
         for name in [n for n in status.removing if n not in self.view.nodes]:
             del status.removing[name]
         capacity = self.view.capacity(  # kept up to date per watch event, not recounted here
-            GroupSelector(group.name, group.label, group.gpu_resource),
+            GroupSelector(group.name, group.label, group.gpu_resource, group.resources),
             group.gpus_per_node,
             namespace=self.namespace,
             leaving=frozenset(status.removing),

@@ -33,8 +33,10 @@ def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
             ScaledGroup(
                 name=group.name,
                 label=group.label,
-                gpu_resource=group.gpu.resource,
-                gpus_per_node=group.gpu.per_node,
+                # Partitioned GPUs: counted in what the nodes advertise (slices, shares).
+                gpu_resource=group.gpu.node_resources[0][0],
+                gpus_per_node=sum(count for _, count in group.gpu.node_resources),
+                resources=group.gpu.node_resources if group.gpu.sharing != "whole" else (),
                 cluster=scaling["cluster"],
                 mode=scaling.get("mode", "resize"),
                 min_nodes=int(scaling.get("min_nodes", 0)),

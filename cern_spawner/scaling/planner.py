@@ -10,7 +10,8 @@ only once the users are served and only within the ceiling, so they never take a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,36 @@ def plan(view: GroupView) -> Decision:
     wants += [f"{short} standby GPU(s)"] if short else []
     reason = f"grow {view.backend_nodes} → {target} for {' and '.join(wants) or 'the baseline'}"
     return Decision(view.name, view.backend_nodes, target, unmet, reason, standby_unmet)
+
+
+def plan_layout(
+    view: GroupView, resources: Sequence[tuple[str, int, tuple[int, ...], tuple[int, ...]]]
+) -> Decision:
+    """`plan` for a group whose nodes each bring several resources (a MIG layout's slice types):
+    `resources` holds (name, per node, free per node, pending requests) of each. A request is only
+    served by its own type, and every new node brings every type, so the group needs the most
+    nodes any one type needs. `view`'s totals (all types added up) carry the standby."""
+    if len(resources) <= 1:
+        return plan(view)
+    decisions = []
+    if view.standby_gpus:  # slices of any type kept free: the totals' plan, without the users
+        decisions.append(plan(replace(view, pending_requests=())))
+    for name, per_node, free, pending in resources:
+        if pending:
+            decision = plan(
+                replace(
+                    view, gpus_per_node=per_node, free_per_node=free, pending_requests=pending, standby_gpus=0
+                )
+            )
+            decisions.append(replace(decision, reason=f"{name}: {decision.reason}"))
+    if not decisions:
+        return plan(replace(view, pending_requests=()))
+    target = max(d.target for d in decisions)
+    return Decision(
+        view.name,
+        view.backend_nodes,
+        target,
+        sum(d.unmet_gpus for d in decisions),
+        "; ".join(d.reason for d in decisions if d.target == target or d.unmet_gpus),
+        sum(d.standby_unmet for d in decisions),
+    )

@@ -24,6 +24,9 @@ class ScaledGroup:
     min_nodes: int
     max_nodes: int
     standby: Standby | None = None  # free GPUs kept ready in time windows (not kept in Memory)
+    # (resource, count per node) of a MIG layout's slice types or a time-sliced GPU's shares;
+    # empty: gpus_per_node of gpu_resource (whole GPUs). gpus_per_node is then their sum.
+    resources: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
