@@ -62,7 +62,12 @@ def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
     if binder:
         _binder(c, binder, secrets)
 
-    configure_hub(c, profiles="/etc/cern-spawner/profiles", binder=bool(binder))
+    # The culler (culling.*): per-profile timeouts are in the catalog; these are its rounds' timing.
+    culling = settings.get("culling") or {"enabled": True}
+    for key, trait in (("interval", "interval"), ("warnBefore", "warn_before"), ("recent", "recent")):
+        if key in culling:
+            c.Culling[trait] = culling[key]
+    configure_hub(c, profiles="/etc/cern-spawner/profiles", binder=bool(binder), culling=culling["enabled"])
 
     # hub.config: c.Class.trait = value for each entry, after the chart's own settings.
     for cls, traits in settings["config"].items():

@@ -312,6 +312,33 @@ def test_hub_config_passthrough(helm, tmp_path, name, config, expected):
     assert hub_config[cls][trait] == value
 
 
+CULLING = [
+    ("on-by-default", {}, {"interval": 60, "warn_before": 900, "recent": 300}),
+    (
+        "timing",
+        {"interval": 30, "warnBefore": 600, "recent": 120},
+        {"interval": 30, "warn_before": 600, "recent": 120},
+    ),
+    ("off", {"enabled": False}, None),
+]
+
+
+@pytest.mark.parametrize("name, culling, expected", CULLING, ids=[c[0] for c in CULLING])
+def test_culling_values_reach_the_hub(helm, tmp_path, name, culling, expected):
+    """culling.enabled registers the cern-culler service (its role, its handlers); the timing
+    values become c.Culling's traits."""
+    values = values_file(tmp_path, {"culling": culling})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    hub_config, _ = run_hub_config(docs, tmp_path)
+    services = [service["name"] for service in hub_config.JupyterHub.get("services", [])]
+    routes = [route for route, *_ in hub_config.JupyterHub.extra_handlers]
+    if expected is None:
+        assert "cern-culler" not in services and "/api/cern/notices" not in routes
+        return
+    assert services == ["cern-culler"] and "/api/cern/notices" in routes
+    assert {trait: hub_config.Culling[trait] for trait in expected} == expected
+
+
 SSO = "https://sso.example.org/auth/realms/cern/protocol/openid-connect"
 INTERNAL = "http://keycloak.sso.svc:8080/auth/realms/cern/protocol/openid-connect"
 ENDPOINTS = [
@@ -365,6 +392,7 @@ REFUSED = [
     ("singleuser.storage.type=nfs", "at '/singleuser/storage/type'"),
     ("singleuser.storage.capacity=lots", "at '/singleuser/storage/capacity'"),
     ("prePuller.extraImages[0]=a b", "at '/prePuller/extraImages/0'"),
+    ("culling.interval=0", "at '/culling/interval'"),
 ]
 
 

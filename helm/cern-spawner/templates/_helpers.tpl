@@ -192,6 +192,7 @@ seccompProfile:
   "singleuserImagePullPolicy" .Values.singleuser.image.pullPolicy
   "storage" .Values.singleuser.storage
   "config" $config
+  "culling" .Values.culling
   | toJson -}}
 {{- end -}}
 
