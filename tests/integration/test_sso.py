@@ -5,6 +5,7 @@ in the notebook pod, and logout ending the SSO session."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -196,8 +197,31 @@ def test_only_gpu_users_are_offered_and_granted_the_gpu_profile(sso_hub, core, s
         assert (
             core.read_node(pod.spec.node_name).metadata.labels["magnum.openstack.org/nodegroup"] == "gpu-v100"
         )
+        on_call_sees_it(sso_hub, alice, pod.spec.node_name)
     finally:
         stop_server(sso_hub, core, namespace, "bob")
+
+
+def on_call_sees_it(hub, alice, node: str) -> None:
+    """The admin page shows the GPU group (watched) and bob's server on its node to an admin only,
+    and /hub/metrics has the new series after the spawn."""
+    carol = hub.login("carol", PASSWORD)
+    page = carol.get(f"{hub.url}/hub/cern/admin", timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    (group,) = re.findall(r'<tr class="cern-group" id="group-gpu-v100">(.*?)</tr>', page.text, re.DOTALL)
+    assert "Tesla-V100" in group and "not watched" not in group, group
+    (server,) = re.findall(r'<tr class="cern-server">(.*?)</tr>', page.text, re.DOTALL)
+    assert "<td>bob</td>" in server and "(gpu-1)" in server and f"<td>{node}</td>" in server, server
+    refused = alice.get(f"{hub.url}/hub/cern/admin", timeout=30)
+    assert refused.status_code == 403 and "Service status" not in refused.text
+    metrics = hub.session.get(f"{hub.url}/hub/metrics", timeout=30).text
+    for series in (
+        r'cern_spawner_spawn_duration_seconds_count\{profile="gpu-1",result="success"\} [1-9]',
+        r'cern_spawner_cloud_request_duration_seconds_count\{call="get_node_group",result="ok"\} [1-9]',
+        r"cern_spawner_catalog_applied_timestamp_seconds [1-9]",
+        r'cern_spawner_sso_token_exchanges_total\{audience="[^"]+"\} [1-9]',
+    ):
+        assert re.search(series, metrics), series
 
 
 def stop_server(hub, core, namespace: str, user: str) -> None:
