@@ -41,11 +41,10 @@ def summary(results: Sequence[Result]) -> str:
     failing = [r.name for r in results if r.status == FAIL]
     warned = [r.name for r in results if r.status == WARN]
     checked = sum(1 for r in results if not r.skipped)
-    text = (
-        f"{len(failing)} of {checked} checks failed: {', '.join(failing)}"
-        if failing
-        else f"all {checked} checks passed"
-    )
+    if failing:
+        text = f"{len(failing)} of {checked} checks failed: {', '.join(failing)}"
+    else:
+        text = "the 1 check passed" if checked == 1 else f"all {checked} checks passed"
     if warned:
         text += f"; {len(warned)} warning{'s' if len(warned) > 1 else ''}: {', '.join(warned)}"
     return text + "."

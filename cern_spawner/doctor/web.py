@@ -121,7 +121,7 @@ async def check_image(
 async def check_sso(sso: SSO, *, request_timeout: float, name: str = "SSO discovery") -> Result:
     """The issuer's discovery document answers and names exactly the configured issuer; with every
     endpoint set explicitly (no discovery), the signing keys answer instead."""
-    from ..auth.errors import ProviderUnavailable
+    from ..auth.errors import GrantRejected, ProviderUnavailable
     from ..auth.provider import discover, fetch_json
 
     http = AsyncHTTPClient()
@@ -143,7 +143,7 @@ async def check_sso(sso: SSO, *, request_timeout: float, name: str = "SSO discov
         metadata = await discover(
             http, sso.issuer, request_timeout=request_timeout, request_kwargs=sso.request_kwargs
         )
-    except (ProviderUnavailable, Exception) as e:  # GrantRejected too: any answer but the document
+    except (ProviderUnavailable, GrantRejected) as e:  # any answer but the document, or none
         return failed(name, f"{sso.issuer}: {e}", fix)
     return passed(name, f"{sso.issuer} answers with its issuer; token endpoint {metadata.token_endpoint}")
 

@@ -3,6 +3,7 @@ names, git hosts, the catalog, and the settings read from a hub config."""
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 
 import keystoneauth1.exceptions as ks_exceptions
@@ -12,8 +13,9 @@ from openstack import exceptions as os_exceptions
 from traitlets.config import Config
 
 from cern_spawner.catalog import GPU, NodeGroup
+from cern_spawner.cli import main
 from cern_spawner.doctor import access, cloud, cluster, plan, web
-from cern_spawner.doctor.settings import from_config
+from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings, from_config
 from cern_spawner.scaling.errors import PermanentError
 from cern_spawner.scaling.magnum import GroupState, translate
 
@@ -337,3 +339,57 @@ def test_settings_without_cern_sso_or_binder(tmp_path):
     c.BinderConfig.registry = ""
     settings = from_config(c)
     assert settings.sso is None and settings.binder is None and settings.registry_auth == ""
+
+
+def _plan_settings(tmp_path, **changes) -> DoctorSettings:
+    values = dict(profiles=(str(tmp_path),), namespace="users", default_image="quay.io/x:1")
+    return DoctorSettings(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes, names",
+    [
+        ({}, ["node group default-worker", "image quay.io/x:1", "image quay.io/y:2", "permissions"]),
+        (
+            {"openstack_cloud": "cern", "sso": SSO("https://sso.example/realms/cern")},
+            ["node group default-worker", "cloud login", "image quay.io/x:1", "image quay.io/y:2",
+             "SSO discovery", "permissions"],
+        ),
+        (
+            {"binder": Binder("registry.example", allowed_hosts=("github.com", "*.cern.ch"))},
+            ["node group default-worker", "image quay.io/x:1", "image quay.io/y:2", "permissions",
+             "Binder registry", "git github.com", "git wildcards"],
+        ),
+    ],
+    ids=["plain", "growth-and-sso", "binder"],
+)  # fmt: skip
+def test_the_plan_follows_the_features_on(tmp_path, changes, names):
+    every_image_named = CATALOG.replace(
+        "node_group: default-worker}", 'node_group: default-worker, image: "quay.io/x:1"}', 1
+    )
+    (tmp_path / "p.yaml").write_text(every_image_named)
+    settings = _plan_settings(tmp_path, **changes)
+    _, catalog = plan.catalog_result(settings.profiles)
+    checks = plan.plan(settings, catalog, plan.Clients(None, "no kubeconfig"), timeout=1)
+    assert [check.name for check in checks] == names
+
+
+async def test_without_a_kubernetes_api_its_checks_fail_saying_how_to_give_one(tmp_path):
+    (tmp_path / "p.yaml").write_text(CATALOG)
+    settings = _plan_settings(tmp_path)
+    _, catalog = plan.catalog_result(settings.profiles)
+    checks = plan.plan(settings, catalog, plan.Clients(None, "no kubeconfig (none found)"), timeout=1)
+    kube = [check for check in checks if check.name in ("node group default-worker", "permissions")]
+    for result in [await check.run() for check in kube]:
+        assert result.status == "FAIL"
+        assert result.detail == "no Kubernetes API: no kubeconfig (none found)"
+        assert "--kubeconfig" in result.fix
+
+
+def test_a_hub_config_that_does_not_load_is_one_failed_row(tmp_path, capsys):
+    broken = tmp_path / "jupyterhub_config.py"
+    broken.write_text("c = get_config()\nc.KubeSpawner.namespace = undefined_name\n")
+    assert main(["doctor", "--config", str(broken), "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)["checks"]
+    assert (row["name"], row["result"]) == ("hub config", "fail")
+    assert "NameError" in row["detail"] and str(broken) in row["detail"]

@@ -102,9 +102,9 @@ def test_table_wraps_long_details_within_the_width(width):
 @pytest.mark.parametrize(
     "results, status, summary",
     [
-        ([passed("a", "fine")], 0, "all 1 checks passed."),
-        ([passed("a", "fine"), skipped("b", "n/a")], 0, "all 1 checks passed."),
-        ([passed("a", "fine", "hmm")], 0, "all 1 checks passed; 1 warning: a."),
+        ([passed("a", "fine"), passed("b", "fine")], 0, "all 2 checks passed."),
+        ([passed("a", "fine"), skipped("b", "n/a")], 0, "the 1 check passed."),
+        ([passed("a", "fine", "hmm")], 0, "the 1 check passed; 1 warning: a."),
         ([passed("a", "fine"), failed("b", "bad", "fix")], 1, "1 of 2 checks failed: b."),
     ],
     ids=["all-pass", "skip-is-not-a-failure", "warning-is-not-a-failure", "one-fails"],
