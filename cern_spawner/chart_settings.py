@@ -13,7 +13,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from .configure import configure_hub
+from .configure import _extend, configure_hub
 
 
 def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
@@ -55,6 +55,8 @@ def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
     c.CERNAuthenticator.exchange_audiences = settings["exchangeAudiences"]
     c.CERNAuthenticator.exchange_scopes = settings["exchangeScopes"]
     c.CryptKeeper.keys = [secret("crypt-key/crypt-key")]
+    if settings.get("metricsScraper"):
+        _metrics_scraper(c, secret("metrics/token"))
 
     # Binder-from-git launches (/hub/binder/v2/…, the picker's repository section), on with
     # binder.registry. Registry push credentials are mounted at secrets/registry/.dockerconfigjson.
@@ -125,3 +127,11 @@ def _binder(c: Config, binder: dict, secrets: Path) -> None:
         c.BinderConfig.build_resources = binder["buildResources"]
     c.BinderConfig.build_node_selector = binder["buildNodeSelector"]
     c.BinderConfig.build_tolerations = binder["buildTolerations"]
+
+
+def _metrics_scraper(c: Config, token: str) -> None:
+    """Prometheus' identity on /hub/metrics (metrics.serviceMonitor / metrics.token): a hub service
+    holding only the read:metrics scope, its token read from the mounted Secret."""
+    _extend(c.JupyterHub, "services", [{"name": "metrics-scraper", "api_token": token}])
+    role = {"name": "metrics-scraper", "scopes": ["read:metrics"], "services": ["metrics-scraper"]}
+    _extend(c.JupyterHub, "load_roles", [role])

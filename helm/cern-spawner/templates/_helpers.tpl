@@ -192,6 +192,7 @@ seccompProfile:
   "singleuserImagePullPolicy" .Values.singleuser.image.pullPolicy
   "storage" .Values.singleuser.storage
   "config" $config
+  "metricsScraper" (eq (include "cs.metricsScraper" .) "true")
   "culling" .Values.culling
   | toJson -}}
 {{- end -}}
@@ -253,4 +254,14 @@ tolerations: {{- toYaml . | nindent 2 }}
 
 {{- define "cs.singleuserImage" -}}
 {{- printf "%s:%s" .Values.singleuser.image.repository .Values.singleuser.image.tag -}}
+{{- end -}}
+
+{{/* A hub service with only the read:metrics scope, whose token Prometheus presents on /hub/metrics:
+     on with the ServiceMonitor, or alone (metrics.token.enabled) for a Prometheus set up by hand. */}}
+{{- define "cs.metricsScraper" -}}
+{{- if or .Values.metrics.serviceMonitor.enabled .Values.metrics.token.enabled .Values.metrics.token.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{- define "cs.metricsSecret" -}}
+{{- .Values.metrics.token.existingSecret | default (printf "%s-metrics" (include "cs.fullname" .)) -}}
 {{- end -}}
