@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_validate)
     _add_doctor(commands)
+    _add_smoke(commands)
     return parser
 
 
@@ -72,6 +73,65 @@ def _add_doctor(commands) -> None:
 def _doctor(args: argparse.Namespace) -> int:
     with _iri_syntax_loaded_on_use():  # the catalog's loader imports jsonschema, as in _validate
         from .doctor.command import run
+
+    return run(args)
+
+
+def _add_smoke(commands) -> None:
+    """`cern-spawner smoke`: each profile started as a dedicated user through the hub's REST API,
+    timed to its first answer and stopped (cern_spawner.smoke; docs/operator/smoke.md)."""
+    smoke = commands.add_parser(
+        "smoke",
+        help="start every profile through the hub, time it and stop it; exit 0 when all were ready",
+    )
+    smoke.add_argument(
+        "--url", required=True, help="the hub's URL through its proxy, e.g. http://proxy-public"
+    )
+    smoke.add_argument(
+        "--token-file",
+        required=True,
+        metavar="FILE",
+        help="a file holding the smoke service's API token (never pass tokens in the environment)",
+    )
+    smoke.add_argument(
+        "--user", default="cern-smoke", help="the user whose server is started (default: cern-smoke)"
+    )
+    smoke.add_argument(
+        "--profile",
+        action="append",
+        metavar="SLUG",
+        help="smoke only this profile (repeatable; default: all)",
+    )
+    smoke.add_argument(
+        "--catalog",
+        action="append",
+        metavar="PATH",
+        help="the hub's profile files or directories (repeatable; default: profiles)",
+    )
+    smoke.add_argument(
+        "--out", default="smoke", metavar="DIR", help="where smoke.json/.md/.html go (default: smoke)"
+    )
+    smoke.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        type=_smoke_label,
+        help="a fact shown above the table, e.g. kubernetes=1.31 (repeatable)",
+    )
+    smoke.set_defaults(run=_smoke)
+
+
+def _smoke_label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--label wants KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    args.catalog = args.catalog or ["profiles"]
+    with _iri_syntax_loaded_on_use():  # the catalog's loader imports jsonschema, as in _validate
+        from .smoke.command import run
 
     return run(args)
 
