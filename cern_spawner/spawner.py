@@ -254,10 +254,10 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         if profile is None:
             return None
         group = None
-        if profile.gpus:
+        if profile.gpu_units:  # whole GPUs, a MIG slice or a shared GPU: its group may grow
             group = next((g.name for g in scaled_groups(catalog) if g.name == profile.node_group), None)
         timeout = (entry.get("kubespawner_override") or {}).get("start_timeout")
-        return SpawnPlan(profile.slug, profile.display_name, profile.gpus, timeout, group)
+        return SpawnPlan(profile.slug, profile.display_name, profile.gpu_units, timeout, group)
 
     async def poll(self):
         status = await super().poll()

@@ -3,6 +3,8 @@
 Decided from what the scaling controller already holds (its last round's capacity, cloud state and
 blocker), never from the cluster: the picker polls this every few seconds for every open page.
 GPUs other spawns are already waiting for are not free for a newcomer, so they are subtracted.
+A profile asking for a MIG slice or a shared (time-sliced) GPU is told about that resource alone:
+"3 of 7 1g.10gb slices free", "Shared GPU: 2 of 8 free".
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from ..catalog.access import allowed_profiles
-from ..catalog.model import Catalog, Profile
+from ..catalog.model import GPU, Catalog, Profile
 from ..scaling.errors import CeilingReached, QuotaExceeded
 from ..scaling.state import GroupStatus, ScaledGroup
 from .progress_words import minutes
@@ -34,6 +36,21 @@ def _gpus(n: int) -> str:
     return "1 GPU" if n == 1 else f"{n} GPUs"
 
 
+def _what(profile: Profile) -> str:
+    """What the profile waits for, as in "No … free now"."""
+    return (
+        f"{profile.mig_slice} slice" if profile.mig_slice else "shared GPU" if profile.shared_gpu else "GPU"
+    )
+
+
+def _free_text(profile: Profile, spare: int, total: int) -> str:
+    if profile.mig_slice:
+        return f"{spare} of {total} {profile.mig_slice} {'slice' if total == 1 else 'slices'} free"
+    if profile.shared_gpu:
+        return f"Shared GPU: {spare} of {total} free"
+    return f"{spare} of {_gpus(total)} free"
+
+
 def _blocked_text(blocker: Exception) -> str:
     if isinstance(blocker, CeilingReached):
         return "Unavailable: GPU limit reached"
@@ -47,47 +64,60 @@ def availability(
     status: GroupStatus | None,
     scaled: ScaledGroup | None,
     expected_boot: float | None = None,
+    gpu: GPU | None = None,
 ) -> Availability:
     """The picker's verdict for `profile`.
 
     `status` is the controller's view of the profile's node group (None: the controller does not
     watch it), `scaled` the group's growth settings (None: the hub does not grow it),
-    `expected_boot` the group's measured boot time in seconds (None: none measured yet).
+    `expected_boot` the group's measured boot time in seconds (None: none measured yet), `gpu` the
+    group's GPUs (None: whole GPUs, counted in the group's totals).
     """
-    if not profile.gpus:
+    need = profile.gpu_units
+    if not need:
         return Availability("available", "Available")
     capacity = status.capacity if status else None
     if capacity is None:
         # No controller, or before its first round: say so rather than guess.
         return Availability("unknown", "GPU availability not known yet")
-    per_node = capacity.gpus_per_node or (scaled.gpus_per_node if scaled else 0)
-    total = capacity.allocatable_gpus
-    spare_now = capacity.free_gpus - capacity.pending_gpus
+    requested = gpu.requested(profile) if gpu else None
+    # A MIG slice or a share is served by its own resource only, not by the group's totals.
+    own = capacity.resource(requested[0]) if requested and len(capacity.resources) > 1 else None
+    if own is not None:
+        per_node, total, booting = own.per_node, own.allocatable, own.booting
+        spare_now = own.free - own.pending
+    else:
+        per_node = capacity.gpus_per_node or (scaled.gpus_per_node if scaled else 0)
+        total, booting = capacity.allocatable_gpus, capacity.booting_gpus
+        spare_now = capacity.free_gpus - capacity.pending_gpus
     # Nodes the cloud has accepted but that have not joined yet will bring their GPUs too.
     cloud_nodes = status.cloud.node_count if status.cloud else capacity.nodes
     planned_nodes = max(cloud_nodes, capacity.nodes, (status.requested or (0, 0))[1])
     unjoined = max(planned_nodes - capacity.nodes, 0)
-    spare_soon = spare_now + capacity.booting_gpus + unjoined * per_node
+    spare_soon = spare_now + booting + unjoined * per_node
     counts = {"free_gpus": max(spare_now, 0), "total_gpus": total}
+    what = _what(profile)
 
-    if spare_now >= profile.gpus:
+    if spare_now >= need:
         # Inside the group's standby window the free GPUs were booted ahead for exactly this.
         ready = "Ready now: " if status.standby_gpus else ""
-        return Availability("free", f"{ready}{spare_now} of {_gpus(total)} free", **counts)
-    if spare_soon >= profile.gpus:
+        return Availability("free", f"{ready}{_free_text(profile, spare_now, total)}", **counts)
+    if spare_soon >= need:
         took = f"about {minutes(expected_boot)}" if expected_boot else "several minutes"
-        return Availability("starting", f"No GPU free now: a GPU node is already starting ({took})", **counts)
+        return Availability(
+            "starting", f"No {what} free now: a GPU node is already starting ({took})", **counts
+        )
     if status.blocker is not None:
         reason = getattr(status.blocker, "user_message", str(status.blocker))
         return Availability("blocked", _blocked_text(status.blocker), reason, True, **counts)
     if scaled is None:
-        return Availability("wait", "No GPU free — your server will wait until one is released", **counts)
+        return Availability("wait", f"No {what} free — your server will wait until one is released", **counts)
     room = max(scaled.max_nodes - planned_nodes, 0) * per_node
-    if spare_soon + room >= profile.gpus:
+    if spare_soon + room >= need:
         if expected_boot:
-            text = f"No GPU free now: a new node takes about {minutes(expected_boot)}"
+            text = f"No {what} free now: a new node takes about {minutes(expected_boot)}"
         else:
-            text = "No GPU free now: a new GPU node will be started (several minutes)"
+            text = f"No {what} free now: a new GPU node will be started (several minutes)"
         return Availability("grow", text, **counts)
     # Users know their profile, not the node group behind it.
     reason = (
@@ -110,6 +140,7 @@ def report(
     profiles = {}
     for profile in allowed_profiles(catalog, roles):
         group = profile.node_group
-        verdict = availability(profile, statuses.get(group), by_name.get(group), boots.get(group))
+        gpu = catalog.node_groups[group].gpu if group in catalog.node_groups else None
+        verdict = availability(profile, statuses.get(group), by_name.get(group), boots.get(group), gpu)
         profiles[profile.slug] = verdict.as_json()
     return {"catalog_version": catalog.version, "profiles": profiles}

@@ -52,6 +52,11 @@ def card(profile: Profile, catalog: Catalog) -> dict[str, Any]:
     if profile.gpus:
         count = "1 GPU" if profile.gpus == 1 else f"{profile.gpus} GPUs"
         gpu_text = f"{count}, {model}" if model else count
+    elif profile.mig_slice:
+        count = f"1 MIG slice ({profile.mig_slice})"
+        gpu_text = f"{count}, {model}" if model else count
+    elif profile.shared_gpu:
+        gpu_text = f"1 shared GPU (time-sliced), {model}" if model else "1 shared GPU (time-sliced)"
     else:
         gpu_text = ""
     kind = "dedicated" if profile.kind == "dedicated" or profile.gpus else "shared"
@@ -60,7 +65,7 @@ def card(profile: Profile, catalog: Catalog) -> dict[str, Any]:
         "cpu": _amount(_cores(profile.cpu_guarantee), _cores(profile.cpu_limit)),
         "memory": _amount(_memory(profile.mem_guarantee), _memory(profile.mem_limit)),
         "gpu": gpu_text,
-        "gpus": profile.gpus,
+        "gpus": profile.gpu_units,
         "node_group": profile.node_group,
     }
 
