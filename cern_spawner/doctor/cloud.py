@@ -81,7 +81,7 @@ class CloudGroup:
         top = "no max" if s.max_nodes is None else f"max {s.max_nodes}"
         scaling = self.group.scaling or {}
         return (
-            f"Magnum cluster {scaling['cluster']} has it ({s.node_count} nodes, min {s.min_nodes}, {top}, "
+            f"Magnum cluster {scaling['cluster']} has it ({_nodes(s.node_count)}, min {s.min_nodes}, {top}, "
             f"{s.status}{', autoscaled' if s.autoscaled else ''}); mode {mode}"
         )
 
@@ -101,6 +101,10 @@ class CloudGroup:
     @property
     def fix(self) -> str:
         return fix_for(self.error, self.group)
+
+
+def _nodes(count: int) -> str:
+    return f"{count} node{'' if count == 1 else 's'}"
 
 
 def fix_for(error: ScalingError | None, group: NodeGroup | None = None) -> str:

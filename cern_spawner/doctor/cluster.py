@@ -122,9 +122,8 @@ def gpu_verdict(group: NodeGroup, nodes: Sequence[NodeFacts]) -> Result:
     offered = {n.name: _count(n.allocatable.get(resource)) for n in found}
     short = [f"{node} offers {count}" for node, count in offered.items() if count < per_node]
     if not short:
-        return passed(
-            name, f"{len(found)} node{'s' if len(found) > 1 else ''} offer {per_node} {resource} each"
-        )
+        nodes = "1 node offers" if len(found) == 1 else f"{len(found)} nodes offer"
+        return passed(name, f"{nodes} {per_node} {resource} each")
     return failed(
         name,
         f"the catalog says {per_node} {resource} per node, but " + ", ".join(short),

@@ -27,14 +27,19 @@ def table(results: Sequence[Result], width: int = 100) -> str:
     text_width = max(width - indent, 30)
     lines = [f"{HEADER[0]:<{name_width}}  {HEADER[1]:<{status_width}}  {HEADER[2]}"]
     for result in results:
-        body = textwrap.wrap(result.detail, text_width) or [""]
+        body = _wrap(result.detail, text_width) or [""]
         if result.fix:
-            body += textwrap.wrap(f"fix: {result.fix}", text_width, subsequent_indent="     ")
+            body += _wrap(f"fix: {result.fix}", text_width, subsequent_indent="     ")
         lines.append(f"{result.name:<{name_width}}  {result.status:<{status_width}}  {body[0]}")
         lines += [" " * indent + line for line in body[1:]]
     lines.append("")
     lines.append(summary(results))
     return "\n".join(lines)
+
+
+def _wrap(text: str, width: int, **kwargs) -> list[str]:
+    # URLs, labels and commands stay whole (a line may run long) so they can be copied.
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False, **kwargs)
 
 
 def summary(results: Sequence[Result]) -> str:

@@ -145,7 +145,10 @@ async def check_sso(sso: SSO, *, request_timeout: float, name: str = "SSO discov
         )
     except (ProviderUnavailable, GrantRejected) as e:  # any answer but the document, or none
         return failed(name, f"{sso.issuer}: {e}", fix)
-    return passed(name, f"{sso.issuer} answers with its issuer; token endpoint {metadata.token_endpoint}")
+    return passed(
+        name,
+        f"{sso.issuer}'s discovery document names this issuer (token endpoint {metadata.token_endpoint})",
+    )
 
 
 async def answers(

@@ -86,7 +86,7 @@ def test_doctor_passes_on_the_sandbox_hub_config(sandbox, image, tmp_path, monke
     assert set(checks) == expected
     assert {c["result"] for c in checks.values()} == {"ok"}, checks
     assert "3 usable nodes" in checks["node group default-worker"]["detail"]
-    assert "Magnum cluster sandbox has it (1 nodes, min 1, max 4" in checks["node group gpu-v100"]["detail"]
+    assert "Magnum cluster sandbox has it (1 node, min 1, max 4" in checks["node group gpu-v100"]["detail"]
 
 
 def sandbox_settings(sandbox, profiles: Path, **changes) -> DoctorSettings:
