@@ -115,15 +115,36 @@ async def hub_started(app) -> None:
 def service_token(app) -> str:
     """A new token of the culler's service, with its role's scopes (`SCOPES`); earlier ones (a
     previous hub process's) deleted, since nothing else holds them."""
-    from jupyterhub import orm
 
-    service = orm.Service.find(app.db, SERVICE_NAME)
-    if service is None:
-        raise RuntimeError(f"JupyterHub has no service {SERVICE_NAME!r}: c.JupyterHub.services was replaced")
+    service = registered(app)
     for token in list(service.api_tokens):
         app.db.delete(token)
     app.db.commit()
     return service.new_api_token(note=TOKEN_NOTE, scopes=["inherit"])
+
+
+def registered(app):
+    """The service with its role, registered now if a later line of the hub's config replaced
+    `c.JupyterHub.services` or `load_roles` (`= [...]` after configure_hub): the hub then drops
+    them at its next start, and this puts them back."""
+    from jupyterhub import orm, roles
+
+    service = orm.Service.find(app.db, SERVICE_NAME)
+    role = orm.Role.find(app.db, SERVICE_NAME)
+    if service is not None and role is not None and role in service.roles:
+        return service
+    app.log.warning(
+        "The hub's config replaced c.JupyterHub.services or load_roles after configure_hub: "
+        "registering the %s service and role now",
+        SERVICE_NAME,
+    )
+    if service is None:
+        service = orm.Service(name=SERVICE_NAME, from_config=True)
+        app.db.add(service)
+        app.db.commit()
+    role = roles.create_role(app.db, {key: value for key, value in ROLE.items() if key != "services"})
+    roles.grant_role(app.db, service, role)
+    return service
 
 
 def api_url(app) -> str:

@@ -217,3 +217,16 @@ async def test_notices_keep_and_the_banner(hub):
     code, _ = await call("POST", hub.api + "cern/notices/keep", hub.tokens["ben"], {"server": "gpu"})
     assert code == 404  # ben's own servers only: ana's "gpu" is not his
     await call("DELETE", hub.api + "users/ana/servers/gpu", hub.tokens["ana"])
+
+
+@in_module_loop
+async def test_a_config_that_replaced_services_or_roles_gets_them_back(hub):
+    """`c.JupyterHub.services = [...]` after configure_hub drops ours at the hub's start: the culler
+    registers its service and role again before making its token."""
+    db = hub.app.db
+    service = orm.Service.find(db, SERVICE_NAME)
+    service.roles = []
+    db.commit()
+    assert culling_hub.registered(hub.app) is service
+    assert [role.name for role in service.roles] == [SERVICE_NAME]
+    assert sorted(orm.Role.find(db, SERVICE_NAME).scopes) == sorted(SCOPES)
