@@ -48,6 +48,9 @@ class NodeGroup:
     gpus_per_node: int = 0
     gpu_product: str | None = None
     gpu_taint: dict | None = None
+    # As the catalog writes them: {slices: {1g.10gb: 3, ...}, config: name} and {replicas, rename_by_default}.
+    gpu_mig: dict | None = None
+    gpu_time_slicing: dict | None = None
     min_nodes: int = 0  # the cloud's min_node_count for the group
     max_nodes: int = 0  # the cloud's max_node_count for the group
     autoscaled: bool = False  # a cluster autoscaler removes idle nodes above min_node_count
@@ -94,6 +97,8 @@ def load_topology(path: Path | str | None = None) -> Topology:
                     gpus_per_node=int(gpu.get("per_node", 0)),
                     gpu_product=gpu.get("product"),
                     gpu_taint=spec.get("gpu_taint"),
+                    gpu_mig=gpu.get("mig"),
+                    gpu_time_slicing=gpu.get("time_slicing"),
                     min_nodes=int(scaling.get("min_nodes", nodes)),
                     max_nodes=int(scaling.get("max_nodes", max(nodes, 4))),
                     autoscaled=bool(scaling.get("autoscaled", False)),

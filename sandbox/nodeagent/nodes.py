@@ -3,6 +3,8 @@
 Desired nodes come from `nodes.json` in the state directory, re-read every second, so the
 OpenStack simulator adds and removes nodes by rewriting that file (atomically: write, then rename).
 A node spec may carry `gpu_ready_at` (epoch seconds): its GPUs become allocatable only then.
+GPU nodes advertise what the NVIDIA device plugin and GPU feature discovery would: whole GPUs, a
+MIG layout's slices per type ("mixed" strategy), or time-sliced replicas (see `gpu_advertised`).
 `server_id` is the Nova server of the VM: the Node's `spec.providerID` is `openstack:///<server_id>`,
 as openstack-cloud-controller-manager sets it. `never_join` marks a VM that never registers.
 `gone_at` (epoch seconds) marks a VM the cloud deleted: from then on the node stops heartbeating
@@ -45,11 +47,9 @@ def node_spec(topology, group, position: int, index: int, server_id: str | None 
     capacity = {"cpu": group.cpu, "memory": group.memory, "pods": "110", "ephemeral-storage": "100Gi"}
     taints = []
     if group.gpus_per_node:
-        labels["nvidia.com/gpu.present"] = "true"
-        labels["nvidia.com/gpu.count"] = str(group.gpus_per_node)
-        if group.gpu_product:
-            labels["nvidia.com/gpu.product"] = group.gpu_product
-        capacity[group.gpu_resource or "nvidia.com/gpu"] = str(group.gpus_per_node)
+        resources, gpu_labels = gpu_advertised(group)
+        labels.update(gpu_labels)
+        capacity.update(resources)
         if group.gpu_taint:
             taints.append(dict(group.gpu_taint))
     name = f"{topology.cluster}-{group.name}-node-{position}"
@@ -64,6 +64,45 @@ def node_spec(topology, group, position: int, index: int, server_id: str | None 
         "capacity": capacity,
         "taints": taints,
     }
+
+
+def gpu_advertised(group) -> tuple[dict[str, str], dict[str, str]]:
+    """(extended resources, labels) of one GPU node of `group`, as the GPU operator's parts set them.
+
+    - whole GPUs: <resource> = per_node.
+    - MIG, "mixed" strategy: one resource per slice type, nvidia.com/mig-<profile> = its count, and
+      no nvidia.com/gpu for MIG-enabled GPUs; GPU feature discovery labels nvidia.com/mig.strategy
+      and nvidia.com/mig-<profile>.count, MIG manager nvidia.com/mig.config(.state).
+      https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/gpu-operator-mig.html
+    - time-slicing: <resource> = per_node × replicas, or <resource>.shared with renameByDefault (the
+      product label then keeps its name; without it, the product gets a -SHARED suffix), and
+      nvidia.com/gpu.replicas. https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/gpu-sharing.html
+    """
+    resource = group.gpu_resource or "nvidia.com/gpu"
+    domain = resource.split("/", 1)[0]
+    labels = {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.count": str(group.gpus_per_node)}
+    product = group.gpu_product
+    mig, sliced = group.gpu_mig or {}, group.gpu_time_slicing or {}
+    if mig:
+        resources = {f"{domain}/mig-{name}": str(count) for name, count in mig["slices"].items()}
+        labels["nvidia.com/mig.strategy"] = "mixed"
+        labels.update({f"nvidia.com/mig-{name}.count": str(n) for name, n in mig["slices"].items()})
+        if mig.get("config"):
+            labels["nvidia.com/mig.config"] = mig["config"]
+            labels["nvidia.com/mig.config.state"] = "success"
+    elif sliced:
+        replicas = int(sliced["replicas"])
+        renamed = bool(sliced.get("rename_by_default"))
+        resources = {resource + (".shared" if renamed else ""): str(group.gpus_per_node * replicas)}
+        labels["nvidia.com/gpu.replicas"] = str(replicas)
+        labels["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
+        if product and not renamed:
+            product += "-SHARED"
+    else:
+        resources = {resource: str(group.gpus_per_node)}
+    if product:
+        labels["nvidia.com/gpu.product"] = product
+    return resources, labels
 
 
 def provider_id(spec: dict) -> str | None:
