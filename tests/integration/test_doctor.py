@@ -25,12 +25,13 @@ from cern_spawner.doctor.access import BUILDS, NOTEBOOKS, check_access, required
 from cern_spawner.doctor.cloud import Cloud, check_login
 from cern_spawner.doctor.command import kube_client
 from cern_spawner.doctor.plan import Clients, examine
-from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings
+from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings, from_config
 from sandbox.binaries import resolve as resolve_binaries
 from sandbox.builder import oci
 from sandbox.controlplane import free_port
 from tests.conftest import PSA_RESTRICTED, ROOT
 from tests.integration.chart import BINDER_VALUES, render, resolve_helm, run
+from tests.integration.test_helm import run_hub_config, settings_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-v100")]
 
@@ -242,3 +243,25 @@ async def test_the_chart_grants_what_the_doctor_asks_and_a_missing_grant_is_name
     )
     assert "list nodes" not in denied.detail  # the ClusterRole's grants are still there
     assert "templates/rbac.yaml" in denied.fix
+
+
+def test_settings_from_the_charts_hub_config(tmp_path):
+    """Inside the hub's pod the doctor reads what the chart's jupyterhub_config.py makes of the
+    chart's values and mounted secrets: the same catalog, namespace, clouds.yaml, SSO, registry
+    credentials and git hosts as the hub."""
+    docs = render(
+        resolve_helm(), BINDER_VALUES, "hub", "--set", "openstack.cloud=cern,openstack.cloudsYaml=x: 1"
+    )
+    config, secrets = run_hub_config(docs, tmp_path)
+    settings = from_config(config)
+    values = yaml.safe_load(BINDER_VALUES.read_text())
+    assert settings.profiles == ("/etc/cern-spawner/profiles",)
+    assert settings.namespace == settings_of(docs)["namespace"]
+    assert (settings.openstack_cloud, settings.clouds_yaml) == (
+        "cern",
+        str(secrets / "openstack" / "clouds.yaml"),
+    )
+    assert settings.sso.issuer == "https://auth.cern.ch/auth/realms/cern"
+    assert settings.binder.registry == values["binder"]["registry"]
+    assert settings.registry_auth == str(secrets / "registry" / ".dockerconfigjson")
+    assert settings.binder.allowed_hosts == tuple(values["binder"]["allowedHosts"])
