@@ -126,3 +126,15 @@ def test_shipped_catalog_states_its_culling():
     catalog = load_catalog(Path(__file__).resolve().parents[2] / "profiles" / "default.yaml")
     assert catalog.warnings == ()
     assert catalog.culling["dedicated"].idle_timeout < catalog.culling["shared"].idle_timeout
+
+
+def test_validate_prints_warnings_and_still_passes(tmp_path, capsys):
+    from cern_spawner.cli import main
+
+    write(tmp_path, {"a.yaml": with_gpu("    idle_timeout: 3600\n    max_age: 600\n")})
+    assert main(["profiles", "validate", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "OK: 2 profiles, 2 node groups from 1 file\n"
+    assert err.startswith(
+        f"warning: {tmp_path}/a.yaml:22: profiles[1].max_age: profile 'gpu-1': max_age 600 s"
+    )
