@@ -8,6 +8,7 @@ spawner waits again for a pod that was still waiting for its node.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -31,7 +32,12 @@ GRACE = 5
 # A group of its own, so that this module runs beside the other GPU modules.
 GROUP = A40_GROUP
 GROUPS = [GROUP]
-CATALOG = {"a40.yaml": A40}
+# A GPU quota (one GPU at a time) makes the hub account GPU sessions in its database; the test
+# then lowers one user's GPU-hours below what they used to prove the refusals.
+QUOTAS = "quotas:\n  window: 7d\n  default: {gpus: 1}\n"
+CATALOG = {"a40.yaml": A40, "quotas.yaml": QUOTAS}
+# carol holds the hub-admins role in the sandbox's single sign-on: she may use the admin spawn form.
+ADMIN, PASSWORD = "carol", "cern-demo"
 # Servers survive the hub, as in production. The 5 s http_timeout is shorter than the node's boot:
 # a server resumed after the restart must not depend on JupyterHub's own start-up check waiting.
 EXTRA = (
@@ -98,6 +104,8 @@ def test_restart_while_a_node_boots_asks_nothing_twice_and_the_spawn_completes(
         )
         status = hub.session.get(f"{hub.url}/user/{user}/api/status", timeout=10)
         assert status.status_code == 200, status.text[:300]
+        # Its GPU session opened when the start completed, in the restarted hub.
+        assert [(s["profile"], s["stop"]) for s in quota(hub, user)["sessions"]] == [("a40-1", None)]
         changes = writes(cloud, mark, GROUP)
         assert [r["path"].endswith("/actions/resize") for r in changes] == [True], changes
 
@@ -125,11 +133,19 @@ def test_restart_keeps_a_running_server_and_its_grown_node(restartable, cloud, c
         return hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
 
     wait_until(lambda: ready(hub), timeout=180, what="the notebook on a new GPU node")
+    [session] = quota(hub, user)["sessions"]  # its GPU session, opened when the notebook answered
+    assert (session["profile"], session["gpus"], session["stop"]) == ("a40-1", 1, None)
     mark = log_mark(cloud)
     hub.stop()
+    stopped_at = time.time()
 
     hub = restartable()
     wait_until(lambda: ready(hub), timeout=60, what="the server known to the restarted hub")
+    # The restarted hub reads the same session from its database, still running and still counted.
+    after = quota(hub, user)
+    assert after["sessions"] == [session]
+    assert after["gpus_in_use"] == 1
+    assert after["gpu_hours_used"] * 3600 >= stopped_at - session["start"]
     # Several controller rounds past the grace period: a node running a notebook is never returned.
     time.sleep(GRACE + 5)
     assert group_state(cloud, GROUP)["node_count"] == 1
@@ -138,5 +154,45 @@ def test_restart_keeps_a_running_server_and_its_grown_node(restartable, cloud, c
     assert status.status_code == 200, status.text[:300]
 
     hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: not hub.api("GET", f"/users/{user}").json()["servers"], timeout=60, what="the stop")
+    [ended] = quota(hub, user)["sessions"]
+    assert ended["start"] == session["start"] and ended["stop"] > stopped_at
+    refuse_over_quota(hub, user, core, sandbox, (ended["stop"] - ended["start"]) / 3600)
     wait_until(lambda: group_state(cloud, GROUP)["node_count"] == 0, timeout=90, what="the group back at 0")
     assert len(writes(cloud, mark, GROUP)) == 1
+
+
+def quota(hub, user) -> dict:
+    answer = hub.api("GET", f"/cern/quota/{user}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def refuse_over_quota(hub, user, core, sandbox, used: float) -> None:
+    """An admin gives `user` half the GPU-hours they used: a GPU start is refused with 403 and the
+    numbers through the REST API and through the (admin's) spawn form, and nothing is created."""
+    raised = hub.api("PUT", f"/cern/quota/{user}", json={"gpu_hours": used / 2, "reason": "test"})
+    assert raised.status_code == 200, raised.text
+    words = re.compile(
+        r"You have used ([0-9.]+) of ([0-9.]+) GPU-hours in the last 7 days; "
+        r"[0-9.]+ GPU-hours? frees at \d\d:\d\d UTC \w+"
+    )
+    refused = hub.api("POST", f"/users/{user}/server", json={"profile": "a40-1"})
+    assert refused.status_code == 403, refused.text
+    numbers = words.match(refused.json()["message"])
+    assert numbers, refused.json()["message"]
+    assert float(numbers[1]) == pytest.approx(used, rel=0.01) and float(numbers[2]) == pytest.approx(
+        used / 2, rel=0.01
+    )
+    admin = hub.login(ADMIN, PASSWORD)
+    form = admin.get(f"{hub.url}/hub/spawn/{user}", timeout=30)
+    assert 'data-slug="a40-1" data-kind="dedicated" data-quota-off="1"' in form.text  # disabled, with why
+    assert words.search(form.text), form.text[-2000:]
+    posted = admin.post(
+        f"{hub.url}/hub/spawn/{user}",
+        data={"profile": "a40-1", "_xsrf": admin.cookies.get("_xsrf")},
+        timeout=30,
+    )
+    assert posted.status_code == 403 and words.search(posted.text), posted.text[-2000:]
+    assert hub.api("GET", f"/users/{user}").json()["servers"] == {}
+    assert gpu_pods(core, sandbox) == []
