@@ -6,7 +6,8 @@ hub's database, and the decision to start a GPU server or refuse it (docs/admin/
 - decision.py: start or refuse, and the words for the refusal and the picker's card (pure);
 - ledger.py: the sessions and admins' overrides, in tables of ours in the hub's database;
 - hooks.py: what CERNSpawner calls at a start's check, a start and a stop;
-- handlers.py: /hub/api/cern/quota/<user> (read: the user or an admin; change: admins only).
+- handlers.py: /hub/api/cern/quota/<user> (read: the user or an admin; change: admins only);
+- metrics.py: GPU-hours and refusals per quota role, on /hub/metrics.
 """
 
 from .decision import Verdict, decide
