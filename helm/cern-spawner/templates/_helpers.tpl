@@ -194,6 +194,7 @@ seccompProfile:
   "config" $config
   "metricsScraper" (eq (include "cs.metricsScraper" .) "true")
   "culling" .Values.culling
+  "smoke" (ternary (dict "user" .Values.smoke.user) nil .Values.smoke.enabled)
   | toJson -}}
 {{- end -}}
 
