@@ -111,24 +111,41 @@ def node_group_verdict(
 
 
 def gpu_verdict(group: NodeGroup, nodes: Sequence[NodeFacts]) -> Result:
-    """Every node of a GPU group offers the catalog's `per_node` GPUs of its resource (the device
-    plugin advertises them once the driver works)."""
+    """Every node of a GPU group advertises what the catalog says it has (`GPU.node_resources`:
+    whole GPUs, MIG slices or time-sliced replicas; the device plugin does it once the driver
+    works) and, with a MIG layout, carries its nvidia.com/mig.config label."""
+    from ..catalog.gpu_sharing import MIG_CONFIG_LABEL
+
     name = f"GPUs {group.name}"
     assert group.gpu is not None
-    resource, per_node = group.gpu.resource, group.gpu.per_node
+    expected = group.gpu.node_resources
     found = members(group, nodes)
     if not found:
         return skipped(name, "no nodes yet: checked when the group has some")
-    offered = {n.name: _count(n.allocatable.get(resource)) for n in found}
-    short = [f"{node} offers {count}" for node, count in offered.items() if count < per_node]
+    short = [
+        f"{node.name} offers {_count(node.allocatable.get(resource))} {resource}"
+        for node in found
+        for resource, count in expected
+        if _count(node.allocatable.get(resource)) < count
+    ]
+    layout = group.gpu.mig_config
+    if layout:
+        short += [
+            f"{node.name} has {MIG_CONFIG_LABEL}={node.labels.get(MIG_CONFIG_LABEL, '(none)')}"
+            for node in found
+            if node.labels.get(MIG_CONFIG_LABEL) != layout
+        ]
+    wanted = ", ".join(f"{count} {resource}" for resource, count in expected)
+    if layout:
+        wanted += f" ({MIG_CONFIG_LABEL}={layout})"
     if not short:
-        nodes = "1 node offers" if len(found) == 1 else f"{len(found)} nodes offer"
-        return passed(name, f"{nodes} {per_node} {resource} each")
+        nodes_word = "1 node offers" if len(found) == 1 else f"{len(found)} nodes offer"
+        return passed(name, f"{nodes_word} {wanted} each")
     return failed(
         name,
-        f"the catalog says {per_node} {resource} per node, but " + ", ".join(short),
-        f"check the GPU driver and device plugin on those nodes (kubectl describe node; the plugin's "
-        f"pod logs), or correct node_groups.{group.name}.gpu (resource, per_node) in the catalog",
+        f"the catalog says each node offers {wanted}, but " + ", ".join(short),
+        f"check the GPU driver, device plugin and MIG manager on those nodes (kubectl describe node; "
+        f"their pods' logs), or correct node_groups.{group.name}.gpu in the catalog",
     )
 
 

@@ -32,7 +32,13 @@ def catalog_result(paths: tuple[str, ...]) -> tuple[Result, Catalog | None]:
         )
         return failed("catalog", f"{len(problems)} problem(s): {listed}{more}", fix), None
     profiles, groups = len(catalog.profiles), len(catalog.node_groups)
-    return passed("catalog", f"{profiles} profiles, {groups} node groups from {', '.join(paths)}"), catalog
+    detail = f"{profiles} profiles, {groups} node groups from {', '.join(paths)}"
+    if catalog.warnings:  # served all the same, but probably not meant
+        detail += "; " + "; ".join(str(w) for w in catalog.warnings)
+        return passed(
+            "catalog", detail, "see the warnings (also in `cern-spawner profiles validate`)."
+        ), catalog
+    return passed("catalog", detail), catalog
 
 
 class Shared:

@@ -15,6 +15,7 @@ from traitlets.config import Config
 from cern_spawner.catalog import GPU, NodeGroup
 from cern_spawner.cli import main
 from cern_spawner.doctor import access, cloud, cluster, plan, web
+from cern_spawner.doctor.command import kube_client
 from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings, from_config
 from cern_spawner.scaling.errors import PermanentError
 from cern_spawner.scaling.magnum import GroupState, translate
@@ -152,6 +153,54 @@ def test_a_missing_cloud_group_says_how_to_create_it():
 def test_gpu_verdict(nodes, status, words):
     result = cluster.gpu_verdict(group(), nodes)
     assert (result.status, words in result.detail) == (status, True), result
+
+
+MIG = GPU(
+    per_node=1,
+    product="NVIDIA-A100-SXM4-40GB",
+    mig_slices=MappingProxyType({"1g.5gb": 7}),
+    mig_config="all-1g.5gb",
+)
+MIG_RESOURCE = "nvidia.com/mig-1g.5gb"
+
+
+def mig_node(name, slices="7", layout="all-1g.5gb") -> cluster.NodeFacts:
+    labels = {LABEL: "gpu-a100", **({"nvidia.com/mig.config": layout} if layout else {})}
+    return cluster.NodeFacts(name, labels, {MIG_RESOURCE: slices, "nvidia.com/gpu": "0"}, True, True)
+
+
+@pytest.mark.parametrize(
+    "gpu, nodes, status, words",
+    [
+        (
+            MIG,
+            [mig_node("n1")],
+            "ok",
+            f"1 node offers 7 {MIG_RESOURCE} (nvidia.com/mig.config=all-1g.5gb) each",
+        ),
+        (MIG, [mig_node("n1", slices="3")], "FAIL", f"n1 offers 3 {MIG_RESOURCE}"),
+        (MIG, [mig_node("n1", layout=None)], "FAIL", "n1 has nvidia.com/mig.config=(none)"),
+        (GPU(per_node=4, replicas=4), [node("n1", gpus="16")], "ok", "offers 16 nvidia.com/gpu each"),
+        (GPU(per_node=4, replicas=4), [node("n1", gpus="4")], "FAIL", "n1 offers 4 nvidia.com/gpu"),
+    ],
+    ids=["mig", "mig-slices-missing", "mig-layout-missing", "time-sliced", "time-slicing-off"],
+)
+def test_partitioned_gpus_are_checked_as_the_nodes_advertise_them(gpu, nodes, status, words):
+    partitioned = NodeGroup(name="gpu-a100", gpu=gpu)
+    result = cluster.gpu_verdict(partitioned, nodes)
+    assert (result.status, words in result.detail) == (status, True), result
+
+
+def test_catalog_warnings_make_a_warning(tmp_path):
+    """A catalog that loads with warnings (here a max_age shorter than the idle timeout) is served,
+    so the row passes, as a warning quoting them."""
+    ages = "node_group: default-worker,\n     idle_timeout: 3600, max_age: 600}"
+    odd = CATALOG.replace("node_group: default-worker}", ages, 1)
+    (tmp_path / "p.yaml").write_text(odd)
+    result, catalog = plan.catalog_result((str(tmp_path),))
+    assert catalog is not None and catalog.warnings
+    assert result.status == "warn"
+    assert str(catalog.warnings[0]) in result.detail
 
 
 def test_node_facts_from_the_api_servers_json():
@@ -393,3 +442,12 @@ def test_a_hub_config_that_does_not_load_is_one_failed_row(tmp_path, capsys):
     (row,) = json.loads(capsys.readouterr().out)["checks"]
     assert (row["name"], row["result"]) == ("hub config", "fail")
     assert "NameError" in row["detail"] and str(broken) in row["detail"]
+
+
+@pytest.mark.parametrize("content", [None, "not: a kubeconfig\n"], ids=["missing", "not-a-kubeconfig"])
+async def test_a_kubeconfig_that_does_not_load_is_said(tmp_path, content):
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    api, why = await kube_client(str(path), "")
+    assert api is None and why.startswith("no Kubernetes configuration (")
