@@ -230,3 +230,17 @@ async def test_a_config_that_replaced_services_or_roles_gets_them_back(hub):
     assert culling_hub.registered(hub.app) is service
     assert [role.name for role in service.roles] == [SERVICE_NAME]
     assert sorted(orm.Role.find(db, SERVICE_NAME).scopes) == sorted(SCOPES)
+
+
+@in_module_loop
+async def test_the_banner_escapes_what_it_shows(hub, monkeypatch):
+    from cern_spawner.culling import handlers
+
+    hostile = '<script>alert("x")</script>'
+    notice = {"server": hostile, "reason": "idle", "seconds_left": 60, "message": hostile, "url": hostile}
+    monkeypatch.setattr(handlers, "notices_for", lambda user, now=None: [notice] if user else [])
+    browser = await Browser.logged_in(hub.app.hub.url, "ben")
+    html = await browser.get("home")
+    assert 'id="cern-notices"' in html
+    assert hostile not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
