@@ -21,7 +21,9 @@ selector, toleration); the anchor cannot grow a group, so its GPU profile select
 2. Per spawn: `--rounds` rounds; in each, `--spawns` users start the shared profile at once on one
    hub, then on the other (the order alternates by round), then the same for the GPU profile. CPU
    per spawn = the hub's CPU from the first request until every server is ready, divided by the
-   spawns; the servers are then stopped and the pods gone before the next hub's turn.
+   spawns; the servers are then stopped and the pods gone before the next hub's turn. Readiness is
+   watched through each hub's proxy routes (`hubs.routed_users`), the hub itself asked only every
+   FAILURE_CHECK_S s for failures and once at the end, so watching costs the hubs (almost) nothing.
 3. At rest with `--servers` running servers: the anchor's servers are started, left `--settle` s,
    then `--rest-rounds` windows measure its CPU and RSS; then the CERN hub's, measured the same way
    (the anchor's servers still running: the CERN hub's cluster-wide watch holds them too), then the
@@ -39,6 +41,8 @@ import datetime
 import json
 import math
 import os
+import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -93,7 +97,12 @@ profiles:
     node_group: gpu-grow
 """
 # Both hubs: wait for the stand-in, and let a burst start at once (JupyterHub's default limit is 100).
-COMMON = hubs.STANDIN_CONFIG + "c.JupyterHub.concurrent_spawn_limit = 0\n"
+# The proxies' API token: the benchmark waits for servers by asking each hub's proxy for its routes.
+PROXY_TOKEN = secrets.token_hex(32)
+COMMON = (
+    hubs.STANDIN_CONFIG + "c.JupyterHub.concurrent_spawn_limit = 0\n" + hubs.proxy_token_config(PROXY_TOKEN)
+)
+FAILURE_CHECK_S = 10  # how often the wait also asks the hub itself whether a spawn failed
 CERN_CONFIG = (
     COMMON
     + "import os\nc.JupyterHub.hub_bind_url = f\"http://127.0.0.1:{os.environ['CERN_HUB_PORT']}\"\n"
@@ -131,6 +140,26 @@ ANCHOR_PROFILES = [
 ANCHOR_CONFIG = COMMON + f"c.KubeSpawner.profile_list = {ANCHOR_PROFILES!r}\n"
 
 
+def profiling_config(path: Path) -> str:
+    """Config lines (no code of ours: the anchor takes them too) under which SIGUSR2 toggles cProfile
+    in the hub's main thread (its event loop), timed in that thread's CPU time, not wall time: on,
+    then off with the stats written to `<path>.<n>`, one file per timed burst. (JupyterHub takes
+    SIGUSR1 for its status dump.)"""
+    return f"""
+import cProfile as _cprofile, itertools as _itertools, signal as _signal
+_profiler, _bursts = [None], _itertools.count()
+def _profile_toggle(*_):
+    if _profiler[0] is None:
+        _profiler[0] = _cprofile.Profile(__import__("time").thread_time)
+        _profiler[0].enable()
+    else:
+        _profiler[0].disable()
+        _profiler[0].dump_stats(f"{{{str(path)!r}}}.{{next(_bursts)}}")
+        _profiler[0] = None
+_signal.signal(_signal.SIGUSR2, _profile_toggle)
+"""
+
+
 def wait(predicate, timeout: float, what: str, step: float = 0.5) -> float:
     start = time.perf_counter()
     while not predicate():
@@ -153,8 +182,13 @@ def create_users(hub, users: list[str]) -> None:
             raise RuntimeError(f"creating users: {response.status_code} {response.text[:300]}")
 
 
-def start_servers(side: Side, users: list[str], options: dict, timeout: float = 1800) -> dict:
-    """All at once; the hub's CPU from the first request until every server is ready."""
+def start_servers(
+    side: Side, users: list[str], options: dict, timeout: float = 1800, profile: bool = False
+) -> dict:
+    """All at once; the hub's CPU from the first request until every server is ready (`profile`:
+    the hub's cProfile runs over that time, see `profiling_config`)."""
+    if profile:
+        os.kill(side.hub.process.pid, signal.SIGUSR2)
     before = side.meter.sample()
     began = time.perf_counter()
 
@@ -175,9 +209,26 @@ def start_servers(side: Side, users: list[str], options: dict, timeout: float = 
             )
         return all(states.values())
 
-    wait(all_ready, timeout, f"{side.name}: all servers ready", step=1)
+    # Watched through the proxy's routes (whose CPU is not the hub's), asking the hub itself only
+    # every FAILURE_CHECK_S whether a spawn failed: polling the hub each second cost it ~1 ms per
+    # user listed per poll, charged to whichever side's servers took longer (the GPU side's wait
+    # for a node boot).
+    wanted, checked = set(users), [time.perf_counter()]
+
+    def all_routed():
+        if wanted <= hubs.routed_users(side.hub, PROXY_TOKEN):
+            return True
+        if time.perf_counter() - checked[0] > FAILURE_CHECK_S:
+            checked[0] = time.perf_counter()
+            all_ready()  # raises on a failed spawn
+        return False
+
+    wait(all_routed, timeout, f"{side.name}: all servers routed", step=0.5)
+    wait(all_ready, 60, f"{side.name}: all servers ready", step=0.2)  # routed, then marked ready
     seconds = time.perf_counter() - began
     after = side.meter.sample()
+    if profile:
+        os.kill(side.hub.process.pid, signal.SIGUSR2)
     cpu = after["hub_cpu_s"] - before["hub_cpu_s"]
     return {
         "spawns": len(users),
@@ -257,10 +308,18 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
     try:
         (scratch / "profiles").mkdir()
         (scratch / "profiles" / "cost.yaml").write_text(CATALOG)
+        profiling = {
+            name: profiling_config(args.profile / name) if args.profile else ""
+            for name in ("CERNSpawner", "KubeSpawner")
+        }
         cern = hubs.cern_hub(
-            scratch / "cern", CERN_CONFIG + port, env={"CERN_PROFILES": str(scratch / "profiles")}
+            scratch / "cern",
+            CERN_CONFIG + port + profiling["CERNSpawner"],
+            env={"CERN_PROFILES": str(scratch / "profiles")},
         )
-        anchor = hubs.anchor_hub(scratch / "anchor", report, ANCHOR_NAMESPACE, ANCHOR_CONFIG + port)
+        anchor = hubs.anchor_hub(
+            scratch / "anchor", report, ANCHOR_NAMESPACE, ANCHOR_CONFIG + port + profiling["KubeSpawner"]
+        )
         sides = {
             "CERNSpawner": Side("CERNSpawner", cern, report["user_namespace"], "gpu-grow"),
             "KubeSpawner": Side("KubeSpawner", anchor, ANCHOR_NAMESPACE, "gpu-hand"),
@@ -287,7 +346,7 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
                             600,
                             "hand-sized nodes",
                         )
-                    entry[f"{kind} {name}"] = start_servers(side, users, options)
+                    entry[f"{kind} {name}"] = start_servers(side, users, options, profile=bool(args.profile))
                     print(name, kind, json.dumps(entry[f"{kind} {name}"]), flush=True)
                     stop_servers(side, users, core)
                     if kind == "gpu" and name == "KubeSpawner":
@@ -411,6 +470,12 @@ def main() -> None:
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "hub_cost.json"), help="results file to write"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="DIR: cProfile each hub's event loop during each timed burst (DIR/<hub>.<n>; inflates the CPU "
+        "figures: not for results files)",
+    )
     args = parser.parse_args()
     began, load_start = time.time(), hubs.load()
     scratch = Path(tempfile.mkdtemp(prefix="hub-cost-"))
@@ -441,7 +506,7 @@ def main() -> None:
         **results,
     }
     out = Path(args.out)
-    out.write_text(json.dumps(document, indent=1) + "\n")
+    out.write_text(json.dumps(document, indent=1, default=str) + "\n")
     print(json.dumps(document["summary"], indent=1))
 
 

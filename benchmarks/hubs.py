@@ -13,6 +13,8 @@
 - `machine()` / `load()`: cores, Python, load averages, recorded beside every figure.
 - `alternating(names, round)`: the order in which round `round` runs the hubs (first one side, then
   the other), so neither always runs first on a machine that warms up or gets busier.
+- `routed_users(hub, token)`: whose servers have a proxy route (a hub given `proxy_token_config`):
+  how a benchmark waits for servers without charging the hub for the polling.
 - `standin_notebook()`: for a `--fake` sandbox, where pods run nothing, one tiny HTTP server on
   the loopback answering for every user's notebook; `STANDIN_CONFIG` points both hubs at it.
 """
@@ -291,6 +293,30 @@ def sandbox_down(state: Path) -> None:
     )
 
 
+def proxy_token_config(token: str) -> str:
+    """Config lines giving a hub's configurable-http-proxy a known API token (`routed_users`)."""
+    return f"c.ConfigurableHTTPProxy.auth_token = {token!r}\n"
+
+
+def routed_users(hub: Hub, token: str) -> set[str]:
+    """The users whose default server has a route in the hub's configurable-http-proxy: asked of
+    the proxy, whose CPU `Meter` counts apart, so waiting for servers this way costs the hub
+    nothing. (Polling the hub's /users instead costs the hub per call, so a side whose servers take
+    longer would pay more for being watched.) JupyterHub adds the route as the last step of a
+    start, just before the server reads as ready."""
+    if not hasattr(hub, "proxy_api"):
+        proxy = int((Path(hub.directory) / "proxy.pid").read_text().strip())
+        args = Path(f"/proc/{proxy}/cmdline").read_bytes().decode().split("\0")
+        option = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+        hub.proxy_api = f"http://{option.get('--api-ip') or '127.0.0.1'}:{option['--api-port']}"
+    import requests
+
+    routes = requests.get(
+        f"{hub.proxy_api}/api/routes", headers={"Authorization": f"token {token}"}, timeout=30
+    ).json()
+    return {data["user"] for path, data in routes.items() if data.get("user") and not data.get("server_name")}
+
+
 def servers_ready(hub: Hub, users: list[str]) -> dict[str, bool | None]:
     """Each user's default server: True ready, False starting, None none (stopped or failed)."""
     states: dict[str, bool | None] = {}
@@ -317,6 +343,8 @@ __all__ = [
     "ensure_namespace",
     "load",
     "machine",
+    "proxy_token_config",
+    "routed_users",
     "rss_bytes",
     "sandbox_down",
     "sandbox_up",

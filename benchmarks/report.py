@@ -328,7 +328,146 @@ def _from_report_key(data: dict) -> list[str]:
     return lines
 
 
+def _results(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _status(met: bool | None) -> str:
+    return "—" if met is None else ("**met**" if met else "**not met**")
+
+
+def _dated(data: dict) -> str:
+    machine = data.get("machine") or {}
+    load = machine.get("loadavg_start") or machine.get("loadavg_1_5_15_start")
+    load = load or machine.get("loadavg_1_5_15")
+    if isinstance(load, dict):  # {"start": [...], ...}
+        load = next(iter(load.values()), None)
+    return f"{(data.get('date') or 'undated')[:10]}, load {load[0] if load else '?'}"
+
+
+def targets() -> list[str]:
+    """Where each issue-16 target stands, from the results files the sections below render."""
+    rows = []
+    burst = _results("spawn_burst")
+    if burst:
+        ours, theirs = burst["summary"]["CERNSpawner"], burst["summary"]["KubeSpawner"]
+        failures, orphans = ours["failures_per_round"], ours["orphan_pods_per_round"]
+        rows.append(
+            [
+                "200 concurrent shared spawns: 0 failures, 0 orphans, 3 runs in a row",
+                f"failures {'/'.join(map(str, failures))}, orphans {'/'.join(map(str, orphans))} "
+                f"(KubeSpawner: failures {'/'.join(map(str, theirs['failures_per_round']))})",
+                "",
+                _status(len(failures) >= 3 and not any(failures) and not any(orphans)),
+                f"spawn_burst ({_dated(burst)})",
+            ]
+        )
+        gpu = (burst.get("gpu") or {}).get("CERNSpawner_from_0_nodes")
+        if gpu:
+            plain = burst["gpu"]["KubeSpawner_hand_sized"]
+            rows.append(
+                [
+                    "the same burst, one-GPU profile from 0 nodes",
+                    f"failures {gpu['failures']}, orphans {gpu['orphan_pods']} "
+                    f"(KubeSpawner, group sized by hand: failures {plain['failures']})",
+                    "",
+                    _status(gpu["failures"] == 0 and gpu["orphan_pods"] == 0),
+                    f"spawn_burst ({_dated(burst['gpu']['run'])})",
+                ]
+            )
+    for name, kind, label in (
+        ("hub_cost", "shared", "hub CPU per spawn ≤ 1.05×, shared profile"),
+        ("hub_cost_gpu_waiting", "gpu", "hub CPU per spawn ≤ 1.05×, GPU profile (both wait for a boot)"),
+        ("hub_cost", "gpu", "hub CPU per spawn, GPU profile, anchor's group sized before its clock"),
+    ):
+        data = _results(name)
+        entry = data and data["summary"].get(f"{kind}_hub_cpu_s_per_spawn")
+        if entry:
+            rows.append(
+                [
+                    label,
+                    f"{ms(entry['CERNSpawner']['median'])} vs {ms(entry['KubeSpawner']['median'])}",
+                    f"{entry['ratio']} (per round: {', '.join(map(str, entry['ratio_per_round']))})",
+                    _status(entry["ratio"] <= 1.05) if "sized before" not in label else "— (unequal rule)",
+                    f"{name} ({_dated(data)})",
+                ]
+            )
+    idle = _results("hub_cost_idle")
+    if idle and idle["summary"].get("idle_hub_cpu_s_per_s"):
+        entry = idle["summary"]["idle_hub_cpu_s_per_s"]
+        rows.append(
+            [
+                "idle hub CPU ≤ 1.1× (fake sandbox, 20 nodes)",
+                f"{entry['CERNSpawner']:.5f} vs {entry['KubeSpawner']:.5f} s/s",
+                entry["ratio"],
+                _status(entry["ratio"] <= 1.1),
+                f"hub_cost_idle ({_dated(idle)})",
+            ]
+        )
+    process = _results("idle_cpu")
+    if process:
+        cpu, ratio = process["hub_cpu_s_per_s"], process["ratio_cern_over_kubespawner"]
+        rows.append(
+            [
+                "idle hub CPU ≤ 1.1× (process mode, three scaled groups)",
+                f"{cpu['CERNSpawner']['median']:.5f} vs {cpu['KubeSpawner']['median']:.5f} s/s",
+                ratio["of_medians"],
+                _status(ratio["of_medians"] <= 1.1),
+                f"idle_cpu ({_dated(process)})",
+            ]
+        )
+    form = _results("form_render")
+    if form:
+        sizes = " / ".join(str(run["profiles_in_catalog"]) for run in form["runs"])
+        render = [r["render"]["ratio_cpu_median"]["CERNSpawner_miss_over_kubespawner"] for r in form["runs"]]
+        load = [run["load_user_options"]["ratio_cpu_median"] for run in form["runs"]]
+        miss = [r["CERNSpawner_miss_over_kubespawner"] for r in load]
+        hit = [r["CERNSpawner_hit_over_kubespawner"] for r in load]
+        rows.append(
+            [
+                f"form render on a miss ≤ KubeSpawner's, {sizes} profiles",
+                "catalog-edit miss",
+                " / ".join(map(str, render)),
+                _status(all(r <= 1 for r in render)),
+                f"form_render ({_dated(form)})",
+            ]
+        )
+        rows.append(
+            [
+                f"`load_user_options` ≤ 1.5× KubeSpawner's, {sizes} profiles",
+                "apply_user_options + load_user_options, miss (hit)",
+                " / ".join(f"{m} ({h})" for m, h in zip(miss, hit, strict=True)),
+                _status(all(r <= 1.5 for r in miss + hit)),
+                f"form_render ({_dated(form)})",
+            ]
+        )
+    rest = _results("hub_cost_rest")
+    entry = rest and next((v for k, v in rest["summary"].items() if k.startswith("at_rest_")), None)
+    if entry:
+        rows.append(
+            [
+                f"{rest['parameters']['servers']} running servers: RSS and CPU at rest, measured",
+                f"CPU {entry['CERNSpawner alone']['hub_cpu_s_per_s']:.4f} s/s, "
+                f"RSS {entry['CERNSpawner alone']['hub_rss_mib']:.0f} MiB",
+                f"CPU {entry['ratio_cpu']}, RSS {entry['ratio_rss']}",
+                "**met** (measured)",
+                f"hub_cost_rest ({_dated(rest)})",
+            ]
+        )
+    if not rows:
+        return ["_No results yet: run `make bench`._"]
+    columns = ["issue-16 target", "figure (CERNSpawner vs KubeSpawner)", "ratio", "status", "results"]
+    return table(columns, rows)
+
+
+# Tables made from several results files (no file of their own).
+COMPOSITES: dict[str, Callable[[], list[str]]] = {"targets": targets}
+
+
 def render(name: str) -> list[str]:
+    if name in COMPOSITES:
+        return COMPOSITES[name]()
     path = RESULTS / f"{name}.json"
     if not path.exists():
         return [f"_No results yet: run `make bench` (benchmarks/results/{name}.json)._"]
