@@ -102,12 +102,18 @@ async def check_image(
     try:
         found = await client.manifest_at(ref)
     except RegistryError as e:
-        return failed(
-            name,
-            f"{e} (used by {users})",
-            "check that the hub reaches the registry and, for a private one, that a Docker config.json "
-            "with its credentials is given (BinderConfig.registry_credentials_path or --registry-auth).",
-        )
+        if str(e).startswith("Could not reach"):
+            # Kubelets pull images, not the hub: a registry only the nodes reach still serves pods.
+            fix = (
+                "let the hub reach the registry (chart: networkPolicy.hub.egressAllowed) or run the doctor "
+                "where it can; nodes pull images themselves, so if they reach it notebooks still start."
+            )
+        else:
+            fix = (
+                "for a private registry, give the doctor a Docker config.json with its credentials "
+                "(BinderConfig.registry_credentials_path or --registry-auth)."
+            )
+        return failed(name, f"{e} (used by {users})", fix)
     if found:
         return passed(name, f"found in {ref.registry} (used by {users})")
     return failed(

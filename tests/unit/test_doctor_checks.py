@@ -19,6 +19,7 @@ from cern_spawner.doctor.command import kube_client
 from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings, from_config
 from cern_spawner.scaling.errors import PermanentError
 from cern_spawner.scaling.magnum import GroupState, translate
+from sandbox.controlplane import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -451,3 +452,10 @@ async def test_a_kubeconfig_that_does_not_load_is_said(tmp_path, content):
         path.write_text(content)
     api, why = await kube_client(str(path), "")
     assert api is None and why.startswith("no Kubernetes configuration (")
+
+
+async def test_an_unreachable_registry_says_nodes_may_still_pull():
+    closed = f"127.0.0.1:{free_port()}"
+    result = await web.check_image(f"{closed}/x:1", ["a"], http_registries=[closed], request_timeout=5)
+    assert result.status == "FAIL" and result.detail.startswith(f"Could not reach the registry {closed}")
+    assert "networkPolicy.hub.egressAllowed" in result.fix
