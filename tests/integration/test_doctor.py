@@ -74,6 +74,7 @@ def test_doctor_passes_on_the_sandbox_hub_config(sandbox, image, tmp_path, monke
     monkeypatch.setenv("CERN_PROFILES", str(tmp_path))
     monkeypatch.setenv("CERN_SANDBOX_STATE", sandbox["state_dir"])
     monkeypatch.setenv("KUBECONFIG", sandbox["kubeconfig"])
+    monkeypatch.setenv("CERN_HUB_DIR", str(tmp_path / "hub"))  # where the config keeps its key file
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
     status = main(["doctor", "--config", str(ROOT / "jupyterhub_config.py"), "--json"])
     out = capsys.readouterr().out
