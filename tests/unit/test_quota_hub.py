@@ -74,6 +74,7 @@ async def hub(tmp_path_factory):
         c.JupyterHub.spawner_class = CERNSpawner
         c.JupyterHub.extra_handlers = web_handlers.handlers
         c.CERNSpawner.profiles_path = [str(profiles)]
+        c.BinderConfig.registry = "registry.invalid:5000"  # repository launches on (never reached)
         MockHub.clear_instance()
         app = MockHub.instance(config=c)
         await app.initialize([])
@@ -159,18 +160,24 @@ REFUSED = (
 
 @in_module_loop
 async def test_rest_start_over_quota_is_refused_with_the_numbers_and_nothing_starts(hub):
-    code, body = await call(hub, "POST", "api/users/alice/server", hub.tokens["alice"], {"profile": "gpu-1"})
-    assert (code, body["message"]) == (403, REFUSED)
+    for options in ({"profile": "gpu-1"}, {"profile": "gpu-1", **LAUNCH}):
+        code, body = await call(hub, "POST", "api/users/alice/server", hub.tokens["alice"], options)
+        assert (code, body["message"]) == (403, REFUSED)
     assert hub.starts == []
     _, alice = await call(hub, "GET", "api/users/alice", hub.tokens["carol"])
     assert alice["servers"] == {}
 
 
+# A repository launch's confirmation page posts the same form, with the repository's fields.
+LAUNCH = {"binder_repo": "https://github.com/org/analysis", "binder_ref": "main"}
+
+
 @in_module_loop
-async def test_form_post_over_quota_is_refused_with_the_numbers(hub):
+@pytest.mark.parametrize("fields", [{}, LAUNCH], ids=["form", "repository-launch"])
+async def test_form_post_over_quota_is_refused_with_the_numbers(hub, fields):
     session = await browser(hub, "alice")
     answer = await session.post(
-        hub.url + "spawn", data={"profile": "gpu-1", "_xsrf": session.cookies["_xsrf"]}
+        hub.url + "spawn", data={"profile": "gpu-1", **fields, "_xsrf": session.cookies["_xsrf"]}
     )
     assert answer.status_code == 403
     assert REFUSED in answer.text
