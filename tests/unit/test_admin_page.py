@@ -15,6 +15,7 @@ from jupyterhub.tests.utils import AsyncSession
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
+from cern_spawner.chart_settings import _metrics_scraper
 from cern_spawner.web import HUB_TEMPLATE_DIR
 from cern_spawner.web.admin import admin_handlers
 from tests.unit.inprocess_hub import NoProxy
@@ -24,6 +25,7 @@ in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 HOSTILE = "<script>alert('x')</script>"
+SCRAPER_TOKEN = "a-scrapers-token-0123456789abcdef"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -40,6 +42,7 @@ async def hub(tmp_path_factory):
         c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
         c.CERNSpawner.profiles_path = [str(profiles)]
         c.CERNSpawner.profiles_reload_interval = 0.0
+        _metrics_scraper(c, SCRAPER_TOKEN)  # what the chart's metrics.serviceMonitor adds
         MockHub.clear_instance()
         app = MockHub.instance(config=c)
         await app.initialize([])
@@ -51,7 +54,12 @@ async def hub(tmp_path_factory):
             app.db.commit()
             roles.assign_default_roles(app.db, user)
             sessions[name] = await log_in(app.hub.url, name)
-        yield SimpleNamespace(url=app.hub.url + "cern/admin", sessions=sessions, profiles=profiles)
+        yield SimpleNamespace(
+            url=app.hub.url + "cern/admin",
+            metrics=app.hub.url + "metrics",
+            sessions=sessions,
+            profiles=profiles,
+        )
         await app.stop()
         MockHub.clear_instance()
 
@@ -126,3 +134,12 @@ async def test_a_refused_edit_is_shown_with_its_problems_escaped(hub):
     # Reverted: the next look shows no refusal.
     _, page = await get(hub, "carol")
     assert "No refused edit" in page
+
+
+@in_module_loop
+async def test_metrics_answer_the_scrapers_read_metrics_token_only(hub):
+    scraped = await AsyncSession().get(hub.metrics, headers={"Authorization": f"token {SCRAPER_TOKEN}"})
+    assert scraped.status_code == 200
+    assert "cern_spawner_catalog_applied_timestamp_seconds" in scraped.text
+    assert (await hub.sessions["alice"].get(hub.metrics)).status_code == 403
+    assert (await AsyncSession().get(hub.metrics)).status_code == 403
