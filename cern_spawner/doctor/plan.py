@@ -121,7 +121,7 @@ def plan(
     if settings.sso is not None:
         sso = settings.sso
         add(
-            "SSO discovery",
+            web.sso_check_name(sso),
             lambda: web.check_sso(sso, request_timeout=timeout),
             "check that the hub reaches the SSO (CERNAuthenticator.issuer_url).",
         )

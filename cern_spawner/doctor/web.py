@@ -124,33 +124,40 @@ async def check_image(
     )
 
 
-async def check_sso(sso: SSO, *, request_timeout: float, name: str = "SSO discovery") -> Result:
+def sso_check_name(sso: SSO) -> str:
+    return "SSO keys" if sso.explicit else "SSO discovery"
+
+
+async def check_sso(sso: SSO, *, request_timeout: float) -> Result:
     """The issuer's discovery document answers and names exactly the configured issuer; with every
-    endpoint set explicitly (no discovery), the signing keys answer instead."""
+    endpoint set explicitly (the hub reads no discovery document), the signing keys answer instead."""
     from ..auth.errors import GrantRejected, ProviderUnavailable
     from ..auth.provider import discover, fetch_json
 
-    http = AsyncHTTPClient()
-    fix = (
-        "set CERNAuthenticator.issuer_url (chart: auth.issuerUrl) to the realm's issuer exactly as the "
-        "discovery document names it (no trailing '/'), and make sure the hub reaches it (egress, proxy, CA)."
-    )
+    http, name = AsyncHTTPClient(), sso_check_name(sso)
+    if sso.explicit:
+        fix = (
+            "set CERNAuthenticator.jwks_uri (chart: auth.endpoints.jwks) to the SSO's signing keys, and "
+            "make sure the hub reaches it (egress, proxy, CA)."
+        )
+    else:
+        fix = (
+            "set CERNAuthenticator.issuer_url (chart: auth.issuerUrl) to the realm's issuer exactly as "
+            "the discovery document names it (no trailing '/'), and make sure the hub reaches it "
+            "(egress, proxy, CA)."
+        )
+    kwargs = {"request_timeout": request_timeout, "request_kwargs": sso.request_kwargs}
     try:
         if sso.explicit:
-            keys = await fetch_json(
-                http, sso.jwks_uri, request_timeout=request_timeout, request_kwargs=sso.request_kwargs
-            )
-            if not keys.get("keys"):
-                return failed("SSO keys", f"{sso.jwks_uri} lists no signing keys", fix)
-            return passed(
-                "SSO keys",
-                f"{sso.jwks_uri} lists {len(keys['keys'])} signing keys (endpoints set explicitly)",
-            )
-        metadata = await discover(
-            http, sso.issuer, request_timeout=request_timeout, request_kwargs=sso.request_kwargs
-        )
+            keys = (await fetch_json(http, sso.jwks_uri, **kwargs)).get("keys")
+        else:
+            metadata = await discover(http, sso.issuer, **kwargs)
     except (ProviderUnavailable, GrantRejected) as e:  # any answer but the document, or none
-        return failed(name, f"{sso.issuer}: {e}", fix)
+        return failed(name, f"{sso.jwks_uri if sso.explicit else sso.issuer}: {e}", fix)
+    if sso.explicit:
+        if not keys:
+            return failed(name, f"{sso.jwks_uri} lists no signing keys", fix)
+        return passed(name, f"{sso.jwks_uri} lists {len(keys)} signing keys (endpoints set explicitly)")
     return passed(
         name,
         f"{sso.issuer}'s discovery document names this issuer (token endpoint {metadata.token_endpoint})",

@@ -26,6 +26,7 @@ from cern_spawner.doctor.cloud import Cloud, check_login
 from cern_spawner.doctor.command import kube_client
 from cern_spawner.doctor.plan import Clients, examine
 from cern_spawner.doctor.settings import SSO, Binder, DoctorSettings, from_config
+from cern_spawner.doctor.web import check_sso
 from sandbox.binaries import resolve as resolve_binaries
 from sandbox.builder import oci
 from sandbox.controlplane import free_port
@@ -168,6 +169,19 @@ async def test_rejected_cloud_credentials_fail_the_login(sandbox, tmp_path):
     assert result.status == "FAIL"
     assert "credentials were rejected" in result.detail
     assert "application credential" in result.fix
+
+
+@pytest.mark.parametrize("keys, status", [("certs", "ok"), ("nothing-here", "FAIL")], ids=["keys", "no-keys"])
+async def test_explicit_sso_endpoints_check_the_signing_keys(sandbox, keys, status):
+    """With authorize, token and jwks set, the hub never reads the discovery document: the keys are
+    checked instead, and a wrong jwks URL is named with its own fix."""
+    issuer = sandbox["keycloak"]["issuer"]
+    endpoints = f"{issuer}/protocol/openid-connect"
+    sso = SSO(issuer, f"{endpoints}/auth", f"{endpoints}/token", f"{endpoints}/{keys}")
+    result = await check_sso(sso, request_timeout=8)
+    assert (result.name, result.status) == ("SSO keys", status), result
+    if status == "FAIL":
+        assert "CERNAuthenticator.jwks_uri" in result.fix
 
 
 @pytest.fixture
