@@ -460,9 +460,11 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         refusal = self.catalog_store.refusal
         if refusal and self.user.admin:
             problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in refusal.error.problems)
+            status = html.escape(url_path_join(self.hub.base_url, "cern/admin"))  # the admin page
             banner = (
                 '<div class="alert alert-danger" role="alert"><strong>Profile catalog edit refused.</strong> '
-                f"The previous catalog is still served. Fix:<ul>{problems}</ul></div>"
+                f'The previous catalog is still served (<a href="{status}">service status</a>). '
+                f"Fix:<ul>{problems}</ul></div>"
             )
             form = banner + form
         return form

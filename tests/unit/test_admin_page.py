@@ -120,12 +120,17 @@ async def test_anonymous_is_sent_to_log_in(hub):
 
 @in_module_loop
 async def test_a_refused_edit_is_shown_with_its_problems_escaped(hub):
+    assert (await get(hub, "carol"))[0] == 200  # the hub's catalog is open (a broken one at start is fatal)
     broken = hub.profiles / "zz-broken.yaml"
     broken.write_text(f'profiles:\n  - slug: x\n    "{HOSTILE}": 1\n')
     try:
         code, page = await get(hub, "carol")
+        form = await hub.sessions["carol"].get(hub.url.replace("cern/admin", "spawn"))
     finally:
         broken.unlink()
+    # The admins' banner on the spawn form links to the page.
+    assert "Profile catalog edit refused" in form.text
+    assert '/hub/cern/admin">service status</a>' in form.text
     assert code == 200
     assert "The latest edit was refused" in page
     assert "zz-broken.yaml:3" in page
