@@ -14,6 +14,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from .configure import _extend, configure_hub
+from .smoke.service import register_smoke_service
 
 
 def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
@@ -58,7 +59,7 @@ def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
     if settings.get("metricsScraper"):
         _metrics_scraper(c, secret("metrics/token"))
     if settings.get("smoke"):
-        _smoke_service(c, secret("smoke/token"), settings["smoke"]["user"])
+        register_smoke_service(c, secret("smoke/token"), settings["smoke"]["user"])
 
     # Binder-from-git launches (/hub/binder/v2/…, the picker's repository section), on with
     # binder.registry. Registry push credentials are mounted at secrets/registry/.dockerconfigjson.
@@ -129,20 +130,6 @@ def _binder(c: Config, binder: dict, secrets: Path) -> None:
         c.BinderConfig.build_resources = binder["buildResources"]
     c.BinderConfig.build_node_selector = binder["buildNodeSelector"]
     c.BinderConfig.build_tolerations = binder["buildTolerations"]
-
-
-def _smoke_service(c: Config, token: str, user: str) -> None:
-    """The smoke CronJob's identity (smoke.enabled): a hub service that may start, stop, read and
-    reach the servers of one user only; listing that user in a role makes the hub create it."""
-    _extend(c.JupyterHub, "services", [{"name": "cern-smoke", "api_token": token}])
-    scopes = [
-        f"{s}!user={user}" for s in ("read:servers", "start:servers", "delete:servers", "access:servers")
-    ]
-    roles = [
-        {"name": "cern-smoke", "scopes": scopes, "services": ["cern-smoke"]},
-        {"name": "cern-smoke-user", "scopes": [], "users": [user]},
-    ]
-    _extend(c.JupyterHub, "load_roles", roles)
 
 
 def _metrics_scraper(c: Config, token: str) -> None:

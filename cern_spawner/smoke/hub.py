@@ -54,6 +54,11 @@ class RestHub:
             async with self.session.get(
                 url, headers=self.headers, timeout=aiohttp.ClientTimeout(sock_connect=30)
             ) as response:
+                if 400 <= response.status < 500:
+                    # The spawn ended (failed) before its progress could be read.
+                    message = _message(await response.text()) or f"HTTP {response.status}"
+                    yield {"failed": True, "message": f"the spawn ended early: {message}"}
+                    return
                 if response.status != 200:
                     raise HubUnreachable(f"GET {url}: HTTP {response.status}")
                 async for raw in response.content:
@@ -73,6 +78,7 @@ class RestHub:
         return json.loads(body).get("servers", {}).get("")
 
     async def answers(self) -> bool:
+        """The server's own API answers 200 through the proxy: a redirect (to a login) is no answer."""
         server = await self._server()
         if not server or not server.get("url"):
             return False
@@ -80,7 +86,7 @@ class RestHub:
             status, _ = await self._request("GET", f"{self.url}{server['url']}api/status")
         except HubUnreachable:
             return False
-        return 200 <= status < 400
+        return status == 200
 
     async def stop(self) -> None:
         status, body = await self._request("DELETE", f"{self._api}/server")

@@ -53,7 +53,7 @@ class Hub(Protocol):
 
     def progress(self) -> AsyncIterator[dict]: ...  # the spawn's progress events, to ready/failed
 
-    async def answers(self) -> bool: ...  # the server's URL through the proxy answers 2xx/3xx
+    async def answers(self) -> bool: ...  # the server's URL through the proxy answers 200
 
     async def stop(self) -> None: ...
 

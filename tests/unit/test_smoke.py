@@ -229,3 +229,108 @@ def test_a_label_must_be_key_value(capsys):
         main(["smoke", "--url", "u", "--token-file", "t", "--label", "nolabel"])
     assert usage.value.code == 2
     assert "--label wants KEY=VALUE, not 'nolabel'" in capsys.readouterr().err
+
+
+# -- the REST client against a stand-in hub (aiohttp on a local port) -------------------------
+
+
+@pytest.fixture
+async def stand_in():
+    """A hub answering as the test sets `answers` ({(method, path): (status, body)}); records requests."""
+    from aiohttp import web
+
+    answers: dict = {}
+    seen: list = []
+
+    async def handle(request):
+        seen.append((request.method, request.path, request.headers.get("Authorization")))
+        status, body = answers.get((request.method, request.path), (404, '{"message": "no"}'))
+        return web.Response(
+            status=status, text=body, headers={"Location": "/hub/login"} if status == 302 else {}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", answers, seen
+    await runner.cleanup()
+
+
+API = "/hub/api/users/cern-smoke"
+RUNNING = json.dumps({"servers": {"": {"url": "/user/cern-smoke/", "ready": True}}})
+
+
+@pytest.mark.parametrize(
+    ("status", "answered"),
+    [(200, True), (302, False), (403, False)],
+    ids=["ok", "redirect-to-login", "forbidden"],
+)
+async def test_only_the_servers_own_200_is_an_answer(stand_in, status, answered):
+    import aiohttp
+
+    from cern_spawner.smoke.hub import RestHub
+
+    url, answers, seen = stand_in
+    answers[("GET", API)] = (200, RUNNING)
+    answers[("GET", "/user/cern-smoke/api/status")] = (status, "{}")
+    async with aiohttp.ClientSession() as session:
+        assert await RestHub(session, url, "t0k", "cern-smoke").answers() is answered
+    assert all(auth == "token t0k" for _, _, auth in seen)
+
+
+@pytest.mark.parametrize(
+    ("status", "raises"),
+    [(201, None), (202, None), (403, "Refusal"), (500, "HubUnreachable")],
+    ids=["created", "pending", "refused", "hub-error"],
+)
+async def test_a_start_is_refused_on_4xx_only(stand_in, status, raises):
+    import aiohttp
+
+    from cern_spawner.smoke.hub import HubUnreachable, RestHub
+
+    url, answers, _ = stand_in
+    answers[("POST", f"{API}/server")] = (
+        status,
+        '{"message": "The profile \'gpu-1\' is not offered to you."}',
+    )
+    errors = {"Refusal": Refusal, "HubUnreachable": HubUnreachable}
+    async with aiohttp.ClientSession() as session:
+        hub = RestHub(session, url, "t0k", "cern-smoke")
+        if raises is None:
+            await hub.start("gpu-1")
+        else:
+            with pytest.raises(errors[raises], match="not offered"):
+                await hub.start("gpu-1")
+
+
+async def test_a_spawn_gone_before_its_progress_is_read_is_a_failure(stand_in):
+    import aiohttp
+
+    from cern_spawner.smoke.hub import RestHub
+
+    url, answers, _ = stand_in
+    answers[("GET", f"{API}/server/progress")] = (400, '{"message": "cern-smoke\'s server is not running"}')
+    async with aiohttp.ClientSession() as session:
+        events = [e async for e in RestHub(session, url, "t", "cern-smoke").progress()]
+    assert events == [
+        {"failed": True, "message": "the spawn ended early: cern-smoke's server is not running"}
+    ]
+
+
+async def test_progress_events_are_read_from_the_event_stream(stand_in):
+    import aiohttp
+
+    from cern_spawner.smoke.hub import RestHub
+
+    url, answers, _ = stand_in
+    stream = (
+        'data: {"progress": 30, "details": "x"}\n\n: keepalive\n\ndata: not json\n\ndata: {"ready": true}\n\n'
+    )
+    answers[("GET", f"{API}/server/progress")] = (200, stream)
+    async with aiohttp.ClientSession() as session:
+        events = [e async for e in RestHub(session, url, "t", "cern-smoke").progress()]
+    assert events == [{"progress": 30, "details": "x"}, {"ready": True}]
