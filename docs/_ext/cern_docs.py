@@ -30,17 +30,13 @@ def globs_as_literals(app, what, name, obj, options, lines):
 
 
 class MetricsTable(SphinxDirective):
-    """`{cern-metrics}`: a table of the Prometheus metrics that cern_spawner.metrics defines."""
+    """`{cern-metrics}`: a table of the Prometheus metrics of cern-spawner (`metrics.every_metric`)."""
 
     def run(self) -> list[nodes.Node]:
-        from prometheus_client.metrics import MetricWrapperBase
-
         from cern_spawner import metrics
 
         rows = []
-        for value in vars(metrics).values():
-            if not isinstance(value, MetricWrapperBase):
-                continue
+        for value in metrics.every_metric():  # metrics.py's and those other packages declare
             (family,) = value.describe()
             # The label names are only kept privately by prometheus_client; the docs build fails loudly
             # (AttributeError) if that changes, rather than listing metrics without their labels.

@@ -3,14 +3,18 @@ queried or documented that the hub does not export, and no metric left out."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from pathlib import Path
 
 import pytest
 from jupyterhub import metrics as jupyterhub_metrics
+from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
+import cern_spawner
 from cern_spawner import metrics
 
 pytestmark = pytest.mark.unit
@@ -23,7 +27,7 @@ JUPYTERHUB = [m for m in vars(jupyterhub_metrics).values() if isinstance(m, Metr
 
 
 def exported() -> set[str]:
-    return metrics.exposed_names() | metrics.exposed_names(JUPYTERHUB)
+    return metrics.exposed_names(metrics.every_metric()) | metrics.exposed_names(JUPYTERHUB)
 
 
 def queries() -> list[str]:
@@ -49,9 +53,19 @@ def family_names() -> set[str]:
     """Each of our metrics as an operator writes it: counters with _total."""
     return {
         family.name + ("_total" if family.type == "counter" else "")
-        for metric in metrics.ALL
+        for metric in metrics.every_metric()
         for family in metric.describe()
     }
+
+
+def test_every_cern_spawner_metric_of_the_registry_is_known():
+    """A metric declared in a module outside `metrics.ELSEWHERE` would be left out of the docs."""
+    for module in pkgutil.walk_packages(cern_spawner.__path__, "cern_spawner."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    registered = {family.name for family in REGISTRY.collect() if family.name.startswith("cern_spawner_")}
+    known = {family.name for metric in metrics.every_metric() for family in metric.describe()}
+    assert registered == known, f"add to cern_spawner.metrics.ELSEWHERE: {sorted(registered - known)}"
 
 
 def test_the_dashboard_queries_only_metrics_the_hub_exports():
