@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 
 from .. import metrics
 from . import nodes as node_ops
+from .backend import GroupState, NodeGroups, baseline, grow, shrink
 from .capacity import Capacity, GroupSelector
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
-from .magnum import GroupState, MagnumGroups, baseline, grow, shrink
 from .memory import Memory
 from .planner import GroupView, plan_layout
 from .shrink import ShrinkView, decide, unsettled
@@ -42,7 +42,7 @@ class ScalingController:
         self,
         groups: Callable[[], list[ScaledGroup]],
         view,
-        backend: Callable[[str], MagnumGroups],
+        backend: Callable[[str], NodeGroups],
         log: logging.Logger,
         *,
         kube=None,

@@ -8,18 +8,15 @@ Errors are wrapped at this boundary into `errors` with messages a user can act o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import keystoneauth1.exceptions as ks_exceptions
 from openstack import exceptions as os_exceptions
 from openstack import resource
 
-if TYPE_CHECKING:
-    from .state import ScaledGroup
-
 from .. import metrics
-from .errors import CeilingReached, NotAllowed, PermanentError, QuotaExceeded, ScalingError, TemporaryError
+
+# grow, shrink, baseline: the write order shared by all backends (re-exported for callers).
+from .backend import GroupState, baseline, grow, shrink  # noqa: F401
+from .errors import NotAllowed, PermanentError, QuotaExceeded, ScalingError, TemporaryError
 
 MICROVERSION = "1.10"
 HEADERS = {"OpenStack-API-Version": f"container-infra {MICROVERSION}"}
@@ -63,26 +60,6 @@ def json_patch(current: dict, changes: dict) -> list[dict]:
         op = "add" if current.get(field) is None else "replace"
         patch.append({"op": op, "path": f"/{field}", "value": value})
     return patch
-
-
-@dataclass(frozen=True)
-class GroupState:
-    name: str
-    node_count: int
-    min_nodes: int
-    max_nodes: int | None
-    status: str
-    status_reason: str
-    # Magnum's label auto_scaling_enabled=true: a cluster autoscaler removes idle nodes above min.
-    autoscaled: bool = False
-
-    @property
-    def busy(self) -> bool:
-        return self.status.endswith("_IN_PROGRESS")
-
-    @property
-    def failed(self) -> bool:
-        return self.status.endswith("_FAILED")
 
 
 def _state(nodegroup: Nodegroup) -> GroupState:
@@ -181,35 +158,3 @@ class MagnumGroups:
         self._call(
             f"resize {group} to {node_count}", "post", f"/clusters/{self.cluster}/actions/resize", json=body
         )
-
-
-# -- the order of writes Magnum accepts ------------------------------------------------------------
-def baseline(group: ScaledGroup, cloud: GroupState) -> int:
-    """Never below the catalog's baseline; in resize mode not below the cloud's own min either
-    (Magnum refuses it). In raise-min mode the cloud's min is ours to lower."""
-    return group.min_nodes if group.mode == "raise-min" else max(group.min_nodes, cloud.min_nodes)
-
-
-def grow(backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int) -> None:
-    """Ask Magnum for `target` nodes. Order matters: Magnum refuses min > node_count and max < node_count."""
-    if target > group.max_nodes:
-        raise CeilingReached(f"{group.name} may not grow beyond {group.max_nodes} node(s).")
-    if cloud.max_nodes is not None and target > cloud.max_nodes:
-        backend.patch(group.name, cloud, max_node_count=target)
-    if cloud.node_count < target:
-        backend.resize(group.name, target)
-    if group.mode == "raise-min" and cloud.min_nodes < target:
-        # Autoscaled clusters keep only what min pins; raised after node_count so min <= node_count.
-        backend.patch(
-            group.name, GroupState(**{**cloud.__dict__, "node_count": target}), min_node_count=target
-        )
-
-
-def shrink(
-    backend: MagnumGroups, group: ScaledGroup, cloud: GroupState, target: int, remove: list[str]
-) -> None:
-    if group.mode == "raise-min":
-        if cloud.min_nodes > target:
-            backend.patch(group.name, cloud, min_node_count=target)
-        return  # the autoscaler removes the idle nodes
-    backend.resize(group.name, target, nodes_to_remove=remove)

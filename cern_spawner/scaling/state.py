@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .backend import GroupState
 from .capacity import Capacity
 from .errors import ScalingError
-from .magnum import GroupState
 from .standby import Standby
 
 
