@@ -47,6 +47,14 @@ def pod_node(spawner) -> str:
     return str((pod or {}).get("spec", {}).get("nodeName") or "")
 
 
+def profile_slug(user_options) -> str:
+    """The profile a server was started with: a form post keeps its fields as lists."""
+    value = (user_options or {}).get("profile") or ""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value)
+
+
 def server_facts(users) -> list[ServerFacts]:
     """Every active (starting or running) server of the hub's users (JupyterHub's `UserDict`)."""
     facts = []
@@ -54,12 +62,11 @@ def server_facts(users) -> list[ServerFacts]:
         for name, spawner in list(user.spawners.items()):
             if not spawner.active:
                 continue
-            options = spawner.user_options or {}
             facts.append(
                 ServerFacts(
                     user=user.name,
                     server=name,
-                    profile=str(options.get("profile") or ""),
+                    profile=profile_slug(spawner.user_options),
                     started=epoch(spawner.orm_spawner.started),
                     last_activity=epoch(spawner.orm_spawner.last_activity),
                     ready=bool(spawner.ready),

@@ -12,7 +12,7 @@ import pytest
 from cern_spawner.catalog import load_catalog
 from cern_spawner.scaling.errors import QuotaExceeded
 from cern_spawner.scaling.state import GroupStatus
-from cern_spawner.web.admin import epoch, server_facts
+from cern_spawner.web.admin import epoch, profile_slug, server_facts
 from cern_spawner.web.admin_view import ServerFacts, build_view, duration, moment
 from tests.unit.test_spawner_start import GPU_DEFAULT
 from tests.unit.test_web_availability import status
@@ -182,3 +182,17 @@ def test_the_repository_profiles_render_without_a_controller():
     view = build_view([(store_status(catalog), catalog)], None, [], now=NOW, monotonic_now=MONOTONIC)
     assert {g.name for g in view.groups} == set(catalog.node_groups)
     assert not any(g.watched for g in view.groups)
+
+
+SLUGS = {
+    "rest": ({"profile": "gpu-1"}, "gpu-1"),
+    "form": ({"profile": ["gpu-1"]}, "gpu-1"),
+    "none": ({}, ""),
+    "empty-form": ({"profile": []}, ""),
+    "no-options": (None, ""),
+}
+
+
+@pytest.mark.parametrize("options, slug", SLUGS.values(), ids=SLUGS.keys())
+def test_the_profile_a_server_was_started_with(options, slug):
+    assert profile_slug(options) == slug
