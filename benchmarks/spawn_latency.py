@@ -3,8 +3,9 @@
 Two hubs run at once against the same cluster (benchmarks/hubs.py: CERNSpawner, and the anchor,
 plain KubeSpawner with no code of ours); spawns alternate between them so that both see the same
 machine load, and which hub goes first alternates by round. Each spawn is timed from the REST
-request to the server being ready (pod scheduled, process started, notebook answering the hub),
-each stop until the pod object is gone.
+request to the server being ready (pod scheduled, process started, notebook answering the hub,
+route added: watched at the hub's proxy, so that watching costs the hub nothing), each stop until
+the pod object is gone.
 
     .venv/bin/python benchmarks/spawn_latency.py [--rounds N]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -36,6 +38,7 @@ PLAIN_CONFIG = """
 c.KubeSpawner.cpu_limit = 1.0
 c.KubeSpawner.mem_limit = "2G"
 """
+PROXY_TOKEN = secrets.token_hex(32)  # both hubs' proxies: readiness is read from their routes
 
 
 def wait(predicate, timeout: float, what: str) -> float:
@@ -56,8 +59,11 @@ def spawn_and_stop(hub, core, namespace: str, user: str, options: dict) -> tuple
     def ready():
         return hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
 
-    wait(ready, 180, f"{user} ready")
+    # Watched at the hub's proxy (its routes), every 20 ms: asking the hub itself that often (a
+    # token check and a user model per request) took a loaded machine's CPU from the hub it timed.
+    wait(lambda: user in hubs.routed_users(hub, PROXY_TOKEN), 180, f"{user} routed")
     spawn = time.perf_counter() - start
+    wait(ready, 30, f"{user} ready")  # the route is the start's last step; the server reads ready
     pod_name = f"jupyter-{user}"
     start = time.perf_counter()
     hub.api("DELETE", f"/users/{user}/server")
@@ -91,8 +97,9 @@ def main() -> None:
     core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
     hubs.ensure_namespace(core, PLAIN_NAMESPACE)
     with tempfile.TemporaryDirectory() as scratch:
-        cern = hubs.cern_hub(Path(scratch) / "cern")
-        plain = hubs.anchor_hub(Path(scratch) / "plain", report, PLAIN_NAMESPACE, PLAIN_CONFIG)
+        proxy = hubs.proxy_token_config(PROXY_TOKEN)
+        cern = hubs.cern_hub(Path(scratch) / "cern", proxy)
+        plain = hubs.anchor_hub(Path(scratch) / "plain", report, PLAIN_NAMESPACE, PLAIN_CONFIG + proxy)
         try:
             contenders = {
                 "CERNSpawner": (cern, report["user_namespace"], {"profile": "shared-2g"}),
