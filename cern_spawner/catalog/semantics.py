@@ -151,8 +151,30 @@ def _group(group: Entry) -> Iterator[Problem]:
             ("scaling", "min_nodes"),
             f"min_nodes {scaling['min_nodes']} is more than max_nodes {scaling['max_nodes']}",
         )
+    yield from _backend(group)
     yield from _standby(group)
     yield from _gpu_sharing(group)
+
+
+# The scaling keys each backend needs, and those that belong to the other one.
+BACKEND_KEYS = {
+    "magnum": (("cluster",), ("namespace", "machine_deployment", "capacity")),
+    "clusterapi": (("namespace", "machine_deployment"), ("cluster",)),
+}
+
+
+def _backend(group: Entry) -> Iterator[Problem]:
+    scaling = group.data.get("scaling")
+    if not scaling:
+        return
+    backend = scaling["backend"]
+    needed, foreign = BACKEND_KEYS[backend]
+    for key in needed:
+        if key not in scaling:
+            yield group.problem(("scaling",), f"backend {backend} needs scaling.{key}")
+    for key in foreign:
+        if key in scaling:
+            yield group.problem(("scaling", key), f"scaling.{key} does not apply to backend {backend}")
 
 
 def _gpu_sharing(group: Entry) -> Iterator[Problem]:

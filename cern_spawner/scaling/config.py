@@ -21,7 +21,7 @@ DEPRECATED_SPAWNER_ALIASES = {
 
 
 class GPUScaling(LoggingConfigurable):
-    """Growing GPU node groups through OpenStack Magnum while users wait, and shrinking them after."""
+    """Growing GPU node groups (Magnum or Cluster API) while users wait, and shrinking them after."""
 
     openstack_cloud = Unicode(
         "",
@@ -36,6 +36,22 @@ class GPUScaling(LoggingConfigurable):
         "",
         config=True,
         help="Path of the clouds.yaml to read; empty (default): openstacksdk's usual places.",
+    )
+    cluster_api_kubeconfig = Unicode(
+        "",
+        config=True,
+        help="""
+        Path of the kubeconfig of the Cluster API management cluster whose MachineDeployments are
+        the catalog's node groups with `scaling: {backend: clusterapi}` (mounted from a Secret; needs
+        get/patch on machinedeployments and get/list/patch on machines there). "in-cluster": the
+        hub's own service account (the hub runs in the management cluster). Empty (the default):
+        Cluster API node groups are not grown.
+        """,
+    )
+    cluster_api_version = Unicode(
+        "v1beta1",
+        config=True,
+        help="API version of the cluster.x-k8s.io resources (default v1beta1, served by Cluster API 1.x).",
     )
     interval = Float(
         2.0,
@@ -115,6 +131,11 @@ class GPUScaling(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._apply_deprecated_spawner_config()
+
+    @property
+    def enabled(self) -> bool:
+        """Some backend is configured: Magnum (an OpenStack cloud) or Cluster API (a kubeconfig)."""
+        return bool(self.openstack_cloud or self.cluster_api_kubeconfig)
 
     def _apply_deprecated_spawner_config(self) -> None:
         # _has_section: reading c.CERNSpawner on a Config would create the section.

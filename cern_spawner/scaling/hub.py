@@ -10,6 +10,8 @@ from openstack.config import loader
 
 from ..catalog import Catalog
 from ..catalog_store import CatalogStore
+from .backend import NodeGroups
+from .clusterapi import Capacity, ClusterAPIGroups, KubeStore
 from .config import GPUScaling
 from .controller import ScalingController
 from .magnum import MagnumGroups
@@ -22,12 +24,38 @@ _controllers: dict[tuple, ScalingController] = {}
 _settings: dict[int, tuple[object, GPUScaling]] = {}  # id(config) -> (config, its settings)
 
 
+CLUSTER_API = "clusterapi:"  # ScaledGroup.cluster of a Cluster API group: clusterapi:<namespace>/<name>
+
+
+def backend_key(scaling) -> str:
+    """Where the group's backend finds it (ScaledGroup.cluster): a Magnum cluster, or a
+    MachineDeployment; "" when the catalog does not say (the catalog's semantics report it)."""
+    if scaling.get("backend", "magnum") == "clusterapi":
+        if scaling.get("namespace") and scaling.get("machine_deployment"):
+            return f"{CLUSTER_API}{scaling['namespace']}/{scaling['machine_deployment']}"
+        return ""
+    return scaling.get("cluster") or ""
+
+
+def machine_deployment_capacity(group) -> Capacity:
+    """One node of a catalog group, for the cluster-autoscaler's scale-from-zero annotations."""
+    written = (group.scaling or {}).get("capacity") or {}
+    return Capacity(
+        cpu=written.get("cpu", ""),
+        memory=written.get("memory", ""),
+        gpu_type=group.gpu.resource if group.gpu else "",
+        gpu_count=group.gpu.per_node if group.gpu else 0,
+        taints=(group.taint,) if group.taint else (),
+        labels={group.label: group.name},  # what the profiles' nodeSelector asks for
+    )
+
+
 def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
-    """The catalog's GPU node groups that the hub may grow through Magnum."""
+    """The catalog's GPU node groups that the hub may grow (through Magnum or Cluster API)."""
     groups = []
     for group in catalog.node_groups.values():
         scaling = group.scaling or {}
-        if group.gpu is None or scaling.get("backend", "magnum") != "magnum" or not scaling.get("cluster"):
+        if group.gpu is None or not backend_key(scaling):
             continue
         groups.append(
             ScaledGroup(
@@ -37,7 +65,7 @@ def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
                 gpu_resource=group.gpu.node_resources[0][0],
                 gpus_per_node=sum(count for _, count in group.gpu.node_resources),
                 resources=group.gpu.node_resources if group.gpu.sharing != "whole" else (),
-                cluster=scaling["cluster"],
+                cluster=backend_key(scaling),
                 mode=scaling.get("mode", "resize"),
                 min_nodes=int(scaling.get("min_nodes", 0)),
                 max_nodes=int(scaling.get("max_nodes", 0)),
@@ -72,15 +100,30 @@ def hub_controller(
 ) -> ScalingController | None:
     """The hub's controller for these settings, created and started on first use; None when no
     cloud is configured. `namespace` is where the notebook pods are, `store` their catalog."""
-    if not settings.openstack_cloud:
+    if not settings.enabled:
         return None
     key = (settings.openstack_cloud, settings.openstack_clouds_yaml, namespace, store.paths)
+    key += (settings.cluster_api_kubeconfig,)
     if key not in _controllers:
         from kubespawner.clients import shared_client
 
         connections: dict[str, MagnumGroups] = {}
+        stores: dict[str, KubeStore] = {}
 
-        def backend(cluster: str) -> MagnumGroups:
+        def backend(cluster: str) -> NodeGroups:
+            if cluster.startswith(CLUSTER_API):
+                namespace_, name = cluster.removeprefix(CLUSTER_API).split("/", 1)
+                if namespace_ not in stores:
+                    kubeconfig = settings.cluster_api_kubeconfig
+                    stores[namespace_] = KubeStore(
+                        "" if kubeconfig == "in-cluster" else kubeconfig,
+                        namespace_,
+                        settings.cluster_api_version,
+                    )
+                groups = store.current().node_groups.values()
+                written = next((g for g in groups if backend_key(g.scaling or {}) == cluster), None)
+                capacity = machine_deployment_capacity(written) if written else None  # None: retiring
+                return ClusterAPIGroups(stores[namespace_], name, capacity)
             if cluster not in connections:
                 connection = connect(
                     settings.openstack_cloud, settings.openstack_clouds_yaml, settings.call_timeout
@@ -112,7 +155,7 @@ def hub_controller(
 def shared_controller(spawner, log: logging.Logger) -> ScalingController | None:
     """The controller serving this spawner's namespace and catalog (see `hub_controller`)."""
     settings = gpu_scaling(spawner.config)
-    if not settings.openstack_cloud:
+    if not settings.enabled:
         return None  # before reading the catalog: a spawner's __init__ never loads it
     return hub_controller(settings, namespace=spawner.namespace, store=spawner.catalog_store, log=log)
 

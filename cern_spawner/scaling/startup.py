@@ -66,7 +66,7 @@ def _start(config) -> None:
         hub_log = JupyterHub.instance().log
     try:
         settings = gpu_scaling(config)
-        if not settings.openstack_cloud:
+        if not settings.enabled:
             return
         store = shared_store(
             spawner_setting(config, "profiles_path"),
