@@ -341,6 +341,9 @@ async def hub():
     c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]  # as both hub configurations set it
     c.BinderConfig.registry = "registry.example.org"
     c.BinderConfig.allowed_hosts = ["github.com", "gitlab.cern.ch"]
+    # A spawn POST outlasting slow_spawn_timeout (10 s) is answered with a redirect to the pending
+    # page instead of the spawner's refusal; on a loaded machine the refusal can take that long.
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 600}
     MockHub.clear_instance()
     app = MockHub.instance(config=c)
     await app.initialize([])
