@@ -438,7 +438,13 @@ def targets() -> list[str]:
                 f"`load_user_options` ≤ 1.5× KubeSpawner's, {sizes} profiles",
                 "apply_user_options + load_user_options, miss (hit)",
                 " / ".join(f"{m} ({h})" for m, h in zip(miss, hit, strict=True)),
-                _status(all(r <= 1.5 for r in miss + hit)),
+                _status(all(r <= 1.5 for r in miss + hit))
+                + "".join(
+                    f", {case} at {run['profiles_in_catalog']}"
+                    for run, m, h in zip(form["runs"], miss, hit, strict=True)
+                    for case, r in (("miss", m), ("hit", h))
+                    if r > 1.5
+                ),
                 f"form_render ({_dated(form)})",
             ]
         )
