@@ -9,6 +9,7 @@ the controller counts every pod bound to a node, whoever started it.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,7 +34,17 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-h100", "gpu-l4")]
 # Groups of its own, so that this module runs beside the other GPU modules.
 GROUPS = [H100_GROUP, L4_GROUP]
-CATALOG = {"h100.yaml": H100, "l4.yaml": L4}
+# H100 keeps one node's worth of GPUs ready in office hours, read on the hub's wall clock, which
+# this module moves (WALL_CLOCK): outside the window until the standby test, so the other tests
+# see a plain group.
+STANDBY = (
+    "standby: {gpus: 4, timezone: Europe/Zurich, windows: [{days: mon-fri, from: '08:00', to: '18:00'}]}"
+)
+CATALOG = {"h100.yaml": H100.replace("max_nodes: 4}", f"max_nodes: 4, {STANDBY}}}"), "l4.yaml": L4}
+WALL_CLOCK = "wall-clock"  # in the hub's directory: the time the hub's controller reads, ISO 8601
+SUNDAY = datetime(2026, 12, 6, 12, tzinfo=UTC)
+MONDAY_0800 = datetime(2026, 12, 7, 7, 0, 30, tzinfo=UTC)  # 08:00:30 in Zurich
+MONDAY_1800 = datetime(2026, 12, 7, 17, 0, 30, tzinfo=UTC)  # 18:00:30
 GRACE = 5  # per node, from when it emptied
 # Calls to a failing cloud give up sooner than the defaults (20 s, 30 s; unit-tested) to keep the
 # suite short; the behaviour is the same.
@@ -41,6 +52,11 @@ EXTRA = (
     f"c.CERNSpawner.scaling_interval = 1\nc.CERNSpawner.scaling_grace_period = {GRACE}\n"
     "c.JupyterHub.cleanup_servers = False\n"
     "c.GPUScaling.call_timeout = 5\nc.GPUScaling.retry_timeout = 10\n"
+    # A moved clock is seen at the next idle read (a real window edge wakes the controller itself).
+    "c.GPUScaling.idle_refresh = 1\n"
+    "import datetime, pathlib\n"
+    "c.GPUScaling.wall_clock = lambda: datetime.datetime.fromisoformat("
+    f"pathlib.Path({WALL_CLOCK!r}).read_text())\n"
 )
 LABEL = "magnum.openstack.org/nodegroup"
 HEAT = {"boot_delay": 3, "gpu_delay": 1, "shrink_delay": 3, "node_removal_lag": 4}
@@ -54,9 +70,14 @@ def hubs(sandbox, catalog, cloud, tmp_path_factory):
     for group in GROUPS:
         set_timings(cloud, group, **HEAT)
     hubs = RestartableHub(tmp_path_factory.mktemp("shrink-hub"), EXTRA, catalog)
+    set_wall_clock(hubs, SUNDAY)
     hubs.launch()
     yield hubs
     hubs.close()
+
+
+def set_wall_clock(hubs: RestartableHub, moment: datetime) -> None:
+    (hubs.directory / WALL_CLOCK).write_text(moment.isoformat())
 
 
 def workload(name: str, group: str) -> dict:
@@ -179,6 +200,64 @@ def test_the_incident_in_raise_min_mode(hubs, cloud, core, sandbox):
     delete_pods(core, namespace, placed[survivor])
     wait_until(lambda: group_state(cloud, L4_GROUP)["node_count"] == 0, timeout=120, what="back at 0")
     assert group_state(cloud, L4_GROUP)["min_node_count"] == 0
+
+
+def test_standby_gpus_grow_at_the_window_start_and_go_at_its_end_leaving_the_busy_node(
+    hubs, cloud, core, sandbox
+):
+    """08:00: one node boots with no one asking; a user takes a GPU of it at once and the group
+    grows to keep 4 free; 18:00: the spare node goes, the node running the user's pod stays."""
+    namespace = sandbox["user_namespace"]
+    set_timings(cloud, H100_GROUP, **STANDBY_TIMINGS)
+    wait_until(
+        lambda: group_state(cloud, H100_GROUP)["node_count"] == 0 and no_nodes_in(core, H100_GROUP),
+        timeout=60,
+        what="H100 at 0 nodes",
+    )
+    mark = log_mark(cloud)
+    try:
+        set_wall_clock(hubs, MONDAY_0800)
+        (standby,) = wait_until(lambda: gpus_ready(core, H100_GROUP, 1), timeout=60, what="a standby node")
+        assert [w["path"].endswith("/actions/resize") for w in writes(cloud, mark, H100_GROUP)] == [True]
+
+        core.create_namespaced_pod(namespace, workload("standby-user", H100_GROUP))
+        placed = wait_until(
+            lambda: running_on(core, namespace, H100_GROUP), timeout=60, what="the user's pod"
+        )
+        assert placed == {standby: ["standby-user"]}  # served by the standby node, not a new one
+        nodes = wait_until(lambda: gpus_ready(core, H100_GROUP, 2), timeout=60, what="the standby restored")
+        spare = next(n for n in nodes if n != standby)
+        assert len(writes(cloud, mark, H100_GROUP)) == 2
+
+        set_wall_clock(hubs, MONDAY_1800)
+        wait_until(
+            lambda: spare not in group_nodes(core, H100_GROUP), timeout=60, what="the spare node to go"
+        )
+        assert group_state(cloud, H100_GROUP)["node_count"] == 1
+        assert running_on(core, namespace, H100_GROUP) == {standby: ["standby-user"]}
+        assert not core.read_node(standby).spec.unschedulable  # never cordoned
+        shrinks = writes(cloud, mark, H100_GROUP)[2:]
+        assert len(shrinks) == 1 and shrinks[0]["path"].endswith("/actions/resize"), shrinks
+    finally:
+        set_wall_clock(hubs, SUNDAY)
+        delete_pods(core, namespace, ["standby-user"])
+    wait_until(lambda: group_state(cloud, H100_GROUP)["node_count"] == 0, timeout=60, what="H100 back at 0")
+    set_timings(cloud, H100_GROUP, **HEAT)
+
+
+STANDBY_TIMINGS = {"boot_delay": 1, "gpu_delay": 0.5, "shrink_delay": 1, "node_removal_lag": 1}
+
+
+def gpus_ready(core, group, count) -> list[str] | None:
+    """The group's node names once `count` nodes have allocatable GPUs, else None."""
+    nodes = group_nodes(core, group)
+    ready = [
+        name
+        for name, node in sorted(nodes.items())
+        if int((node.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0
+        and any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    ]
+    return ready if len(ready) == count == len(nodes) else None
 
 
 @pytest.mark.parametrize(
