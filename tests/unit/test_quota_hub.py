@@ -75,6 +75,9 @@ async def hub(tmp_path_factory):
         c.JupyterHub.extra_handlers = web_handlers.handlers
         c.CERNSpawner.profiles_path = [str(profiles)]
         c.BinderConfig.registry = "registry.invalid:5000"  # repository launches on (never reached)
+        # The refusal comes from apply_user_options, inside JupyterHub's spawn: a loaded machine must
+        # not turn it into the redirect to the pending page JupyterHub sends after 10 s.
+        c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 600}
         MockHub.clear_instance()
         app = MockHub.instance(config=c)
         await app.initialize([])
