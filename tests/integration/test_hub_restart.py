@@ -43,6 +43,9 @@ ADMIN, PASSWORD = "carol", "cern-demo"
 EXTRA = (
     f"c.GPUScaling.interval = 1\nc.GPUScaling.grace_period = {GRACE}\n"
     "c.JupyterHub.cleanup_servers = False\nc.CERNSpawner.http_timeout = 5\n"
+    # The form's quota refusal comes from inside JupyterHub's spawn: on a loaded machine it must
+    # not become the redirect to the pending page that JupyterHub sends after 10 s.
+    "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 600}\n"
 )
 
 
