@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..cluster import kube_client
+from ..clusterapi import controller as clusterapi
 from ..config import load_topology
 from . import autoscaler
 from .cloud import Cloud
@@ -22,6 +23,8 @@ async def serve(state: Path, port: int, internal_address: str | None) -> None:
     app.listen(port, address="127.0.0.1")
     if internal_address:  # where hubs in pods reach it (the catalog's `internal` endpoints)
         app.listen(port, address=internal_address)
+    # The sandbox's Cluster API (its CRDs and controller) shares nodes.json with the cloud: same loop.
+    asyncio.ensure_future(clusterapi.run(state, cloud))
     if cloud.autoscaled_groups():
         busy_nodes = autoscaler.busy_nodes_from(kube_client(state))
         asyncio.ensure_future(autoscaler.run(cloud, busy_nodes))
