@@ -221,11 +221,24 @@ def namespace(core):
     core.delete_namespace(name)
 
 
+# The smoke service's token sits beside the session hub's log (test_smoke_hub reads it there).
+SMOKE_SERVICE = """
+from pathlib import Path
+from cern_spawner.smoke.service import register_smoke_service
+register_smoke_service(c, Path({token_file!r}).read_text(), "cern-smoke")  # noqa: F821
+"""
+
+
 @pytest.fixture(scope="session")
 def hub(sandbox, tmp_path_factory):
-    """A real JupyterHub with CERNSpawner and configurable-http-proxy, on free ports."""
+    """A real JupyterHub with CERNSpawner and configurable-http-proxy, on free ports; it also has
+    the service cern-smoke of `cern-spawner smoke` (least scopes on the user cern-smoke)."""
+    directory = tmp_path_factory.mktemp("hub")
+    token_file = directory / "smoke-token"
+    token_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+    token_file.chmod(0o600)
     try:
-        running = start_hub(tmp_path_factory.mktemp("hub"))
+        running = start_hub(directory, extra_config=SMOKE_SERVICE.format(token_file=str(token_file)))
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield running
