@@ -88,6 +88,15 @@ def test_kubespawner_sets_the_start_future_we_read():
     assert "spawner._spawn_pending = True" in inspect.getsource(BaseHandler.spawn_single_user)
 
 
+def test_jupyterhub_sets_the_hub_start_future_the_culler_awaits():
+    """The culler (culling.hub.hub_started) waits for the hub's API through JupyterHub's
+    `_start_future`: made in initialize, resolved at the end of start."""
+    from jupyterhub.app import JupyterHub
+
+    assert "self._start_future = asyncio.Future()" in inspect.getsource(JupyterHub.initialize)
+    assert "self._start_future.set_result(None)" in inspect.getsource(JupyterHub.start)
+
+
 async def test_kubespawners_wait_for_its_pod_is_known_by_its_words():
     """CERNSpawner.start reads KubeSpawner's wait for the pod to run (the start's own start_timeout)
     as the start's deadline by its words (web.failures.is_pod_start_deadline); other timeouts of
