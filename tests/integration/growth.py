@@ -87,6 +87,45 @@ H100 = dedicated_catalog(H100_GROUP, 4, "NVIDIA-H100-80GB-HBM3", "resize", 4, "h
 L4 = dedicated_catalog(L4_GROUP, 2, "NVIDIA-L4", "raise-min", 3, "l4-1")
 A40 = dedicated_catalog(A40_GROUP, 4, "NVIDIA-A40", "resize", 4, "a40-1")
 
+# Partitioned and shared GPUs (sandbox/topology.yaml lays their nodes out the same way): grown by
+# test_gpu_growth's hub beside the A100 and T4 groups.
+MIG_GROUP, SHARED_GROUP = "gpu-a100-mig", "gpu-t4-shared"
+_TAINT = "taint: {key: nvidia.com/gpu, value: present, effect: NoSchedule}"
+_SCALED = "scaling: {backend: magnum, cluster: sandbox, mode: resize, min_nodes: 0, max_nodes: 2}"
+# As sandbox/topology.yaml lays the nodes out: one 1g.10gb and one 3g.40gb slice per A100, and one
+# T4 in 4 replicas advertised as nvidia.com/gpu.shared.
+SHARING = f"""
+node_groups:
+  {MIG_GROUP}:
+    gpu:
+      per_node: 1
+      product: NVIDIA-A100-SXM4-80GB
+      mig: {{slices: {{1g.10gb: 1, 3g.40gb: 1}}, config: sandbox-mixed}}
+    {_TAINT}
+    {_SCALED}
+  {SHARED_GROUP}:
+    gpu: {{per_node: 1, product: Tesla-T4, time_slicing: {{replicas: 4, rename_by_default: true}}}}
+    {_TAINT}
+    {_SCALED}
+profiles:
+  - slug: mig-small
+    display_name: "A small A100 slice"
+    kind: shared
+    cpu: {{guarantee: 0.1, limit: 0.5}}
+    memory: {{guarantee: 256M, limit: 1G}}
+    mig_slice: 1g.10gb
+    node_group: {MIG_GROUP}
+    start_timeout: 120
+  - slug: t4-share
+    display_name: "A shared T4"
+    kind: shared
+    cpu: {{guarantee: 0.1, limit: 0.5}}
+    memory: {{guarantee: 256M, limit: 1G}}
+    shared_gpu: true
+    node_group: {SHARED_GROUP}
+    start_timeout: 120
+"""
+
 
 def group_state(cloud, group=GROUP) -> dict:
     return requests.get(f"{cloud}/_simulator/state", timeout=10).json()["groups"][group]

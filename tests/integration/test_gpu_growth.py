@@ -9,8 +9,13 @@ import pytest
 
 from sandbox.hubrunner import start_hub
 from tests.integration.growth import (
+    A100,
     FAST,
     GROUP,
+    MIG_GROUP,
+    SHARED_GROUP,
+    SHARING,
+    T4,
     T4_GROUP,
     clear_faults,
     cloud_log,
@@ -24,7 +29,11 @@ from tests.integration.growth import (
 )
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4")]
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", MIG_GROUP, SHARED_GROUP)]
+# The growth hub also grows the partitioned and shared GPU groups: one hub for both proofs.
+CATALOG = {"a100.yaml": A100, "t4.yaml": T4, "sharing.yaml": SHARING}
+GROUPS = [GROUP, T4_GROUP, MIG_GROUP, SHARED_GROUP]  # given fast timings by the cloud fixture
+LABEL = "magnum.openstack.org/nodegroup"
 HUB_START_TIMEOUT = 60
 # JupyterHub's default hub-wide start timeout (the chart's too); the GPU profiles set their own.
 EXTRA = (
@@ -43,6 +52,64 @@ def growth_hub(sandbox, tmp_path_factory, cloud, catalog):
         pytest.fail(str(e), pytrace=False)
     yield hub
     hub.stop()
+
+
+def test_slices_and_shares_start_on_their_nodes_and_an_empty_mig_group_grows_per_slice_type(
+    growth_hub, cloud, core, sandbox
+):
+    """A MIG-slice profile and a time-sliced profile each start on a node of their group holding
+    their own extended resource, placed by the real scheduler from what the node agent advertises
+    (as the NVIDIA device plugin would); the empty MIG group grows by what the requested slice type
+    needs, not by the slices of other types its nodes would also bring."""
+
+    def counts():
+        return group_state(cloud, MIG_GROUP)["node_count"], group_state(cloud, SHARED_GROUP)["node_count"]
+
+    # Left by an earlier run on a kept sandbox, empty nodes are given back by this hub first.
+    wait_until(lambda: counts() == (0, 0), timeout=60, what="both sharing groups at 0 nodes")
+    # Two 1g.10gb slices wanted: a node has one (and a 3g.40gb nobody asked for), so two nodes.
+    users = {"mig-one": "mig-small", "mig-two": "mig-small", "shares-a-t4": "t4-share"}
+    with ThreadPoolExecutor(len(users)) as pool:
+        list(pool.map(lambda item: start(growth_hub, item[0], profile=item[1]), users.items()))
+    try:
+
+        def bound():
+            """Each user's pod, once the scheduler has bound all three (their placement is the proof:
+            the notebooks need not finish starting)."""
+            pods = {}
+            for user in users:
+                found = core.list_namespaced_pod(
+                    sandbox["user_namespace"], label_selector=f"hub.jupyter.org/username={user}"
+                ).items
+                if len(found) != 1 or not found[0].spec.node_name:
+                    return None
+                pods[user] = found[0]
+            return pods
+
+        pods = wait_until(bound, timeout=120, what="the three pods bound to new GPU nodes")
+        placed, nodes = {}, set()
+        for user, profile in users.items():
+            pod = pods[user]
+            node = core.read_node(pod.spec.node_name)
+            limits = pod.spec.containers[0].resources.limits
+            resource = "nvidia.com/mig-1g.10gb" if profile == "mig-small" else "nvidia.com/gpu.shared"
+            placed[user] = (
+                node.metadata.labels[LABEL],
+                limits.get(resource),
+                node.status.allocatable.get(resource),
+            )
+            assert "nvidia.com/gpu" not in limits, limits
+            nodes.add(node.metadata.name)
+        assert placed == {
+            "mig-one": (MIG_GROUP, "1", "1"),
+            "mig-two": (MIG_GROUP, "1", "1"),
+            "shares-a-t4": (SHARED_GROUP, "1", "4"),
+        }
+        assert (len(nodes), counts()) == (3, (2, 1))
+    finally:
+        # Interrupts the starts; the nodes are given back while the module's other tests run.
+        for user in users:
+            growth_hub.api("DELETE", f"/users/{user}/server")
 
 
 def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
