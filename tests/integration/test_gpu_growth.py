@@ -29,9 +29,37 @@ from tests.integration.growth import (
 )
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-a100", "gpu-t4", MIG_GROUP, SHARED_GROUP)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.shares("gpu-a100", "gpu-t4", "gpu-capi", MIG_GROUP, SHARED_GROUP),
+]
+# A Cluster API group beside the Magnum ones: a MachineDeployment of the sandbox's Cluster API
+# controller (sandbox/clusterapi/), its machines shaped like gpu-t4 nodes (and timed by its settings).
+CAPI_GROUP, CAPI_NAMESPACE = "gpu-capi", "capi-growth"
+CAPI = f"""
+node_groups:
+  {CAPI_GROUP}:
+    gpu: {{resource: nvidia.com/gpu, per_node: 2, product: Tesla-T4}}
+    taint: {{key: nvidia.com/gpu, value: present, effect: NoSchedule}}
+    scaling:
+      backend: clusterapi
+      namespace: {CAPI_NAMESPACE}
+      machine_deployment: {CAPI_GROUP}
+      capacity: {{cpu: "8", memory: 32Gi}}
+      mode: resize
+      max_nodes: 2
+profiles:
+  - slug: capi-1
+    display_name: "Dedicated 1 T4 GPU (Cluster API)"
+    kind: dedicated
+    cpu: 0.5
+    memory: 1G
+    gpus: 1
+    node_group: {CAPI_GROUP}
+    start_timeout: 300
+"""
 # The growth hub also grows the partitioned and shared GPU groups: one hub for both proofs.
-CATALOG = {"a100.yaml": A100, "t4.yaml": T4, "sharing.yaml": SHARING}
+CATALOG = {"a100.yaml": A100, "t4.yaml": T4, "capi.yaml": CAPI, "sharing.yaml": SHARING}
 GROUPS = [GROUP, T4_GROUP, MIG_GROUP, SHARED_GROUP]  # given fast timings by the cloud fixture
 LABEL = "magnum.openstack.org/nodegroup"
 HUB_START_TIMEOUT = 60
@@ -45,9 +73,47 @@ PRODUCTION_BOOT = {"boot_delay": 90, "gpu_delay": 10}
 
 
 @pytest.fixture(scope="module")
-def growth_hub(sandbox, tmp_path_factory, cloud, catalog):
+def machine_deployment(api_client, core):
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(api_client)
+    core.create_namespace({"metadata": {"name": CAPI_NAMESPACE}})
+    body = {
+        "apiVersion": "cluster.x-k8s.io/v1beta1",
+        "kind": "MachineDeployment",
+        "metadata": {"name": CAPI_GROUP, "annotations": {"sandbox.cern.ch/node-shape": T4_GROUP}},
+        "spec": {"clusterName": "sandbox", "replicas": 0},
+    }
+    objects.create_namespaced_custom_object(
+        "cluster.x-k8s.io", "v1beta1", CAPI_NAMESPACE, "machinedeployments", body
+    )
+    yield objects
+    # Machines first (the sandbox then marks their nodes gone), then the namespace.
+    objects.patch_namespaced_custom_object(
+        "cluster.x-k8s.io",
+        "v1beta1",
+        CAPI_NAMESPACE,
+        "machinedeployments",
+        CAPI_GROUP,
+        {"spec": {"replicas": 0}},
+    )
+    wait_until(
+        lambda: not capi_objects(objects, "machines"), timeout=30, what="the Cluster API machines gone"
+    )
+    core.delete_namespace(CAPI_NAMESPACE)
+
+
+def capi_objects(objects, plural: str) -> list[dict]:
+    return objects.list_namespaced_custom_object("cluster.x-k8s.io", "v1beta1", CAPI_NAMESPACE, plural)[
+        "items"
+    ]
+
+
+@pytest.fixture(scope="module")
+def growth_hub(sandbox, tmp_path_factory, cloud, catalog, machine_deployment):
+    extra = EXTRA + f"c.GPUScaling.cluster_api_kubeconfig = {sandbox['kubeconfig']!r}\n"
     try:
-        hub = start_hub(tmp_path_factory.mktemp("growth-hub"), EXTRA, env={"CERN_PROFILES": str(catalog)})
+        hub = start_hub(tmp_path_factory.mktemp("growth-hub"), extra, env={"CERN_PROFILES": str(catalog)})
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield hub
@@ -311,3 +377,33 @@ def test_an_autoscaled_group_grows_by_raising_min_and_shrinks_by_lowering_it(
         timeout=30,
         what="the T4 node to leave the cluster",
     )
+
+
+def test_a_cluster_api_group_grows_by_replicas_with_capacity_annotations(
+    growth_hub, machine_deployment, core, sandbox
+):
+    user = "needs-a-capi-t4"
+    start(growth_hub, user, profile="capi-1")
+    try:
+
+        def ready():
+            return growth_hub.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready")
+
+        wait_until(ready, timeout=120, what="the notebook on a new Cluster API node")
+        (deployment,) = capi_objects(machine_deployment, "machinedeployments")
+        assert deployment["spec"]["replicas"] == 1
+        annotations = deployment["metadata"]["annotations"]
+        assert annotations["capacity.cluster-autoscaler.kubernetes.io/gpu-count"] == "2"
+        assert (
+            annotations["capacity.cluster-autoscaler.kubernetes.io/labels"]
+            == f"magnum.openstack.org/nodegroup={CAPI_GROUP}"
+        )
+        pod = core.read_namespaced_pod(f"jupyter-{user}", sandbox["user_namespace"])
+        node = core.read_node(pod.spec.node_name)
+        assert node.metadata.labels["magnum.openstack.org/nodegroup"] == CAPI_GROUP
+        (machine,) = capi_objects(machine_deployment, "machines")
+        assert machine["spec"]["providerID"] == node.spec.provider_id
+    finally:
+        growth_hub.api("DELETE", f"/users/{user}/server")
+    # The shrink through delete-machine is proven in test_clusterapi_backend.py: here the hub's idle
+    # controller would return the node only at its next idle_refresh (30 s), past this suite's budget.
