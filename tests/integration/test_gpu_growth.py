@@ -76,6 +76,10 @@ PRODUCTION_BOOT = {"boot_delay": 90, "gpu_delay": 10}
 def machine_deployment(api_client, core):
     from kubernetes import client
 
+    from sandbox.clusterapi.controller import install_crds
+
+    # Already there on a sandbox started with them; a sandbox started before keeps its other tests.
+    install_crds(api_client)
     objects = client.CustomObjectsApi(api_client)
     core.create_namespace({"metadata": {"name": CAPI_NAMESPACE}})
     body = {
