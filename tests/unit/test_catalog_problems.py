@@ -235,6 +235,25 @@ BROKEN = [
         [("a.yaml", 5, "node_groups.gpu-v100.scaling.min_nodes", "min_nodes 3 is more than max_nodes 2", "")],
     ),
     (
+        "scaling-without-ceiling",
+        {
+            "a.yaml": edited(
+                "    gpu: {per_node: 4}\n",
+                "    gpu: {per_node: 4}\n    scaling: {backend: magnum, cluster: c}\n",
+            )
+        },
+        [
+            (
+                "a.yaml",
+                5,
+                "node_groups.gpu-v100.scaling",
+                "missing key 'max_nodes'",
+                "Never grow beyond this many nodes (required: the hub's ceiling on what it may spend on "
+                "GPU nodes; the hub raises the cloud's own maximum up to it when that is lower).",
+            )
+        ],
+    ),
+    (
         "top-level-list",
         {"a.yaml": "- slug: x\n"},
         [("a.yaml", 1, "", "must be a mapping with node_groups and/or profiles, not a list", "")],

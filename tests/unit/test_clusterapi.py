@@ -374,7 +374,7 @@ def test_a_cluster_api_group_reaches_the_controller(tmp_path):
             id="magnum-key",
         ),
         pytest.param(
-            "      backend: magnum\n      namespace: capi\n",
+            "      backend: magnum\n      namespace: capi\n      max_nodes: 2\n",
             "node_groups.gpu-v100.scaling",
             "backend magnum needs scaling.cluster",
             id="magnum-without-cluster",
