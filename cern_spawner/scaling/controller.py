@@ -72,6 +72,7 @@ class ScalingController:
         self.memory = memory or Memory(None)
         self.clock = clock
         self.wall_clock = wall_clock  # aware datetimes, for standby windows only
+        self._wake_at = float("inf")  # when the loop's current wait ends (none yet: any round wakes it)
         self.statuses: dict[str, GroupStatus] = {}
         self._task: asyncio.Task | None = None
         self._group_tasks: dict[str, asyncio.Task] = {}
@@ -116,6 +117,7 @@ class ScalingController:
                     wait = min(wait, self._due_in(self.status(group.name)), self._window_due(group))
             except Exception:
                 self.log.exception("Scaling round failed")
+            self._wake_at = self.clock() + wait
             try:
                 await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
             except TimeoutError:
@@ -129,6 +131,15 @@ class ScalingController:
             raise
         except Exception:
             self.log.exception("Scaling round of %s failed", group.name)
+        self._wake_sooner_if_due(group)
+
+    def _wake_sooner_if_due(self, group: ScaledGroup) -> None:
+        """The loop works out its wait before the group's round runs; a round that finds a node
+        just emptied (its grace starts now) or something to watch would otherwise be looked at again
+        only at the slow refresh."""
+        due = self.clock() + min(self._due_in(self.status(group.name)), self._window_due(group))
+        if due < self._wake_at - 1.0:  # a second's slack: the same deadline read twice never spins
+            self.view.changed.set()
 
     def _due_in(self, status: GroupStatus) -> float:
         """Seconds until this group needs a round even if the cluster does not change: at once

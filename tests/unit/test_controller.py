@@ -584,6 +584,23 @@ def test_an_idle_controller_wakes_when_an_empty_nodes_grace_ends_not_only_at_the
     assert cloud.writes == []
 
 
+def test_a_round_that_finds_a_node_just_emptied_wakes_the_loop_before_its_slow_refresh():
+    """The loop's wait is worked out before the group's round runs: the round that starts a node's
+    grace must shorten it, or the node goes only at the slow refresh."""
+    clock = Clock()
+    view = View([gpu_node("n0")], [gpu_pod("alice", node="n0")])
+    scaler = controller(Cloud(cloud_state(1)), view, clock=clock, idle_refresh=300, interval=1)
+    run(scaler._guarded(GROUP, False))
+    scaler._wake_at = clock.now + 300  # the loop sleeps until its slow refresh
+    view.changed.clear()
+    run(scaler._guarded(GROUP, False))
+    assert not view.changed.is_set()  # nothing new: no extra round
+    view.remove("alice")
+    clock.now += 1
+    run(scaler._guarded(GROUP, False))
+    assert view.changed.is_set()  # her node's 60 s grace is due long before 300 s
+
+
 @pytest.mark.parametrize(
     ("error", "kept_cordoned"),
     [
