@@ -14,6 +14,13 @@ from ..bounded import Bounded
 DEFAULT_NODE_GROUP_LABEL = "magnum.openstack.org/nodegroup"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
+
+def in_node_group(labels: Mapping[str, str] | None, label: str, name: str) -> bool:
+    """Whether a node with these labels belongs to the node group `name` whose nodes carry `label`
+    (Magnum's by default): the one membership test of the hub, the scaling and the doctor."""
+    return (labels or {}).get(label) == name
+
+
 Kind = Literal["shared", "dedicated"]
 
 

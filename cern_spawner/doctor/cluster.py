@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..catalog import NodeGroup
+from ..catalog.model import in_node_group
 from .cloud import CloudGroup
 from .result import Result, failed, passed, skipped
 
@@ -46,7 +47,7 @@ async def list_nodes(api_client) -> list[NodeFacts]:
 
 
 def members(group: NodeGroup, nodes: Sequence[NodeFacts]) -> list[NodeFacts]:
-    return [node for node in nodes if node.labels.get(group.label) == group.name]
+    return [node for node in nodes if in_node_group(node.labels, group.label, group.name)]
 
 
 def _names(nodes: Sequence[NodeFacts], limit: int = 5) -> str:

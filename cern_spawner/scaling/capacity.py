@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..catalog.model import in_node_group
+
 TERMINAL = {"Succeeded", "Failed"}
 # Set on a node the hub cordoned to remove it: after a hub restart the new hub knows it was ours.
 REMOVAL_ANNOTATION = "cern-spawner.cern.ch/removal"
@@ -156,7 +158,7 @@ def server_id(node: Mapping) -> str:
 
 
 def member_nodes(nodes: Iterable[Mapping], group: GroupSelector) -> list[Mapping]:
-    return [n for n in nodes if (n["metadata"].get("labels") or {}).get(group.label) == group.name]
+    return [n for n in nodes if in_node_group(n["metadata"].get("labels"), group.label, group.name)]
 
 
 @dataclass(frozen=True, slots=True)

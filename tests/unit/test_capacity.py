@@ -164,3 +164,18 @@ def test_a_cordoned_node_offers_no_free_gpu_and_the_server_id_comes_from_provide
     cordoned["spec"] = {"unschedulable": True, "providerID": "openstack:///5f0c-uuid"}
     member = summarize([cordoned], [], [GPU], {"gpu-v100": 4})["gpu-v100"].members[0]
     assert (member.free_gpus, member.server_id) == (0, "5f0c-uuid")
+
+
+@pytest.mark.parametrize(
+    ("labels", "member"),
+    [
+        pytest.param({"magnum.openstack.org/nodegroup": "gpu-v100"}, True, id="its-group"),
+        pytest.param({"magnum.openstack.org/nodegroup": "gpu-a100"}, False, id="another-group"),
+        pytest.param({"other/label": "gpu-v100"}, False, id="the-name-under-another-label"),
+        pytest.param(None, False, id="no-labels"),
+    ],
+)
+def test_one_membership_test_for_hub_scaling_and_doctor(labels, member):
+    from cern_spawner.catalog.model import in_node_group
+
+    assert in_node_group(labels, "magnum.openstack.org/nodegroup", "gpu-v100") is member
