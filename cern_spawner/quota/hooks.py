@@ -1,6 +1,6 @@
 """What CERNSpawner calls: `check` before a start creates anything, `started` once its server runs,
 `stopped` at every stop, and `card_notes` for the picker. Accounting needs the hub's database
-(`spawner.db`); a spawner built without one (unit tests) accounts nothing."""
+(our own session on it: `quota_session`); a spawner built without one (unit tests) accounts nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import Refused, UserFacingError
 from ..web.cards import CARD_KEY
+from .database import quota_session
 from .decision import Verdict, card_line, decide
 from .ledger import Ledger
 from .metrics import GPU_HOURS, REFUSALS
@@ -50,9 +51,9 @@ class Standing:
         )
 
 
-async def standing(spawner, policy: QuotaPolicy, now: float) -> Standing | None:
-    """`spawner`'s user's quota standing; None when no limit applies to them."""
-    ledger = Ledger(spawner.db)
+async def standing(spawner, db, policy: QuotaPolicy, now: float) -> Standing | None:
+    """`spawner`'s user's quota standing, read through `db`; None when no limit applies to them."""
+    ledger = Ledger(db)
     user = spawner.user
     limits, role = effective_limits(policy, await spawner.user_roles(), ledger.override(user.name), now)
     if limits.unlimited:
@@ -68,15 +69,17 @@ async def standing(spawner, policy: QuotaPolicy, now: float) -> Standing | None:
 
 async def check(spawner, plan) -> None:
     """Refuse (403) a GPU start over quota; nothing is created yet when it is called."""
-    if plan is None or not plan.gpus or spawner.db is None:
+    if plan is None or not plan.gpus:
         return
-    policy = policy_of(spawner.catalog_store.current())
+    db = quota_session(spawner)
+    policy = policy_of(spawner.catalog_store.current()) if db is not None else None
     if policy is None:
         return
     now = clock()
     try:
-        found = await standing(spawner, policy, now)
+        found = await standing(spawner, db, policy, now)
     except SQLAlchemyError as e:
+        db.rollback()  # the session is shared: leave it usable
         spawner.log.error("GPU quota of %s could not be read: %s", spawner._log_name, e)
         raise UserFacingError(
             503, "Your GPU quota could not be checked just now; try again in a minute."
@@ -102,13 +105,15 @@ async def card_notes(spawner, offered: list[dict]) -> dict[str, dict]:
     when no limit applies. A database error shows no line: the start is checked anyway."""
     asking = {entry["slug"]: (entry.get(CARD_KEY) or {}).get("gpus", 0) for entry in offered}
     asking = {slug: gpus for slug, gpus in asking.items() if gpus}
-    policy = policy_of(spawner.catalog_store.current()) if asking and spawner.db is not None else None
+    db = quota_session(spawner) if asking else None
+    policy = policy_of(spawner.catalog_store.current()) if db is not None else None
     if policy is None:
         return {}
     now = clock()
     try:
-        found = await standing(spawner, policy, now)
+        found = await standing(spawner, db, policy, now)
     except SQLAlchemyError:
+        db.rollback()
         spawner.log.exception("GPU quota of %s not shown on the form", spawner._log_name)
         return {}
     if found is None:
@@ -127,10 +132,13 @@ async def card_notes(spawner, offered: list[dict]) -> dict[str, dict]:
 async def started(spawner, plan, *, only_if_missing: bool = False) -> None:
     """A GPU server runs: its session begins (every GPU server, quotas or not: the history is
     there when quotas are turned on). `only_if_missing`: after a hub restart, keep the open one."""
-    if plan is None or not plan.gpus or spawner.db is None:
+    if plan is None or not plan.gpus:
+        return
+    db = quota_session(spawner)
+    if db is None:
         return
     try:
-        ledger = Ledger(spawner.db)
+        ledger = Ledger(db)
         name = spawner.user.name
         if only_if_missing and ledger.is_open(name, spawner.name):
             return
@@ -140,16 +148,19 @@ async def started(spawner, plan, *, only_if_missing: bool = False) -> None:
             _, role = effective_limits(policy, await spawner.user_roles(), None, clock())
         ledger.open(name, spawner.name, plan.slug, plan.gpus, role, clock())
     except SQLAlchemyError:
+        db.rollback()
         # The server runs either way; the log says whose use went uncounted.
         spawner.log.exception("GPU session of %s not recorded", spawner._log_name)
 
 
 def stopped(spawner) -> None:
     """The server stopped (or never started): its open session, if any, ends now."""
-    if spawner.db is None or spawner.user is None:
+    db = quota_session(spawner) if spawner.user is not None else None
+    if db is None:
         return
     try:
-        for role, hours in Ledger(spawner.db).close(spawner.user.name, spawner.name, clock()):
+        for role, hours in Ledger(db).close(spawner.user.name, spawner.name, clock()):
             GPU_HOURS.labels(role=role or DEFAULT_ROLE).inc(hours)
     except SQLAlchemyError:
+        db.rollback()
         spawner.log.exception("End of the GPU session of %s not recorded", spawner._log_name)

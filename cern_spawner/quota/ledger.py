@@ -10,6 +10,8 @@ Times are epoch seconds (UTC), as floats: portable across the hub's database kin
 
 from __future__ import annotations
 
+from weakref import WeakSet
+
 from sqlalchemy import (
     Column,
     Float,
@@ -57,15 +59,17 @@ overrides_table = Table(
 class Ledger:
     """Reads and writes through `db`, the hub's session (`spawner.db`, `handler.db`, `app.db`)."""
 
-    _ready: set[str] = set()  # database URLs whose tables exist (checked once per process)
+    # Engines whose tables exist, checked once per engine and process: a Ledger is made per hook
+    # call, so this must cost nothing after the first (one in-memory database per engine, too).
+    _ready: WeakSet = WeakSet()
 
     def __init__(self, db: Session):
         self.db = db
-        url = str(db.get_bind().url)
-        if url not in Ledger._ready or ":memory:" in url:
+        engine = db.get_bind()
+        if engine not in Ledger._ready:
             metadata.create_all(db.connection(), checkfirst=True)
             db.commit()
-            Ledger._ready.add(url)
+            Ledger._ready.add(engine)
 
     def sessions(self, username: str, since: float) -> list[GpuSession]:
         """The user's sessions running, or stopped after `since`."""
@@ -79,7 +83,13 @@ class Ledger:
 
     def open(self, username: str, server: str, profile: str, gpus: int, role: str, now: float) -> None:
         """A session of `server` begins; one left open for it (a stop never seen) ends now."""
-        self._close(username, server, now)
+        t = sessions_table
+        # One statement, no read first: what the closed one used is not needed here.
+        self.db.execute(
+            update(t)
+            .where(t.c.username == username, t.c.server_name == server, t.c.stopped.is_(None))
+            .values(stopped=now)
+        )
         self.db.execute(
             sessions_table.insert().values(
                 username=username,
@@ -102,16 +112,13 @@ class Ledger:
 
     def close(self, username: str, server: str, now: float) -> list[tuple[str, float]]:
         """End the server's open sessions; (role, GPU-hours) of each one ended, for the metrics."""
-        closed = self._close(username, server, now)
-        self.db.commit()
-        return closed
-
-    def _close(self, username: str, server: str, now: float) -> list[tuple[str, float]]:
         t = sessions_table
         match = (t.c.username == username, t.c.server_name == server, t.c.stopped.is_(None))
         rows = self.db.execute(select(t.c.quota_role, t.c.gpus, t.c.started).where(*match)).all()
         if rows:
             self.db.execute(update(t).where(*match).values(stopped=now))
+        # Ends the read's transaction too (every stop reads, GPU server or not): nothing held open.
+        self.db.commit()
         return [(r.quota_role, r.gpus * max(0.0, now - r.started) / 3600) for r in rows]
 
     def override(self, username: str) -> Override | None:

@@ -5,11 +5,14 @@ same database."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from jupyterhub import orm
+from traitlets.config import Config
 
+from cern_spawner import CERNSpawner
 from cern_spawner.quota import hooks
 from cern_spawner.quota.ledger import Ledger
 from cern_spawner.quota.metrics import GPU_HOURS
@@ -19,6 +22,7 @@ from cern_spawner.web.progress_stream import SpawnPlan
 
 pytestmark = pytest.mark.unit
 H = 3600.0
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 def hub_db(path):
@@ -96,3 +100,23 @@ async def test_hooks_without_a_database_do_nothing():
     await hooks.started(spawner(None), SpawnPlan("gpu-2", "Two GPUs", gpus=2))
     await hooks.check(spawner(None), SpawnPlan("gpu-2", "Two GPUs", gpus=2))
     hooks.stopped(spawner(None))
+
+
+async def test_hooks_in_a_hub_use_their_own_session_on_the_hubs_engine(tmp_path, monkeypatch, caplog):
+    """In a hub the spawner's user carries the hub's session; the deprecated `Spawner.db` (a
+    six-line warning per spawner) is never read, and the hub's session sees every write."""
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+    hub = hub_db(tmp_path / "hub.sqlite")
+    c = Config()
+    c.CERNSpawner.profiles_path = [str(PROFILES)]
+    real = CERNSpawner(_mock=True, config=c)
+    real.user.name, real.user.db = "dana", hub
+    clock = iter([10.0, 10.0 + H])
+    monkeypatch.setattr(hooks, "clock", lambda: next(clock))
+    with caplog.at_level(logging.WARNING):
+        await hooks.started(real, SpawnPlan("gpu-1", "One GPU", gpus=1))
+        assert Ledger(hub).sessions("dana", since=0.0) == [GpuSession("", "gpu-1", 1, 10.0, None)]
+        hooks.stopped(real)
+    assert Ledger(hub).sessions("dana", since=0.0) == [GpuSession("", "gpu-1", 1, 10.0, 10.0 + H)]
+    assert "db" not in real._trait_values
+    assert "deprecated" not in caplog.text
