@@ -52,9 +52,9 @@ NODES_LOST = Counter(
 )
 CLOUD_REQUEST_SECONDS = Histogram(
     "cern_spawner_cloud_request_duration_seconds",
-    "Seconds one Magnum API call took, by call (get_node_group, patch_node_group, resize) and result "
-    "(ok, or a reason of scaling_reason)",
-    ["call", "result"],
+    "Seconds one call to a node-group backend took, by backend (magnum, clusterapi), call "
+    "(get_node_group, patch_node_group, resize) and result (ok, or a reason of scaling_reason)",
+    ["backend", "call", "result"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
 

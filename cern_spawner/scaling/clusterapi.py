@@ -206,7 +206,7 @@ class ClusterAPIGroups:
         self.clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
 
     def _do(self, action: str, call: str, fn, *args):
-        with metrics.timed(metrics.CLOUD_REQUEST_SECONDS, _call_result, call):
+        with metrics.timed(metrics.CLOUD_REQUEST_SECONDS, _call_result, "clusterapi", call):
             try:
                 return fn(*args)
             except ScalingError:

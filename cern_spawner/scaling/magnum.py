@@ -127,7 +127,7 @@ class MagnumGroups:
         return self.connection.container_infrastructure_management
 
     def _call(self, action: str, method: str, url: str, **kwargs):
-        with metrics.timed(metrics.CLOUD_REQUEST_SECONDS, _call_result, CALLS[method]):
+        with metrics.timed(metrics.CLOUD_REQUEST_SECONDS, _call_result, "magnum", CALLS[method]):
             try:
                 response = getattr(self.proxy, method)(url, headers=HEADERS, raise_exc=False, **kwargs)
                 os_exceptions.raise_from_response(response)

@@ -217,7 +217,8 @@ def on_call_sees_it(hub, alice, node: str) -> None:
     metrics = hub.session.get(f"{hub.url}/hub/metrics", timeout=30).text
     for series in (
         r'cern_spawner_spawn_duration_seconds_count\{profile="gpu-1",result="success"\} [1-9]',
-        r'cern_spawner_cloud_request_duration_seconds_count\{call="get_node_group",result="ok"\} [1-9]',
+        r"cern_spawner_cloud_request_duration_seconds_count"
+        r'\{backend="magnum",call="get_node_group",result="ok"\} [1-9]',
         r"cern_spawner_catalog_applied_timestamp_seconds [1-9]",
         r'cern_spawner_sso_token_exchanges_total\{audience="[^"]+"\} [1-9]',
     ):

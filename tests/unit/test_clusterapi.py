@@ -384,3 +384,25 @@ def test_a_cluster_api_group_reaches_the_controller(tmp_path):
 def test_bad_backend_blocks(tmp_path, block, path, message):
     problems = problems_of(tmp_path, {"a.yaml": with_scaling(block)})
     assert (path, message) in [(p.path, p.message) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("call_it", "call"),
+    [
+        pytest.param(lambda g: g.state("gpu-a100"), "get_node_group", id="read"),
+        pytest.param(lambda g: g.resize("gpu-a100", 2), "resize", id="replicas"),
+        pytest.param(lambda g: g.patch("gpu-a100", state(1), min_node_count=1), "patch_node_group", id="min"),
+    ],
+)
+def test_cluster_api_calls_are_timed_apart_from_magnums(call_it, call):
+    from prometheus_client import REGISTRY
+
+    def count(backend_name):
+        labels = {"backend": backend_name, "call": call, "result": "ok"}
+        return REGISTRY.get_sample_value("cern_spawner_cloud_request_duration_seconds_count", labels) or 0
+
+    before = count("clusterapi"), count("magnum")
+    call_it(
+        ClusterAPIGroups(Store(replicas=1, annotations=CAPACITY_ANNOTATIONS), MD, CAPACITY, clock=lambda: NOW)
+    )
+    assert (count("clusterapi"), count("magnum")) == (before[0] + 1, before[1])

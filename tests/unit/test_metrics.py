@@ -292,14 +292,19 @@ CALLS = {
 @pytest.mark.parametrize("call_it, answer, call, result", CALLS.values(), ids=CALLS.keys())
 def test_cloud_api_latency_per_call_and_result(call_it, answer, call, result):
     connection = SimpleNamespace(container_infrastructure_management=Proxy(answer))
-    before = value("cern_spawner_cloud_request_duration_seconds_count", call=call, result=result)
+    before = value(
+        "cern_spawner_cloud_request_duration_seconds_count", backend="magnum", call=call, result=result
+    )
     if result == "ok":
         call_it(MagnumGroups(connection, "c"))
     else:
         with pytest.raises(ScalingError) as failed:
             call_it(MagnumGroups(connection, "c"))
         assert metrics.scaling_reason(failed.value) == result
-    assert value("cern_spawner_cloud_request_duration_seconds_count", call=call, result=result) == before + 1
+    assert (
+        value("cern_spawner_cloud_request_duration_seconds_count", backend="magnum", call=call, result=result)
+        == before + 1
+    )
 
 
 class NoQuotaCloud(Cloud):
