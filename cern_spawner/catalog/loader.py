@@ -125,6 +125,7 @@ def _node_group(name: str, data: Mapping[str, Any]) -> NodeGroup:
         label=data.get("label", DEFAULT_NODE_GROUP_LABEL),
         zones=tuple(data.get("zones", ())),
         spread_zones=data.get("spread_zones", True),
+        placement=data.get("placement"),
         gpu=GPU(
             resource=gpu.get("resource", DEFAULT_GPU_RESOURCE),
             per_node=gpu["per_node"],

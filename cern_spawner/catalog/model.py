@@ -116,11 +116,18 @@ class NodeGroup:
     label: str = DEFAULT_NODE_GROUP_LABEL
     zones: tuple[str, ...] = ()
     spread_zones: bool = True
+    # "pack" or "spread"; None: pack a GPU group, spread a CPU one (see packs).
+    placement: str | None = None
     gpu: GPU | None = None
     # {key, value?, effect}, as in a Kubernetes taint.
     taint: Mapping[str, str] | None = None
     # Schema-checked only; the scaling controller reads it.
     scaling: Mapping[str, Any] | None = None
+
+    @property
+    def packs(self) -> bool:
+        """Whether pods prefer nodes already running this group's pods (fewer part-used nodes)."""
+        return self.placement == "pack" if self.placement else self.gpu is not None
 
 
 class ImageChoice(NamedTuple):

@@ -16,6 +16,10 @@ NODE_GROUP_LABEL = "cern-spawner/node-group"
 # Read by the idle culler: per-profile idle timeouts, in seconds.
 IDLE_TIMEOUT_ANNOTATION = "cern-spawner/idle-timeout"
 ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+# The pod_affinity_preferred key of the pack preference: a dict entry, so KubeSpawner merges it
+# into preferred affinities the hub's config sets as a dict (a list there is replaced).
+PACK_AFFINITY = "cern-spawner-pack"
 # A profile's volumes are named profile-<name> in the pod: never the same as the hub's own (home, tokens).
 VOLUME_PREFIX = "profile-"
 
@@ -143,6 +147,11 @@ def _override(profile: Profile, group: NodeGroup, when_unsatisfiable: str, opera
                 }
             ]
         }
+    if group.packs:
+        # The default scheduler scores least-allocated nodes first, spreading notebooks so that every
+        # node stays part-used and the safe shrink (which only returns empty nodes) never frees one.
+        # A preference for nodes already running this group's pods fills a node before the next.
+        override["pod_affinity_preferred"] = {PACK_AFFINITY: pack_affinity(group.name)}
     if profile.image:
         override["image"] = profile.image
     if profile.env:
@@ -157,6 +166,17 @@ def _override(profile: Profile, group: NodeGroup, when_unsatisfiable: str, opera
         override["volumes"] = {VOLUME_PREFIX + v.name: _volume(v) for v in profile.volumes}
         override["volume_mounts"] = {VOLUME_PREFIX + v.name: _volume_mount(v) for v in profile.volumes}
     return override
+
+
+def pack_affinity(group_name: str) -> dict[str, Any]:
+    """A WeightedPodAffinityTerm: prefer a node running a pod of node group ``group_name``."""
+    return {
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {NODE_GROUP_LABEL: group_name}},
+            "topologyKey": HOSTNAME_TOPOLOGY_KEY,
+        },
+    }
 
 
 def _volume(volume: Volume) -> dict[str, Any]:
