@@ -26,7 +26,7 @@ from .quota import hooks as quota
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
 from .spawner_tokens import ExchangedTokens
-from .waiting import steady, until
+from .waiting import shared_tick, until
 from .web import PICKER_TEMPLATE_DIR
 from .web.cards import with_cards, with_quota
 from .web.failures import (
@@ -358,16 +358,15 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
             state.binder_launch = await state.binder_preparing
         starting = asyncio.ensure_future(super().start())
-        # A look at the group each second, or at once when KubeSpawner's start ends.
-        tick = steady(1.0, sleep=lambda seconds: asyncio.wait({starting}, timeout=seconds))
+        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller)) if controller else None
         try:
-            while not starting.done():
-                await tick.sleep()
-                blocker = controller.status(plan.group).blocker if controller else None
-                if blocker and not starting.done() and await self._pod_unscheduled():
+            if blocked is not None:
+                # One wait per start: the watch rides the hub's shared one-second tick.
+                await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
+                if blocked.done() and not starting.done():
                     # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
-                    raise GrowthImpossible(blocker.user_message)
-            url = starting.result()
+                    raise GrowthImpossible(blocked.result())
+            url = await starting
             # JupyterHub then gives the notebook only http_timeout to answer, though its first start
             # on a node that just booted (or a loaded one) is part of the start: wait for it here,
             # within the start's own deadline, as poll() does after a hub restart.
@@ -381,6 +380,17 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
             # stops too; JupyterHub's stop then deletes the pod.
             if not starting.done():
                 starting.cancel()
+            if blocked is not None and not blocked.done():
+                blocked.cancel()
+
+    async def _growth_blocked(self, plan, controller) -> str:
+        """The message of what keeps `plan`'s group from growing, once its pod waits for it;
+        looked at each second, as the controller decides each round."""
+        while True:
+            await shared_tick(1.0)
+            blocker = controller.status(plan.group).blocker
+            if blocker and await self._pod_unscheduled():
+                return blocker.user_message
 
     async def _pod_unscheduled(self) -> bool:
         # Only once the pod exists: giving up while its creation is in flight could leave it behind

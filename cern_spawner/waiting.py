@@ -80,3 +80,26 @@ async def until(
         if deadline is not None and clock() >= deadline:
             raise TimeoutError(f"{what}: not done after {within:.0f} s")
         await backoff.sleep()
+
+
+# (loop, seconds) -> the next shared tick: one timer for every waiter, not one each.
+_ticks: dict[tuple[int, float], asyncio.Future] = {}
+
+
+async def shared_tick(seconds: float) -> None:
+    """Return at the next tick of a clock of `seconds` shared by all its waiters in this loop.
+
+    A hub polls each pending start at the same interval; with one timer per interval the waiters
+    cost a callback each instead of a timer and a wait set each (a wait is up to `seconds`)."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), seconds)
+    tick = _ticks.get(key)
+    if tick is None or tick.done() or tick.get_loop() is not loop:
+        tick = _ticks[key] = loop.create_future()
+        loop.call_later(seconds, _fire, tick)
+    await asyncio.shield(tick)  # a cancelled waiter must not cancel the others' tick
+
+
+def _fire(tick: asyncio.Future) -> None:
+    if not tick.done():
+        tick.set_result(None)

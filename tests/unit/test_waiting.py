@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cern_spawner.kube_create import Outcome, until_settled
-from cern_spawner.waiting import Backoff, full_jitter, steady, until
+from cern_spawner.waiting import Backoff, full_jitter, shared_tick, steady, until
 
 pytestmark = pytest.mark.unit
 
@@ -124,3 +126,27 @@ async def test_creates_retry_after_doubling_jittered_pauses(retries, pauses):
     )
     assert outcome is Outcome.CREATED
     assert time.pauses == pytest.approx(pauses)
+
+
+@pytest.mark.parametrize("cancelled", [0, 1], ids=["all-wait", "one-cancelled"])
+async def test_waiters_of_a_shared_tick_share_one_timer_and_a_cancelled_one_stops_no_other(
+    cancelled, monkeypatch
+):
+    timers = []
+    loop = asyncio.get_running_loop()
+    real_call_later = loop.call_later
+
+    def counting_call_later(delay, callback, *args):
+        timers.append(delay)
+        return real_call_later(delay, callback, *args)
+
+    monkeypatch.setattr(loop, "call_later", counting_call_later)
+    waiters = [asyncio.ensure_future(shared_tick(0.01)) for _ in range(5)]
+    await asyncio.sleep(0)
+    for waiter in waiters[:cancelled]:
+        waiter.cancel()
+    await asyncio.wait(waiters)
+    assert timers == [0.01]
+    assert [w.cancelled() for w in waiters] == [True] * cancelled + [False] * (5 - cancelled)
+    await shared_tick(0.01)  # a tick that fired is not waited on again: the next one is new
+    assert timers == [0.01, 0.01]
