@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Unicode,
     UnicodeText,
+    bindparam,
     delete,
     or_,
     select,
@@ -55,6 +56,19 @@ overrides_table = Table(
     Column("set_at", Float, nullable=True),
 )
 
+# What `Ledger.open` runs at every GPU start: a session left open for the server (a stop never
+# seen) ends, then the new one is inserted. No read first: what the closed one used is not needed.
+_END_OPEN = (
+    update(sessions_table)
+    .where(
+        sessions_table.c.username == bindparam("b_user"),
+        sessions_table.c.server_name == bindparam("b_server"),
+        sessions_table.c.stopped.is_(None),
+    )
+    .values(stopped=bindparam("b_now"))
+)
+_INSERT = sessions_table.insert()
+
 
 class Ledger:
     """Reads and writes through `db`, the hub's session (`spawner.db`, `handler.db`, `app.db`)."""
@@ -83,15 +97,13 @@ class Ledger:
 
     def open(self, username: str, server: str, profile: str, gpus: int, role: str, now: float) -> None:
         """A session of `server` begins; one left open for it (a stop never seen) ends now."""
-        t = sessions_table
-        # One statement, no read first: what the closed one used is not needed here.
-        self.db.execute(
-            update(t)
-            .where(t.c.username == username, t.c.server_name == server, t.c.stopped.is_(None))
-            .values(stopped=now)
-        )
-        self.db.execute(
-            sessions_table.insert().values(
+        # Statements built once, run on the session's connection (no ORM execution layer): building
+        # and running them through the session cost ~4 ms of hub CPU per GPU start.
+        connection = self.db.connection()
+        connection.execute(_END_OPEN, {"b_user": username, "b_server": server, "b_now": now})
+        connection.execute(
+            _INSERT,
+            dict(
                 username=username,
                 server_name=server,
                 profile=profile,
@@ -99,7 +111,7 @@ class Ledger:
                 quota_role=role,
                 started=now,
                 stopped=None,
-            )
+            ),
         )
         self.db.commit()
 
