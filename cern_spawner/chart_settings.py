@@ -43,6 +43,9 @@ def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
     if settings["openstackCloud"]:
         c.GPUScaling.openstack_cloud = settings["openstackCloud"]
         c.GPUScaling.openstack_clouds_yaml = str(secrets / "openstack" / "clouds.yaml")
+    if settings.get("clusterApiVersion"):  # the management cluster's kubeconfig: a file, never env
+        c.GPUScaling.cluster_api_kubeconfig = str(secrets / "cluster-api" / "kubeconfig")
+        c.GPUScaling.cluster_api_version = settings["clusterApiVersion"]
 
     # CERN single sign-on.
     c.CERNAuthenticator.issuer_url = settings["issuerUrl"]

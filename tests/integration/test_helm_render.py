@@ -441,3 +441,33 @@ def test_production_example_needs_its_cluster(helm, tmp_path):
     catalog = load_catalog([catalog_dir])
     assert catalog.node_groups["gpu-v100"].scaling["cluster"] == "c1"
     assert {v.name for v in catalog.profile("gpu-1").volumes} == {"cvmfs", "eos"}
+
+
+CLUSTER_API = [
+    ("off-by-default", {}, None),
+    ("kubeconfig-secret", {"kubeconfigSecret": "capi-mgmt"}, "v1beta1"),
+    ("version", {"kubeconfigSecret": "capi-mgmt", "version": "v1beta2"}, "v1beta2"),
+]
+
+
+@pytest.mark.parametrize("name, cluster_api, version", CLUSTER_API, ids=[c[0] for c in CLUSTER_API])
+def test_cluster_api_kubeconfig_is_a_mounted_file(helm, tmp_path, name, cluster_api, version):
+    """gpuScaling.clusterAPI.kubeconfigSecret (an existing Secret) is mounted read-only as a file
+    whose path becomes GPUScaling.cluster_api_kubeconfig; the kubeconfig never reaches the env."""
+    values = values_file(tmp_path, {"gpuScaling": {"clusterAPI": cluster_api}})
+    docs = render(helm, DEFAULT_VALUES, "hub", "-f", str(values))
+    existing = {"capi-mgmt": {"kubeconfig": "apiVersion: v1\nkind: Config\n"}}
+    hub_config, secrets = run_hub_config(docs, tmp_path, existing)
+    pod = pod_spec(docs, "Deployment", "hub-cern-spawner-hub")
+    mounted = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    env = json.dumps([c.get("env", []) + c.get("envFrom", []) for c in pod["containers"]])
+    assert "capi-mgmt" not in env and "kubeconfig" not in env.lower()
+    if version is None:
+        assert "capi-mgmt" not in mounted and "cluster_api_kubeconfig" not in hub_config.GPUScaling
+        return
+    assert "capi-mgmt" in mounted
+    path = hub_config.GPUScaling.cluster_api_kubeconfig
+    assert path == str(secrets / "cluster-api" / "kubeconfig") and Path(path).read_text().startswith(
+        "apiVersion"
+    )
+    assert hub_config.GPUScaling.cluster_api_version == version

@@ -60,6 +60,9 @@ cern.ch/hub-namespace: {{ .Release.Namespace }}
 {{- define "cs.hasOpenstack" -}}
 {{- if and .Values.openstack.cloud (or .Values.openstack.cloudsYaml .Values.openstack.existingSecret) }}true{{ end -}}
 {{- end -}}
+{{- define "cs.hasClusterAPI" -}}
+{{- if .Values.gpuScaling.clusterAPI.kubeconfigSecret }}true{{ end -}}
+{{- end -}}
 {{- define "cs.hasRegistry" -}}
 {{- if or .Values.registry.dockerConfigJson .Values.registry.existingSecret }}true{{ end -}}
 {{- end -}}
@@ -186,6 +189,7 @@ seccompProfile:
   "exchangeScopes" .Values.auth.exchangeScopes
   "openstackCloud" (ternary .Values.openstack.cloud "" (eq (include "cs.hasOpenstack" .) "true"))
   "registry" (eq (include "cs.hasRegistry" .) "true")
+  "clusterApiVersion" (ternary .Values.gpuScaling.clusterAPI.version "" (eq (include "cs.hasClusterAPI" .) "true"))
   "binder" (ternary (include "cs.binderSettings" . | fromJson) nil (eq (include "cs.binderOn" .) "true"))
   "https" (ne (include "cs.tls" .) "")
   "singleuserImage" (include "cs.singleuserImage" .)
