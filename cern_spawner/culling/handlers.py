@@ -20,7 +20,7 @@ from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 from ..errors import Refused
-from ..web.handlers import require_scope
+from ..web.scopes import require_scope
 from . import hub
 from .decide import Server, message, notices
 

@@ -18,6 +18,7 @@ from jupyterhub.scopes import has_scope
 from tornado import web
 
 from ..logsafe import shown
+from ..web.scopes import require_scope
 from . import hooks
 from .decision import card_line, decide
 from .ledger import Ledger
@@ -25,22 +26,6 @@ from .policy import Override, effective_limits, policy_of
 
 ADMIN_SCOPE = "admin:users"
 READ_SCOPE = "read:servers"
-
-
-def require_scope(handler: APIHandler, scope: str, message: str) -> None:
-    """403 with `message` unless the request's session or token holds `scope`; details in the log."""
-    if has_scope(scope, handler.parsed_scopes, db=handler.db):
-        return
-    caller = handler.current_user
-    handler.log.warning(
-        "Refusing %s %s to %s %r: scope %s not held",
-        handler.request.method,
-        handler.request.path,
-        getattr(caller, "kind", "caller"),
-        getattr(caller, "name", None),
-        scope,
-    )
-    raise web.HTTPError(403, message)
 
 
 class QuotaHandler(APIHandler):

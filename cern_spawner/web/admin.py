@@ -21,7 +21,7 @@ from tornado import web
 from ..catalog_store import all_stores
 from ..scaling.hub import controller_for
 from .admin_view import AdminView, ServerFacts, build_view
-from .handlers import require_scope
+from .scopes import require_scope
 
 ADMIN_SCOPES = ("admin-ui", "read:hub", "read:servers")
 REFUSED = (

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.scopes import has_scope
 from tornado import web
 
 from ..bounded import Bounded
@@ -21,25 +20,10 @@ from ..quota.handlers import ROUTE as QUOTA_ROUTE
 from ..quota.handlers import QuotaHandler
 from ..scaling.hub import scaled_groups, shared_controller
 from .availability import report
+from .scopes import require_scope
 
 CATALOG_SCOPE = "read:hub"
 SERVERS_SCOPE = "read:servers"
-
-
-def require_scope(handler: APIHandler, scope: str, message: str) -> None:
-    """403 with `message` unless the request's session or token holds `scope`; details in the log."""
-    if has_scope(scope, handler.parsed_scopes, db=handler.db):
-        return
-    caller = handler.current_user
-    handler.log.warning(
-        "Refusing %s to %s %r: scope %s not held (its scopes: %s)",
-        handler.request.path,
-        getattr(caller, "kind", "caller"),
-        getattr(caller, "name", None),
-        scope,
-        ", ".join(sorted(handler.expanded_scopes)),
-    )
-    raise web.HTTPError(403, message)
 
 
 class CatalogStatusHandler(APIHandler):
