@@ -62,7 +62,8 @@ def apply_chart_settings(c: Config, settings: dict, secrets: Path) -> None:
     if settings.get("metricsScraper"):
         _metrics_scraper(c, secret("metrics/token"))
     if settings.get("smoke"):
-        register_smoke_service(c, secret("smoke/token"), settings["smoke"]["user"])
+        smoke = settings["smoke"]
+        register_smoke_service(c, secret("smoke/token"), smoke["user"], smoke.get("roles") or ())
 
     # Binder-from-git launches (/hub/binder/v2/…, the picker's repository section), on with
     # binder.registry. Registry push credentials are mounted at secrets/registry/.dockerconfigjson.

@@ -11,12 +11,13 @@ from datetime import datetime
 
 from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_server
 from kubespawner import KubeSpawner
-from traitlets import Enum, Float, List, Unicode, default
+from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from . import metrics
 from .binder.spawning import BinderSpawnerMixin
 from .bounded import Bounded
 from .catalog import allowed_profiles, to_profile_list
+from .catalog.to_kubespawner import NODE_GROUP_LABEL
 from .catalog_store import CatalogStore, shared_store
 from .errors import Refused
 from .kube_create import AdoptingCreates
@@ -83,6 +84,18 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         config=True,
         help='Key of the roles list in auth_state when roles_source is "auth_state" (default "roles").',
     )
+    fixed_roles = Dict(
+        value_trait=List(Unicode()),
+        key_trait=Unicode(),
+        default_value={},
+        config=True,
+        help="""
+        Roles the hub's configuration gives to named users, {username: [role, ...]}, added to those
+        from `roles_source`. For users that never log in through single sign-on, such as the smoke
+        user (register_smoke_service's `roles`, the chart's smoke.roles), so that profiles with
+        allowed_roles can be smoked. Default {}: every role comes from `roles_source`.
+        """,
+    )
     spread_when_unsatisfiable = Enum(
         ["ScheduleAnyway", "DoNotSchedule"],
         default_value="ScheduleAnyway",
@@ -135,6 +148,9 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         return shared_store(self.profiles_path, log=self.log, min_interval=self.profiles_reload_interval)
 
     async def user_roles(self) -> set[str]:
+        return await self._sourced_roles() | set(self.fixed_roles.get(self.user.name, ()))
+
+    async def _sourced_roles(self) -> set[str]:
         if self.roles_source == "groups":
             return {group.name for group in self.user.groups}
         auth_state = await self.user.get_auth_state() or {}
@@ -395,8 +411,23 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
     async def _pod_unscheduled(self) -> bool:
         # Only once the pod exists: giving up while its creation is in flight could leave it behind
         # after JupyterHub's cleanup (stop) had already run.
-        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        pod = self._reflected_pod()
         return pod is not None and not pod["spec"].get("nodeName")
+
+    def _reflected_pod(self) -> dict | None:
+        if self.pod_reflector is None:
+            return None
+        return self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+
+    def where(self) -> dict:
+        """Where this server's pod is, as the pod watch last saw it: pod, node (None while
+        unscheduled), node group (None for a group this hub does not label)."""
+        pod = self._reflected_pod()
+        if pod is None:
+            return {"pod": None, "node": None, "node_group": None}
+        labels = pod["metadata"].get("labels") or {}
+        node_group = labels.get(NODE_GROUP_LABEL)
+        return {"pod": self.pod_name, "node": pod["spec"].get("nodeName"), "node_group": node_group}
 
     async def progress(self):
         preparing = self.spawn_state.binder_preparing

@@ -77,6 +77,19 @@ class RestHub:
             raise HubUnreachable(f"GET {self._api}: HTTP {status}: {_message(body)}")
         return json.loads(body).get("servers", {}).get("")
 
+    async def node(self) -> str | None:
+        """The node of the default server's pod from /hub/api/cern/servers; None when the hub does
+        not say (no pod yet, or a hub without that endpoint)."""
+        url = f"{self.url}/hub/api/cern/servers/{quote(self.user, safe='')}"
+        status, body = await self._request("GET", url)
+        if status != 200:
+            return None
+        try:
+            node = json.loads(body)["servers"][""]["node"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return node if isinstance(node, str) else None
+
     async def answers(self) -> bool:
         """The server's own API answers 200 through the proxy: a redirect (to a login) is no answer."""
         server = await self._server()

@@ -34,7 +34,7 @@ class Row:
     profile: str
     result: str
     seconds_to_ready: float | None  # from the start request to the server answering
-    node: str | None  # where its pod ran, from the scheduler's event; None if not seen
+    node: str | None  # where its pod ran, from the progress events; None if none said
     message: str = ""  # the hub's words when not ready
 
     @property
@@ -58,6 +58,8 @@ class Hub(Protocol):
     async def stop(self) -> None: ...
 
     async def stopped(self) -> bool: ...  # no server running nor pending
+
+    async def node(self) -> str | None: ...  # where the server's pod runs, as the hub knows it
 
 
 def node_of(event: dict) -> str | None:
@@ -100,6 +102,9 @@ async def smoke_profile(
         ready, message = await asyncio.wait_for(_follow(hub, seen), within)
     except TimeoutError:
         ready, message = None, f"the server was not ready within {within:.0f} s"
+    if ready and seen.get("node") is None:
+        # A spawn ready within the start request's wait streams no scheduler event: ask the hub.
+        seen["node"] = await hub.node()
     if ready is None:
         row = Row(profile, TIMEOUT, None, seen.get("node"), message)
     elif not ready:

@@ -21,6 +21,8 @@ from ..quota.handlers import QuotaHandler
 from ..scaling.hub import scaled_groups, shared_controller
 from .availability import report
 from .scopes import require_scope
+from .servers import ROUTE as SERVERS_ROUTE
+from .servers import ServersWhereHandler
 
 CATALOG_SCOPE = "read:hub"
 SERVERS_SCOPE = "read:servers"
@@ -97,4 +99,5 @@ handlers = [
     (r"/api/cern/catalog", CatalogStatusHandler),
     (r"/api/cern/availability", AvailabilityHandler),
     (QUOTA_ROUTE, QuotaHandler),  # a user's GPU quota; admins' overrides
+    (SERVERS_ROUTE, ServersWhereHandler),  # where a user's servers run
 ]

@@ -225,10 +225,11 @@ class RestartableHub:
             name: str(free_port()) for name in ("CERN_PROXY_PORT", "CERN_PROXY_API_PORT", "CERN_HUB_PORT")
         }
 
-    def launch(self):
+    def launch(self, extra: str = ""):
+        """The next hub; `extra` config lines for this one only."""
         try:
             env = {"CERN_PROFILES": str(self.catalog), **self.ports}
-            self.hubs.append(start_hub(self.directory, self.extra, env=env))
+            self.hubs.append(start_hub(self.directory, self.extra + extra, env=env))
         except RuntimeError as e:
             pytest.fail(str(e), pytrace=False)
         return self.hubs[-1]

@@ -37,9 +37,9 @@ class FakeTime:
 class FakeHub:
     """A hub whose answers a test scripts; records the calls made."""
 
-    def __init__(self, time, *, refuse=None, events=(), answer_after=0, stops=True, forever=False):
+    def __init__(self, time, *, refuse=None, events=(), answer_after=0, stops=True, forever=False, node=None):
         self.time, self.refuse, self.events, self.answer_after = time, refuse, events, answer_after
-        self.stops, self.forever = stops, forever
+        self.stops, self.forever, self.where = stops, forever, node
         self.calls: list[str] = []
 
     async def start(self, profile):
@@ -65,12 +65,21 @@ class FakeHub:
     async def stopped(self):
         return self.stops
 
+    async def node(self):
+        self.calls.append("node?")
+        return self.where
+
 
 CASES = {
     "ready": (
         dict(events=[SCHEDULED, {"progress": 100, "ready": True}], answer_after=2),
         Row("s", "ready", 2.3, "node-7"),  # 2 events, then 0.1 + 0.2 s of polls
         ["start s", "answers?", "answers?", "answers?", "stop"],
+    ),
+    "ready-before-progress-node-from-hub": (
+        dict(events=[{"progress": 100, "ready": True}], node="sandbox-cpu-node-2"),
+        Row("s", "ready", 1.0, "sandbox-cpu-node-2"),
+        ["start s", "node?", "answers?", "stop"],
     ),
     "refused-nothing-to-stop": (
         dict(refuse="The profile 'gpu-1' is not offered to you."),
@@ -100,7 +109,7 @@ CASES = {
     "never-stops": (
         dict(events=[{"ready": True}], stops=False),
         Row("s", "not-stopped", 1.0, None, "still running after 120 s"),
-        ["start s", "answers?", "stop"],
+        ["start s", "node?", "answers?", "stop"],
     ),
 }
 
@@ -334,3 +343,58 @@ async def test_progress_events_are_read_from_the_event_stream(stand_in):
     async with aiohttp.ClientSession() as session:
         events = [e async for e in RestHub(session, url, "t", "cern-smoke").progress()]
     assert events == [{"progress": 30, "details": "x"}, {"ready": True}]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "node"),
+    [
+        (
+            200,
+            {"servers": {"": {"node": "sandbox-cpu-node-0", "pod": "jupyter-cern-2dsmoke"}}},
+            "sandbox-cpu-node-0",
+        ),
+        (200, {"servers": {"": {"node": None, "pod": None}}}, None),
+        (200, {"servers": {}}, None),
+        (404, {"message": "Not found"}, None),
+    ],
+    ids=["running", "unscheduled", "no-server", "older-hub"],
+)
+async def test_the_node_is_asked_of_the_hub(stand_in, status, body, node):
+    import aiohttp
+
+    from cern_spawner.smoke.hub import RestHub
+
+    url, answers, _ = stand_in
+    answers[("GET", "/hub/api/cern/servers/cern-smoke")] = (status, json.dumps(body))
+    async with aiohttp.ClientSession() as session:
+        assert await RestHub(session, url, "t", "cern-smoke").node() == node
+
+
+@pytest.mark.parametrize(
+    ("roles", "configured", "fixed"),
+    [
+        ((), {}, None),
+        (("gpu-users",), {}, {"cern-smoke": ["gpu-users"]}),
+        (
+            ("gpu-users",),
+            {"alice": ["x"], "cern-smoke": ["a100"]},
+            {"alice": ["x"], "cern-smoke": ["a100", "gpu-users"]},
+        ),
+    ],
+    ids=["no-roles", "gpu-role", "kept-beside-the-configs-own"],
+)
+def test_the_smoke_service_is_registered_with_least_scopes_and_its_roles(roles, configured, fixed):
+    from traitlets.config import Config
+
+    from cern_spawner.smoke.service import register_smoke_service
+
+    c = Config()
+    if configured:
+        c.CERNSpawner.fixed_roles = configured
+    register_smoke_service(c, "t0k", "cern-smoke", roles)
+    assert c.JupyterHub.services == [{"name": "cern-smoke", "api_token": "t0k"}]
+    [service_role, user_role] = c.JupyterHub.load_roles
+    assert service_role["services"] == ["cern-smoke"]
+    assert all(scope.endswith("!user=cern-smoke") for scope in service_role["scopes"])
+    assert user_role == {"name": "cern-smoke-user", "scopes": [], "users": ["cern-smoke"]}
+    assert (c.CERNSpawner.fixed_roles if "fixed_roles" in c.CERNSpawner else None) == fixed

@@ -409,6 +409,22 @@ async def test_gpu_offered_by_role(roles_source, groups, auth_state, offered):
         assert raised.value.status_code == 403
 
 
+@pytest.mark.parametrize(
+    "fixed, groups, offered",
+    [
+        ({"mock@name": [GPU_ROLE]}, (), True),
+        ({"mock@name": ["physics"]}, (GPU_ROLE,), True),
+        ({"someone-else": [GPU_ROLE]}, (), False),
+        ({}, (), False),
+    ],
+    ids=["fixed-role", "added-to-sso-roles", "another-users", "none"],
+)
+async def test_fixed_roles_add_to_the_sso_roles_of_that_user_only(fixed, groups, offered):
+    spawner = make_spawner(roles=groups, fixed_roles=fixed)
+    assert spawner.user.name == "mock@name"  # KubeSpawner's mock user
+    assert ("gpu-1" in [entry["slug"] for entry in await spawner.profile_list(spawner)]) is offered
+
+
 async def test_auth_state_roles_key_is_configurable():
     spawner = make_spawner(
         auth_state={"groups": [GPU_ROLE]}, roles_source="auth_state", auth_state_roles_key="groups"

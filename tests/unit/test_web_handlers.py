@@ -59,6 +59,7 @@ async def hub():
         yield SimpleNamespace(
             url=app.hub.url + "api/cern/availability",
             catalog_url=app.hub.url + "api/cern/catalog",
+            servers_url=app.hub.url + "api/cern/servers/",
             tokens=tokens,
             server_tokens=server_tokens,
         )
@@ -137,4 +138,25 @@ async def test_access_follows_the_tokens_scopes(hub, endpoint, name, kind, statu
     code, body = await get(getattr(hub, endpoint), getattr(hub, kind)[name])
     assert code == status, body
     if status == 403:
+        assert "notebook server's token" in body["message"]
+
+
+WHERE = {
+    # (token's owner, kind of token, whose servers, status)
+    "own": ("alice", "tokens", "alice", 200),
+    "another-users": ("alice", "tokens", "bob", 403),
+    "admin-reads-anyone": ("carol", "tokens", "alice", 200),
+    "own-server-token": ("alice", "server_tokens", "alice", 403),
+    "admin-unknown-user": ("carol", "tokens", "nobody", 404),
+}
+
+
+@in_module_loop
+@pytest.mark.parametrize("name, kind, whose, status", WHERE.values(), ids=WHERE.keys())
+async def test_where_servers_run_follows_the_read_servers_scope(hub, name, kind, whose, status):
+    code, body = await get(hub.servers_url + whose, getattr(hub, kind)[name])
+    assert code == status, body
+    if status == 200:
+        assert body == {"user": whose, "servers": {}}  # nothing started in this hub
+    elif status == 403:
         assert "notebook server's token" in body["message"]

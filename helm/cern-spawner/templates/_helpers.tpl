@@ -198,7 +198,7 @@ seccompProfile:
   "config" $config
   "metricsScraper" (eq (include "cs.metricsScraper" .) "true")
   "culling" .Values.culling
-  "smoke" (ternary (dict "user" .Values.smoke.user) nil .Values.smoke.enabled)
+  "smoke" (ternary (dict "user" .Values.smoke.user "roles" (.Values.smoke.roles | default list)) nil .Values.smoke.enabled)
   | toJson -}}
 {{- end -}}
 
