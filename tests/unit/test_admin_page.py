@@ -9,8 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm, roles
-from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import AsyncSession
 from traitlets.config import Config
 
@@ -18,7 +16,7 @@ from cern_spawner import CERNSpawner
 from cern_spawner.chart_settings import _metrics_scraper
 from cern_spawner.web import HUB_TEMPLATE_DIR
 from cern_spawner.web.admin import admin_handlers
-from tests.unit.inprocess_hub import NoProxy
+from tests.unit.inprocess_hub import add_user, running_hub
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -36,32 +34,23 @@ async def hub(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
         c = Config()
-        c.JupyterHub.proxy_class = NoProxy
         c.JupyterHub.spawner_class = CERNSpawner
         c.JupyterHub.extra_handlers = admin_handlers
         c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
         c.CERNSpawner.profiles_path = [str(profiles)]
         c.CERNSpawner.profiles_reload_interval = 0.0
         _metrics_scraper(c, SCRAPER_TOKEN)  # what the chart's metrics.serviceMonitor adds
-        MockHub.clear_instance()
-        app = MockHub.instance(config=c)
-        await app.initialize([])
-        await app.start()
-        sessions = {}
-        for name, admin in (("alice", False), ("carol", True)):
-            user = orm.User(name=name, admin=admin)
-            app.db.add(user)
-            app.db.commit()
-            roles.assign_default_roles(app.db, user)
-            sessions[name] = await log_in(app.hub.url, name)
-        yield SimpleNamespace(
-            url=app.hub.url + "cern/admin",
-            metrics=app.hub.url + "metrics",
-            sessions=sessions,
-            profiles=profiles,
-        )
-        await app.stop()
-        MockHub.clear_instance()
+        async with running_hub(c) as app:
+            sessions = {}
+            for name, admin in (("alice", False), ("carol", True)):
+                add_user(app, name, admin=admin)
+                sessions[name] = await log_in(app.hub.url, name)
+            yield SimpleNamespace(
+                url=app.hub.url + "cern/admin",
+                metrics=app.hub.url + "metrics",
+                sessions=sessions,
+                profiles=profiles,
+            )
 
 
 async def log_in(hub_url: str, name: str) -> AsyncSession:

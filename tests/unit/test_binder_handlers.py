@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import pytest_asyncio
 from jupyterhub.spawner import Spawner
-from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import AsyncSession
 from tornado import web
 from tornado.httputil import url_concat
@@ -28,7 +27,7 @@ from cern_spawner.binder.handlers import (
 from cern_spawner.binder.options import NOT_ENABLED
 from cern_spawner.binder.spawning import BinderSpawnerMixin
 from cern_spawner.web import HUB_TEMPLATE_DIR
-from tests.unit.inprocess_hub import NoProxy
+from tests.unit.inprocess_hub import running_hub
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -335,22 +334,13 @@ class RecordingSpawner(BinderSpawnerMixin, Spawner):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub():
     c = Config()
-    c.JupyterHub.proxy_class = NoProxy
     c.JupyterHub.spawner_class = RecordingSpawner
     c.JupyterHub.extra_handlers = binder_handlers()
     c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]  # as both hub configurations set it
     c.BinderConfig.registry = "registry.example.org"
     c.BinderConfig.allowed_hosts = ["github.com", "gitlab.cern.ch"]
-    # A spawn POST outlasting slow_spawn_timeout (10 s) is answered with a redirect to the pending
-    # page instead of the spawner's refusal; on a loaded machine the refusal can take that long.
-    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 600}
-    MockHub.clear_instance()
-    app = MockHub.instance(config=c)
-    await app.initialize([])
-    await app.start()
-    yield app
-    await app.stop()
-    MockHub.clear_instance()
+    async with running_hub(c) as app:
+        yield app
 
 
 async def login(app, name) -> AsyncSession:

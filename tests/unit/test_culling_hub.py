@@ -10,9 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm, roles
+from jupyterhub import orm
 from jupyterhub.spawner import Spawner
-from jupyterhub.tests.mocking import MockHub
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
 
@@ -21,7 +20,7 @@ from cern_spawner.culling.handlers import handlers as culling_handlers
 from cern_spawner.culling.service import CULLS, SCOPES, SERVICE_NAME
 from cern_spawner.waiting import until
 from cern_spawner.web import HUB_TEMPLATE_DIR
-from tests.unit.inprocess_hub import NoProxy
+from tests.unit.inprocess_hub import add_user, running_hub
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -60,7 +59,6 @@ def running(app, name: str, server: str, profile: str, *, idle: float, age: floa
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub():
     c = Config()
-    c.JupyterHub.proxy_class = NoProxy
     c.JupyterHub.spawner_class = ParkedSpawner
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.template_paths = [HUB_TEMPLATE_DIR]
@@ -69,20 +67,9 @@ async def hub():
     c.Culling.interval = 0.2
     c.Culling.warn_before = 900
     culling_hub.configure(c)  # what configure_hub does; its task waits for the hub's start
-    MockHub.clear_instance()
-    app = MockHub.instance(config=c)
-    await app.initialize([])
-    await app.start()
-    tokens = {}
-    for name in ("ana", "ben"):
-        user = orm.User(name=name)
-        app.db.add(user)
-        app.db.commit()
-        roles.assign_default_roles(app.db, user)
-        tokens[name] = app.users[user].new_api_token()
-    yield SimpleNamespace(app=app, api=app.hub.url + "api/", tokens=tokens)
-    await app.stop()
-    MockHub.clear_instance()
+    async with running_hub(c) as app:
+        tokens = {name: add_user(app, name).new_api_token() for name in ("ana", "ben")}
+        yield SimpleNamespace(app=app, api=app.hub.url + "api/", tokens=tokens)
 
 
 async def call(method, url, token=None, body=None, **kwargs):

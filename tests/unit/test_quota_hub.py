@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm, roles
-from jupyterhub.tests.mocking import MockHub
+from jupyterhub import orm
 from jupyterhub.tests.utils import AsyncSession
 from tornado.httpclient import AsyncHTTPClient
 from traitlets.config import Config
@@ -20,7 +19,7 @@ from cern_spawner import CERNSpawner
 from cern_spawner.quota import hooks
 from cern_spawner.quota.ledger import Ledger, sessions_table
 from cern_spawner.web import handlers as web_handlers
-from tests.unit.inprocess_hub import NoProxy
+from tests.unit.inprocess_hub import add_user, running_hub
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -70,36 +69,27 @@ async def hub(tmp_path_factory):
         patch.setattr("kubespawner.KubeSpawner.start", no_start)
         patch.setattr(hooks, "clock", lambda: NOW)
         c = Config()
-        c.JupyterHub.proxy_class = NoProxy
         c.JupyterHub.spawner_class = CERNSpawner
         c.JupyterHub.extra_handlers = web_handlers.handlers
         c.CERNSpawner.profiles_path = [str(profiles)]
         c.BinderConfig.registry = "registry.invalid:5000"  # repository launches on (never reached)
-        # The refusal comes from apply_user_options, inside JupyterHub's spawn: a loaded machine must
-        # not turn it into the redirect to the pending page JupyterHub sends after 10 s.
-        c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 600}
-        MockHub.clear_instance()
-        app = MockHub.instance(config=c)
-        await app.initialize([])
-        await app.start()
-        gpu_users = orm.Group(name="gpu-users")
-        app.db.add(gpu_users)
-        tokens, server_tokens = {}, {}
-        for name, groups, admin in (("alice", [], False), ("bob", [gpu_users], False), ("carol", [], True)):
-            user = orm.User(name=name, admin=admin)
-            user.groups = groups
-            app.db.add(user)
-            app.db.commit()
-            roles.assign_default_roles(app.db, user)
-            tokens[name] = app.users[user].new_api_token()
-            server_tokens[name] = app.users[user].new_api_token(
-                scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+        async with running_hub(c) as app:
+            gpu_users = orm.Group(name="gpu-users")
+            app.db.add(gpu_users)
+            tokens, server_tokens = {}, {}
+            for name, groups, admin in (
+                ("alice", [], False),
+                ("bob", [gpu_users], False),
+                ("carol", [], True),
+            ):
+                user = add_user(app, name, admin=admin, groups=groups)
+                tokens[name] = user.new_api_token()
+                server_tokens[name] = user.new_api_token(
+                    scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+                )
+            yield SimpleNamespace(
+                app=app, url=app.hub.url, tokens=tokens, server_tokens=server_tokens, starts=starts
             )
-        yield SimpleNamespace(
-            app=app, url=app.hub.url, tokens=tokens, server_tokens=server_tokens, starts=starts
-        )
-        await app.stop()
-        MockHub.clear_instance()
 
 
 @pytest.fixture(autouse=True)

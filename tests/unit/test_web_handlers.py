@@ -9,8 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm, roles
-from jupyterhub.tests.mocking import MockHub
+from jupyterhub import orm
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
 
@@ -18,7 +17,7 @@ from cern_spawner import CERNSpawner
 from cern_spawner.bounded import Bounded
 from cern_spawner.web import handlers as web_handlers
 from cern_spawner.web.handlers import AvailabilityHandler
-from tests.unit.inprocess_hub import NoProxy
+from tests.unit.inprocess_hub import add_user, running_hub
 from tests.unit.test_web_availability import status
 
 # Own loop for this module: KubeSpawner caches API clients per running loop (see test_spawner_pod).
@@ -34,37 +33,31 @@ async def hub():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
         c = Config()
-        c.JupyterHub.proxy_class = NoProxy
         c.JupyterHub.spawner_class = CERNSpawner
         c.JupyterHub.extra_handlers = web_handlers.handlers
         c.CERNSpawner.profiles_path = [str(PROFILES_DIR)]
-        MockHub.clear_instance()
-        app = MockHub.instance(config=c)
-        await app.initialize([])
-        await app.start()
-        gpu_users = orm.Group(name="gpu-users")
-        app.db.add(gpu_users)
-        tokens, server_tokens = {}, {}
-        for name, groups, admin in (("alice", [], False), ("bob", [gpu_users], False), ("carol", [], True)):
-            user = orm.User(name=name, admin=admin)
-            user.groups = groups
-            app.db.add(user)
-            app.db.commit()
-            roles.assign_default_roles(app.db, user)  # 'user', and 'admin' for carol, as the hub does
-            tokens[name] = app.users[user].new_api_token()
-            # What a notebook server gets as JUPYTERHUB_API_TOKEN: the 'server' role's scopes.
-            server_tokens[name] = app.users[user].new_api_token(
-                scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+        async with running_hub(c) as app:
+            gpu_users = orm.Group(name="gpu-users")
+            app.db.add(gpu_users)
+            tokens, server_tokens = {}, {}
+            for name, groups, admin in (
+                ("alice", [], False),
+                ("bob", [gpu_users], False),
+                ("carol", [], True),
+            ):
+                user = add_user(app, name, admin=admin, groups=groups)
+                tokens[name] = user.new_api_token()
+                # What a notebook server gets as JUPYTERHUB_API_TOKEN: the 'server' role's scopes.
+                server_tokens[name] = user.new_api_token(
+                    scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+                )
+            yield SimpleNamespace(
+                url=app.hub.url + "api/cern/availability",
+                catalog_url=app.hub.url + "api/cern/catalog",
+                servers_url=app.hub.url + "api/cern/servers/",
+                tokens=tokens,
+                server_tokens=server_tokens,
             )
-        yield SimpleNamespace(
-            url=app.hub.url + "api/cern/availability",
-            catalog_url=app.hub.url + "api/cern/catalog",
-            servers_url=app.hub.url + "api/cern/servers/",
-            tokens=tokens,
-            server_tokens=server_tokens,
-        )
-        await app.stop()
-        MockHub.clear_instance()
 
 
 @pytest.fixture(autouse=True)
