@@ -96,7 +96,7 @@ tools: deps
 # Serially: `$(PY) -m pytest`.
 TEST_WORKERS ?= 2
 test: lint package docs tools
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 # Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
 # of docs/performance.md from them (`python -m benchmarks.report`). About an hour on 2 cores; run it
