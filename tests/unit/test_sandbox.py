@@ -237,3 +237,35 @@ def test_sandboxes_with_other_state_directories_get_their_own_pod_network(tmp_pa
         assert len(network["bridge"]) <= 15
         assert network["cidr"] != DEFAULT_NETWORK["cidr"]
         assert PodNetwork(**network).network.subnet_of(ipaddress.IPv4Network("10.128.0.0/10"))
+
+
+@pytest.mark.parametrize(
+    ("running_version", "wanted", "refused"),
+    [
+        (binaries.KUBERNETES.version, None, False),
+        (None, None, False),  # a sandbox from before the setting ran the current version
+        (binaries.KUBERNETES.version, "previous", True),
+        (binaries.KUBERNETES_PREVIOUS.version, None, True),
+        (binaries.KUBERNETES_PREVIOUS.version, "previous", False),
+    ],
+    ids=["same", "unrecorded-is-current", "asks-previous", "asks-current", "same-previous"],
+)
+def test_up_reuses_a_running_sandbox_only_of_the_asked_version(
+    monkeypatch, tmp_path, running_version, wanted, refused
+):
+    from sandbox import cluster
+
+    monkeypatch.setenv("CERN_SANDBOX_STATE", str(tmp_path))
+    monkeypatch.delenv(binaries.ENV_KUBERNETES, raising=False)
+    current = {"topology": str(tmp_path / "topology.yaml")}
+    if running_version:
+        current["kubernetes"] = running_version
+    monkeypatch.setattr(cluster, "running", lambda state: True)
+    monkeypatch.setattr(cluster, "settings", lambda state=None: current)
+    monkeypatch.setattr(cluster, "status", lambda: {"reused": True})
+    if refused:
+        with pytest.raises(SandboxError) as error:
+            cluster.up(kubernetes=wanted)
+        assert (running_version or "") in str(error.value) and str(tmp_path) in str(error.value)
+    else:
+        assert cluster.up(kubernetes=wanted) == {"reused": True}
