@@ -94,9 +94,15 @@ tools: deps
 # The integration tests start the sandbox themselves (or reuse a running one) and fail if it cannot start.
 # Two workers share it; modules that share a part of it never run at once (tests/conftest.py).
 # Serially: `$(PY) -m pytest`.
+# Then the version check and the smoke again on the previous Kubernetes minor (README: supported versions),
+# in a sandbox of its own state directory, started and stopped by that run; its control plane is built
+# once from sandbox/tools/kube-<minor> and cached like the current one's.
 TEST_WORKERS ?= 2
+PREVIOUS_STATE ?= $(or $(CERN_SANDBOX_STATE),$(or $(XDG_STATE_HOME),$(HOME)/.local/state)/cern-spawner/sandbox)-previous
+VERSIONED_TESTS := tests/integration/test_kubernetes_version.py tests/integration/test_smoke_hub.py
 test: lint package docs tools
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=25
+	CERN_SANDBOX_STATE=$(PREVIOUS_STATE) CERN_SANDBOX_KUBERNETES=previous $(PY) -m pytest -p no:cacheprovider $(VERSIONED_TESTS)
 
 # Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
 # of docs/performance.md from them (`python -m benchmarks.report`). About an hour on 2 cores; run it

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+from .binaries import KUBERNETES_TOOLSETS, minor
 from .errors import SandboxError
+
+SUPPORTED = [minor(toolset) for toolset in KUBERNETES_TOOLSETS]
 
 
 def _print_status(report: dict, as_json: bool) -> None:
@@ -16,7 +19,7 @@ def _print_status(report: dict, as_json: bool) -> None:
     if not report["running"]:
         print("sandbox: not running")
         return
-    print(f"sandbox: running, API server {report['server']}")
+    print(f"sandbox: running, API server {report['server']} (Kubernetes {report.get('kubernetes')})")
     print(f"  export KUBECONFIG={report['kubeconfig']}")
     print(f"  user namespace: {report['user_namespace']} (Pod Security Admission: restricted)")
     if kc := report.get("keycloak"):
@@ -40,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("up", help="start the sandbox, or reuse the running one")
     start.add_argument("--topology", help="node groups YAML (default: sandbox/topology.yaml)")
     start.add_argument("--fake", action="store_true", help="mark pods Running without starting processes")
+    start.add_argument(
+        "--kubernetes",
+        metavar="MINOR",
+        help=f"the Kubernetes minor to run: {SUPPORTED[0]} (current) or {SUPPORTED[1]} (previous); "
+        "default: $CERN_SANDBOX_KUBERNETES, else current",
+    )
     start.add_argument("--json", action="store_true")
     commands.add_parser("down", help="stop everything the sandbox started")
     show = commands.add_parser("status", help="what runs, where the kubeconfig is")
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            _print_status(cluster.up(args.topology, fake=args.fake), args.json)
+            _print_status(cluster.up(args.topology, fake=args.fake, kubernetes=args.kubernetes), args.json)
         elif args.command == "down":
             cluster.down()
         else:

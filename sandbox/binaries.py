@@ -2,7 +2,9 @@
 
 The versions come from the tools modules' go.mod files (the one place they are pinned). Binaries
 are cached per version, so only the first run builds. KUBEBUILDER_ASSETS (the envtest
-convention) supplies any program a user already has.
+convention) supplies any program a user already has. Two Kubernetes minors are supported: the
+current one (tools/kube, the default) and the one before (tools/kube-<minor>), chosen by
+`up --kubernetes MINOR` or CERN_SANDBOX_KUBERNETES.
 """
 
 from __future__ import annotations
@@ -68,34 +70,64 @@ class Toolset:
         return " ".join(flags)
 
 
+CONTROL_PLANE = (
+    "k8s.io/kubernetes/cmd/kube-apiserver",
+    "k8s.io/kubernetes/cmd/kube-scheduler",
+    "k8s.io/kubernetes/cmd/kube-controller-manager",
+)
+# What Kubernetes' own build stamps in (hack/lib/version.sh), so /version tells the truth.
+KUBE_VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 KUBERNETES = Toolset(
     TOOLS / "kube",
     "k8s.io/kubernetes",
-    (
-        "k8s.io/kubernetes/cmd/kube-apiserver",
-        "k8s.io/kubernetes/cmd/kube-scheduler",
-        "k8s.io/kubernetes/cmd/kube-controller-manager",
-        "k8s.io/kubernetes/cmd/kubectl",
-    ),
-    # What Kubernetes' own build stamps in (hack/lib/version.sh), so /version tells the truth.
-    version_packages=("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"),
+    (*CONTROL_PLANE, "k8s.io/kubernetes/cmd/kubectl"),
+    version_packages=KUBE_VERSION_PACKAGES,
 )
+# The minor before: only what the sandbox runs. kubectl stays the current one (kubectl supports
+# an API server one minor older: the version skew policy).
+KUBERNETES_PREVIOUS = Toolset(
+    TOOLS / "kube-1.34", "k8s.io/kubernetes", CONTROL_PLANE, version_packages=KUBE_VERSION_PACKAGES
+)
+KUBERNETES_TOOLSETS = (KUBERNETES, KUBERNETES_PREVIOUS)
+ENV_KUBERNETES = "CERN_SANDBOX_KUBERNETES"
 # etcd's server module is itself the etcd program's main package.
 ETCD = Toolset(
     TOOLS / "etcd", "go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",), (("server", "etcd"),)
 )
 
 
-def resolve() -> dict[str, Path]:
-    """Paths of etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kubectl."""
+def minor(toolset: Toolset) -> str:
+    """ "1.35" of v1.35.4."""
+    return ".".join(toolset.version.lstrip("v").split(".")[:2])
+
+
+def kubernetes_toolset(wanted: str | None = None) -> Toolset:
+    """The toolset of a supported minor ("1.34", "v1.34", the full pinned version, or "current" and
+    "previous"); None: the environment's CERN_SANDBOX_KUBERNETES, else the current one."""
+    wanted = (wanted or os.environ.get(ENV_KUBERNETES) or "").strip().lstrip("v")
+    aliases = {"": KUBERNETES, "current": KUBERNETES, "previous": KUBERNETES_PREVIOUS}
+    if wanted in aliases:
+        return aliases[wanted]
+    for toolset in KUBERNETES_TOOLSETS:
+        if wanted in (minor(toolset), toolset.version.lstrip("v")):
+            return toolset
+    supported = ", ".join(f"{minor(t)} ({t.version})" for t in KUBERNETES_TOOLSETS)
+    raise SandboxError(f"Kubernetes {wanted!r} is not supported by the sandbox: pick one of {supported}")
+
+
+def resolve(kubernetes: Toolset = KUBERNETES) -> dict[str, Path]:
+    """Paths of etcd, kube-apiserver, kube-scheduler, kube-controller-manager (of `kubernetes`) and
+    kubectl (the current one's)."""
     found: dict[str, Path] = {}
     assets = os.environ.get("KUBEBUILDER_ASSETS")
-    for toolset in (ETCD, KUBERNETES):
+    toolsets = [ETCD, kubernetes] + ([KUBERNETES] if kubernetes is not KUBERNETES else [])
+    for toolset in toolsets:
         names = toolset.programs
-        if assets:
+        # Another minor's programs never come from KUBEBUILDER_ASSETS, whose version is unknown.
+        if assets and toolset not in KUBERNETES_TOOLSETS[1:]:
             for name in names:
                 if (Path(assets) / name).is_file():
-                    found[name] = Path(assets) / name
+                    found.setdefault(name, Path(assets) / name)
         if all(name in found for name in names):
             continue
         if not all((toolset.cache / name).is_file() for name in names):

@@ -97,13 +97,22 @@ def running(state: Path) -> bool:
     return controlplane._http_ok(f"{current['server']}/readyz", controlplane.admin_context(state / "pki"))
 
 
-def up(topology_path: str | None = None, fake: bool = False) -> dict:
+def up(topology_path: str | None = None, fake: bool = False, kubernetes: str | None = None) -> dict:
+    """kubernetes: a supported minor ("1.34"); None: CERN_SANDBOX_KUBERNETES, else the current one."""
     state = state_dir()
+    toolset = binaries.kubernetes_toolset(kubernetes)  # an unsupported version stops here
     if running(state):
         current = settings(state)
         if topology_path and Path(topology_path).resolve() != Path(current["topology"]):
             raise SandboxError(
                 f"a sandbox with topology {current['topology']} is running: `python -m sandbox down` first"
+            )
+        # A sandbox from before this setting existed ran the current version.
+        running_version = current.get("kubernetes", binaries.KUBERNETES.version)
+        if running_version != toolset.version:
+            raise SandboxError(
+                f"a sandbox with Kubernetes {running_version} is running in {state}, not {toolset.version}: "
+                "`python -m sandbox down` first, or use another CERN_SANDBOX_STATE"
             )
         return status()
     down(quiet=True)  # whatever a crashed `up` left behind
@@ -116,15 +125,15 @@ def up(topology_path: str | None = None, fake: bool = False) -> dict:
             "the `ip` command (iproute2) is missing: install it, e.g. `apt-get install iproute2`"
         )
     topology = load_topology(topology_path)
-    programs = binaries.resolve()
+    programs = binaries.resolve(toolset)
     try:
-        return _start(state, topology, topology_path, programs, fake)
+        return _start(state, topology, topology_path, programs, fake, toolset.version)
     except BaseException:
         down(quiet=True)
         raise
 
 
-def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
+def _start(state: Path, topology, topology_path, programs, fake: bool, version: str) -> dict:
     state.mkdir(parents=True, exist_ok=True)
     ports = {
         name: controlplane.free_port()
@@ -161,6 +170,7 @@ def _start(state: Path, topology, topology_path, programs, fake: bool) -> dict:
         "volume_sync_seconds": topology.volume_sync_seconds,
         "user_namespace": USER_NAMESPACE,
         "kubectl": str(programs["kubectl"]),
+        "kubernetes": version,  # the pinned version of the programs started; /version says the same
         "started": time.time(),
     }
     (state / "sandbox.json").write_text(json.dumps(current, indent=1))
@@ -422,6 +432,7 @@ def status() -> dict:
         "state_dir": str(state),
         "kubeconfig": current.get("kubeconfig"),
         "server": current.get("server"),
+        "kubernetes": current.get("kubernetes"),
         "user_namespace": current.get("user_namespace"),
         "fake": current.get("fake"),
         "pod_network": current.get("network"),

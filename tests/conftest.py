@@ -196,6 +196,37 @@ def api_client(sandbox):
 
 
 @pytest.fixture(scope="session")
+def kubernetes_version(api_client) -> str:
+    """The API server's gitVersion (GET /version): the Kubernetes the tests ran against."""
+    from kubernetes import client
+
+    return client.VersionApi(api_client).get_code().git_version
+
+
+@pytest.fixture(autouse=True)
+def _record_kubernetes_version(request):
+    """Each test on the sandbox names its Kubernetes version in its report (JUnit property
+    `kubernetes`; the terminal summary lists them): `make test` runs some tests on two versions."""
+    if "sandbox" in request.fixturenames:
+        request.node.user_properties.append(("kubernetes", request.getfixturevalue("kubernetes_version")))
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts: dict[str, int] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "kubernetes":
+                    counts[value] = counts.get(value, 0) + 1
+    for version, count in sorted(counts.items()):
+        terminalreporter.write_line(
+            f"Kubernetes {version} (the API server's /version): {count} tests ran on it"
+        )
+
+
+@pytest.fixture(scope="session")
 def core(api_client):
     from kubernetes import client
 

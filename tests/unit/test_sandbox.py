@@ -79,9 +79,14 @@ def test_bad_topology_is_one_clear_error(tmp_path, text, problem):
             "k8s.io/kubernetes",
             ["kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl"],
         ),
+        (
+            binaries.KUBERNETES_PREVIOUS,
+            "k8s.io/kubernetes",
+            ["kube-apiserver", "kube-scheduler", "kube-controller-manager"],
+        ),
         (binaries.ETCD, "go.etcd.io/etcd/server/v3", ["etcd"]),
     ],
-    ids=["kubernetes", "etcd"],
+    ids=["kubernetes", "kubernetes-previous", "etcd"],
 )
 def test_toolsets_read_their_pinned_version_from_go_mod(toolset, module, programs):
     go_mod = (toolset.module_dir / "go.mod").read_text()
@@ -91,16 +96,68 @@ def test_toolsets_read_their_pinned_version_from_go_mod(toolset, module, program
     assert toolset.cache.name.startswith(f"{toolset.module_dir.name}-{toolset.version}-r")
 
 
-def test_kubernetes_staging_modules_are_pinned_to_the_matching_version():
-    go_mod = (binaries.KUBERNETES.module_dir / "go.mod").read_text()
-    minor_patch = binaries.KUBERNETES.version.removeprefix("v1.")
+@pytest.mark.parametrize("toolset", binaries.KUBERNETES_TOOLSETS, ids=["current", "previous"])
+def test_kubernetes_staging_modules_are_pinned_to_the_matching_version(toolset):
+    go_mod = (toolset.module_dir / "go.mod").read_text()
+    minor_patch = toolset.version.removeprefix("v1.")
     replaces = [line.split() for line in go_mod.splitlines() if "=>" in line]
     assert len(replaces) > 20
     assert all(parts[-1] == f"v0.{minor_patch}" for parts in replaces)
-    assert (
-        "-X k8s.io/component-base/version.gitVersion=" + binaries.KUBERNETES.version
-        in binaries.KUBERNETES.ldflags()
+    assert "-X k8s.io/component-base/version.gitVersion=" + toolset.version in toolset.ldflags()
+
+
+def test_the_two_kubernetes_versions_are_consecutive_minors_with_their_own_caches():
+    current, previous = (binaries.minor(t) for t in binaries.KUBERNETES_TOOLSETS)
+    assert (current.split(".")[0], int(current.split(".")[1]) - 1) == (
+        previous.split(".")[0],
+        int(previous.split(".")[1]),
     )
+    assert binaries.KUBERNETES.cache != binaries.KUBERNETES_PREVIOUS.cache
+
+
+@pytest.mark.parametrize(
+    ("wanted", "environment", "expected"),
+    [
+        (None, None, binaries.KUBERNETES),
+        ("", "", binaries.KUBERNETES),
+        (binaries.minor(binaries.KUBERNETES_PREVIOUS), None, binaries.KUBERNETES_PREVIOUS),
+        ("v" + binaries.minor(binaries.KUBERNETES_PREVIOUS), None, binaries.KUBERNETES_PREVIOUS),
+        (binaries.KUBERNETES_PREVIOUS.version, None, binaries.KUBERNETES_PREVIOUS),
+        (None, binaries.minor(binaries.KUBERNETES_PREVIOUS), binaries.KUBERNETES_PREVIOUS),
+        (
+            binaries.minor(binaries.KUBERNETES),
+            binaries.minor(binaries.KUBERNETES_PREVIOUS),
+            binaries.KUBERNETES,
+        ),
+        (None, "previous", binaries.KUBERNETES_PREVIOUS),
+    ],
+    ids=[
+        "default",
+        "empty",
+        "previous-minor",
+        "v-prefix",
+        "full-version",
+        "from-env",
+        "argument-wins",
+        "alias",
+    ],
+)
+def test_kubernetes_toolset_picks_a_supported_version(monkeypatch, wanted, environment, expected):
+    if environment is None:
+        monkeypatch.delenv(binaries.ENV_KUBERNETES, raising=False)
+    else:
+        monkeypatch.setenv(binaries.ENV_KUBERNETES, environment)
+    assert binaries.kubernetes_toolset(wanted) is expected
+
+
+@pytest.mark.parametrize(
+    "wanted", ["1.33", "1.36", "v1.34.0", "latest"], ids=["older", "newer", "other-patch", "word"]
+)
+def test_an_unsupported_kubernetes_version_is_one_clear_error(wanted):
+    with pytest.raises(SandboxError) as error:
+        binaries.kubernetes_toolset(wanted)
+    assert repr(wanted.lstrip("v")) in str(error.value)
+    assert all(t.version in str(error.value) for t in binaries.KUBERNETES_TOOLSETS)
 
 
 @pytest.mark.parametrize(
@@ -180,3 +237,35 @@ def test_sandboxes_with_other_state_directories_get_their_own_pod_network(tmp_pa
         assert len(network["bridge"]) <= 15
         assert network["cidr"] != DEFAULT_NETWORK["cidr"]
         assert PodNetwork(**network).network.subnet_of(ipaddress.IPv4Network("10.128.0.0/10"))
+
+
+@pytest.mark.parametrize(
+    ("running_version", "wanted", "refused"),
+    [
+        (binaries.KUBERNETES.version, None, False),
+        (None, None, False),  # a sandbox from before the setting ran the current version
+        (binaries.KUBERNETES.version, "previous", True),
+        (binaries.KUBERNETES_PREVIOUS.version, None, True),
+        (binaries.KUBERNETES_PREVIOUS.version, "previous", False),
+    ],
+    ids=["same", "unrecorded-is-current", "asks-previous", "asks-current", "same-previous"],
+)
+def test_up_reuses_a_running_sandbox_only_of_the_asked_version(
+    monkeypatch, tmp_path, running_version, wanted, refused
+):
+    from sandbox import cluster
+
+    monkeypatch.setenv("CERN_SANDBOX_STATE", str(tmp_path))
+    monkeypatch.delenv(binaries.ENV_KUBERNETES, raising=False)
+    current = {"topology": str(tmp_path / "topology.yaml")}
+    if running_version:
+        current["kubernetes"] = running_version
+    monkeypatch.setattr(cluster, "running", lambda state: True)
+    monkeypatch.setattr(cluster, "settings", lambda state=None: current)
+    monkeypatch.setattr(cluster, "status", lambda: {"reused": True})
+    if refused:
+        with pytest.raises(SandboxError) as error:
+            cluster.up(kubernetes=wanted)
+        assert (running_version or "") in str(error.value) and str(tmp_path) in str(error.value)
+    else:
+        assert cluster.up(kubernetes=wanted) == {"reused": True}
