@@ -31,6 +31,9 @@ from .network import NetworkError
 log = logging.getLogger("sandbox.pods")
 STRATEGIC = "application/strategic-merge-patch+json"
 RESTART_BACKOFF_MAX = 30.0
+# A failed pod setup is tried again after 1 s, then twice as long each time, up to 16 s.
+SETUP_RETRY_FIRST = 1.0
+SETUP_RETRY_MAX = 16.0
 API_TIMEOUT = 10  # seconds; a hung request must not stall a pod's worker forever
 # The sandbox has one "image", shaped like Jupyter Docker Stacks: USER 1000 (jovyan), and a
 # writable home directory.
@@ -247,17 +250,25 @@ class PodWorker(threading.Thread):
         return uid, 0 if gid is None else gid, groups
 
     def run_processes(self) -> None:
-        try:
-            self.prepare()
-        except PodSetupError as e:
-            log.warning("pod %s cannot start: %s: %s", self.name, e.reason, e.message)
-            self.failure = (e.reason, e.message)
-            self.event(e.reason, e.message, "Warning")
-            self.push_status()
-            # A kubelet retries a broken setup until the pod is deleted; so do we, without a busy loop.
-            while not (self.deleting.wait(2.0) or self.gone.is_set()):
-                pass
-            return
+        # A kubelet retries a pod's setup (volume mounts, sandbox, container config) with a backoff
+        # until it works or the pod is deleted: a ConfigMap created after its pod, such as the
+        # namespace's kube-root-ca.crt that kube-controller-manager publishes moments after the
+        # namespace, only delays the start. So do we.
+        delay = SETUP_RETRY_FIRST
+        while True:
+            try:
+                self.prepare()
+                break
+            except PodSetupError as e:
+                if self.failure != (e.reason, e.message):
+                    log.warning("pod %s cannot start yet: %s: %s", self.name, e.reason, e.message)
+                    self.event(e.reason, e.message, "Warning")
+                self.failure = (e.reason, e.message)
+                self.push_status()
+            if self.deleting.wait(delay) or self.gone.is_set():
+                return
+            delay = min(delay * 2, SETUP_RETRY_MAX)
+        self.failure = None
         self.phase = "Running"
         while not self.gone.is_set():
             self.supervise()
@@ -281,10 +292,11 @@ class PodWorker(threading.Thread):
             self.volume_paths = volumes.materialize(self.api, self.pod, self.dir / "volumes", owner)
         except (volumes.VolumeError, client.ApiException) as e:
             raise PodSetupError("FailedMount", str(e)) from e
-        try:
-            self.netns = self.agent.network.create_pod(self.ip)
-        except NetworkError as e:
-            raise PodSetupError("FailedCreatePodSandBox", str(e)) from e
+        if self.netns is None:  # made once: a retried setup keeps it
+            try:
+                self.netns = self.agent.network.create_pod(self.ip)
+            except NetworkError as e:
+                raise PodSetupError("FailedCreatePodSandBox", str(e)) from e
         if self.agent.services is not None:
             self.etc_mounts = self.agent.services.pod_files(self.pod, self.ip, self.dir / "etc")
         for c in self.containers:

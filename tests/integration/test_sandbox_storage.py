@@ -116,6 +116,30 @@ def test_configmap_and_secret_edits_reach_a_running_pod(core, namespace, sandbox
     assert log().count("started") == 1  # the same process saw both versions
 
 
+def test_a_pod_whose_configmap_comes_later_waits_for_it_then_starts(core, namespace):
+    """As a kubelet retries a failed mount: no ConfigMap yet is FailedMount (an event, the pod
+    Pending), not a pod that never starts (kube-root-ca.crt too is published after its namespace)."""
+    body = pod(
+        "late-conf",
+        "print(open('/etc/late/greeting').read(), flush=True)",
+        [{"name": "late", "mountPath": "/etc/late", "readOnly": True}],
+        [{"name": "late", "configMap": {"name": "late"}}],
+    )
+    core.create_namespaced_pod(namespace, body)
+
+    def failed_mount():
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=late-conf").items
+        return any(e.reason == "FailedMount" and "late" in (e.message or "") for e in events)
+
+    wait_until(failed_mount, timeout=30, what="the FailedMount event")
+    assert phase(core, namespace, "late-conf") == "Pending"
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "late"}, "data": {"greeting": "at last"}}
+    )
+    assert finished(core, namespace, "late-conf") == "Succeeded"
+    assert core.read_namespaced_pod_log("late-conf", namespace) == "at last\n"
+
+
 def test_a_claim_of_the_default_class_is_provisioned_kept_and_deleted_with_its_data(core, namespace):
     storage = client.StorageV1Api(core.api_client)
     core.create_namespaced_persistent_volume_claim(
