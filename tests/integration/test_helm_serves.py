@@ -138,6 +138,10 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
     try:
         run(helm, "install", "hub", CHART, *kube, "-f", SANDBOX_VALUES, "-f", values)
         wait_until(lambda: hub_ready(core, namespace), timeout=90, what="the hub pod to be Ready")
+        # A Ready pod joins its Service's EndpointSlice moments later (kube-controller-manager), and
+        # the node's service rules follow that: as in any cluster, the hub is served at the Service
+        # only then. The proxy's default and error targets are that Service.
+        wait_until(lambda: hub_endpoint_ready(core, namespace), timeout=30, what="the hub's Service endpoint")
         RELEASE_VALUES[namespace] = values
         yield namespace
         run(helm, "uninstall", "hub", *kube, "--ignore-not-found")  # the last test uninstalls it
@@ -157,6 +161,15 @@ def clouds_yaml_for_pods(sandbox) -> str:
 def hub_ready(core, namespace: str) -> bool:
     pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=hub").items
     return any(c.type == "Ready" and c.status == "True" for p in pods for c in (p.status.conditions or []))
+
+
+def hub_endpoint_ready(core, namespace: str) -> bool:
+    from kubernetes import client
+
+    slices = client.DiscoveryV1Api(core.api_client).list_namespaced_endpoint_slice(
+        namespace, label_selector="kubernetes.io/service-name=hub-cern-spawner-hub"
+    )
+    return any(e.conditions and e.conditions.ready for s in slices.items for e in (s.endpoints or []))
 
 
 def public_address(core, namespace: str) -> tuple[str, int]:
