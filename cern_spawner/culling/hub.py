@@ -96,9 +96,15 @@ async def _start() -> None:
         settings.recent,
     )
     try:
-        await run(api, store.current, settings, log=app.log)
+        await run(api, store.current, settings, log=app.log, anyone_running=lambda: anyone_running(app))
     finally:
         RUNNING = None
+
+
+def anyone_running(app) -> bool:
+    """Whether any server of the hub is running or starting (in memory: every running server's
+    user is loaded at the hub's start or by its spawn)."""
+    return any(spawner.active for user in app.users.values() for spawner in user.spawners.values())
 
 
 async def hub_started(app) -> None:

@@ -205,13 +205,18 @@ async def run(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     log: logging.Logger = log,
+    anyone_running: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Rounds for ever, `settings.interval` apart; a failed round is logged and the next one runs."""
+    """Rounds for ever, `settings.interval` apart; a failed round is logged and the next one runs.
+    A round is skipped while `anyone_running()` says no server runs: listing the users through the
+    REST API (token check and its database commit, the query) was the idle hub's largest cost of
+    ours after the cloud reads, to find nothing to stop."""
     while True:
         try:
-            await cull_round(
-                api, catalog(), now, recent=settings.recent, concurrency=settings.concurrency, log=log
-            )
+            if anyone_running():
+                await cull_round(
+                    api, catalog(), now, recent=settings.recent, concurrency=settings.concurrency, log=log
+                )
         except Exception:
             log.exception("Culling round failed; next one in %g s", settings.interval)
         await sleep(settings.interval)

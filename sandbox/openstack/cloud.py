@@ -43,6 +43,19 @@ HANG_LIMIT = 3600.0
 # (nodeagent/network.py, PodNetwork.node_pool; 10.244.0.0/24 is the gateway's): indices 0-254,
 # so at most 255 VMs (live, or deleted but still in nodes.json) at once.
 MAX_NODES = 255
+# The fields of a node group in a list (NodeGroup.convert with expand=False, magnum/api/controllers/
+# v1/nodegroup.py: unset_fields_except([...])); a GET of one group answers every field.
+LIST_FIELDS = (
+    "uuid",
+    "name",
+    "flavor_id",
+    "node_count",
+    "role",
+    "is_default",
+    "image_id",
+    "status",
+    "stack_id",
+)
 
 
 class Hung(Exception):
@@ -309,8 +322,13 @@ class Cloud:
         return 200, {"clusters": [self._cluster_view()]}
 
     def list_groups(self, cluster):
+        """magnum/api/controllers/v1/nodegroup.py: NodeGroupController.get_all converts each group
+        with expand=False, which unsets every field but LIST_FIELDS (WSME leaves unset fields out of
+        the JSON): no min/max_node_count, labels, status_reason or links in a list; those need a
+        GET of the group itself."""
         self._cluster(cluster)
-        return 200, {"nodegroups": list(self.groups.values())}
+        groups = [{k: g[k] for k in LIST_FIELDS if k in g} for g in self.groups.values()]
+        return 200, {"nodegroups": groups}
 
     def get_group(self, cluster, name):
         return 200, self._group(cluster, name)

@@ -1,12 +1,13 @@
 """Which servers the culler stops and warns about: a frozen view and a fixed time in, decisions out."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cern_spawner.catalog import load_catalog
 from cern_spawner.culling.decide import Server, message, notices, to_cull
-from cern_spawner.culling.service import servers_of
+from cern_spawner.culling.service import Culling, run, servers_of
 from tests.unit.catalog_samples import BASE, write
 
 pytestmark = pytest.mark.unit
@@ -140,3 +141,36 @@ def test_rest_user_model_to_servers():
         True,
     )
     assert (pending.profile, pending.ready, pending.started) == (None, False, None)
+
+
+class Listing:
+    """The culler's HubAPI, counting the listings it is asked for (nobody to stop)."""
+
+    def __init__(self):
+        self.listings = 0
+
+    async def servers(self):
+        self.listings += 1
+        return []
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "running, listings",
+    [([False, False, False], 0), ([False, True, False], 1), ([True, True, True], 3)],
+    ids=["nobody-running-no-listing", "listed-only-while-someone-runs", "always-someone"],
+)
+def test_a_round_lists_the_users_only_while_a_server_runs(catalog, running, listings):
+    api, answers, rounds = Listing(), iter(running), []
+
+    async def sleep(seconds):
+        rounds.append(seconds)
+        if len(rounds) == len(running):
+            raise Stop()
+
+    with pytest.raises(Stop):
+        asyncio.run(run(api, lambda: catalog, Culling(), sleep=sleep, anyone_running=lambda: next(answers)))
+    assert (api.listings, rounds) == (listings, [60.0] * len(running))

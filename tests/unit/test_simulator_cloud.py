@@ -11,7 +11,7 @@ from tornado.testing import AsyncHTTPTestCase, gen_test
 
 from sandbox.config import load_topology
 from sandbox.nodeagent.nodes import load_specs, node_specs, save_specs
-from sandbox.openstack.cloud import Cloud
+from sandbox.openstack.cloud import LIST_FIELDS, Cloud
 from sandbox.openstack.server import make_app
 
 pytestmark = pytest.mark.unit
@@ -154,6 +154,17 @@ class SimulatorCase(AsyncHTTPTestCase):
         assert self.cloud.groups["gpu-v100"]["status"] == "UPDATE_IN_PROGRESS"
         await asyncio.sleep(0.2)
         assert self.cloud.groups["gpu-v100"]["status"] == "CREATE_COMPLETE"
+
+    @gen_test
+    async def test_a_list_of_node_groups_has_magnums_short_fields_only(self):
+        status, body, _ = await self.call("GET", "/container-infra/v1/clusters/sandbox/nodegroups")
+        assert status == 200
+        listed = {g["name"]: g for g in body["nodegroups"]}
+        assert set(listed) == set(self.cloud.groups)
+        assert {tuple(sorted(g)) for g in listed.values()} == {tuple(sorted(LIST_FIELDS))}
+        _, one, _ = await self.call("GET", "/container-infra/v1/clusters/sandbox/nodegroups/gpu-v100")
+        assert {"min_node_count", "max_node_count", "labels"} <= set(one)
+        assert listed["gpu-v100"]["node_count"] == one["node_count"]
 
     @gen_test
     async def test_a_hung_request_gets_no_answer_until_cleared(self):
