@@ -86,6 +86,11 @@ class SpawnStory:
         facts, now = self.facts(), self.clock()
         steps = []
         current = phase(facts)
+        if facts.gpu and facts.scaled and facts.growth_since is not None and not self.said:
+            # The cloud was asked before this stream's first look (a loaded hub, a late reader):
+            # say why first, as when the look comes before the request.
+            before = replace(facts, pod=None, blocker=None, retrying_since=None, details=())
+            steps.append(words(replace(before, growth_since=None, node_joined=False, free_gpus=0), now))
         if facts.gpu and (current in POD_PHASES or current == "joined"):
             # A phase shorter than our polling still happened: tell it, in order, once.
             quiet = replace(facts, pod=None, blocker=None, retrying_since=None, details=())

@@ -182,12 +182,26 @@ def test_slices_and_shares_start_on_their_nodes_and_an_empty_mig_group_grows_per
             growth_hub.api("DELETE", f"/users/{user}/server")
 
 
+def at_rest(cloud, core) -> None:
+    """The A100 group at 0 nodes, no change of it running, its nodes gone from the cluster: each test
+    starts from there whatever the previous one left (a failed test's server, a shrink under way)."""
+    wait_until(
+        lambda: (
+            (state := group_state(cloud))["node_count"] == 0
+            and state["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+        ),
+        timeout=120,
+        what="the group at 0 nodes, no change running",
+    )
+    wait_until(lambda: no_nodes_in(core, GROUP), timeout=60, what="the group's nodes to leave the cluster")
+
+
 def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
     growth_hub, cloud, core, sandbox
 ):
     """The node boots for longer than the hub-wide start timeout: the profile's own (300 s) is the
     deadline JupyterHub enforces. A profile with a short one (20 s) fails at that time, saying so."""
-    assert group_state(cloud)["node_count"] == 0
+    at_rest(cloud, core)
     set_timings(cloud, GROUP, **PRODUCTION_BOOT)
     mark = log_mark(cloud)
     user, hasty = "needs-an-a100", "tries-quickly"
@@ -251,6 +265,7 @@ def test_a_gpu_spawn_outlasts_a_minutes_long_boot_and_the_group_shrinks_back(
 
 
 def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth_hub, cloud, core, sandbox):
+    at_rest(cloud, core)  # else a node left running would take the spawn without any resize
     inject(cloud, GROUP, quota=True, count=100, match="resize")
     user = "no-quota-left"
     try:
@@ -280,7 +295,7 @@ def test_no_quota_fails_the_spawn_fast_with_the_reason_and_leaves_nothing(growth
 def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
     growth_hub, cloud, core, sandbox
 ):
-    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=60, what="the group at 0 nodes")
+    at_rest(cloud, core)
     mark = log_mark(cloud)
     users = [f"crowd-{index}" for index in range(10)]
     for user in users:
@@ -314,19 +329,7 @@ def test_ten_concurrent_gpu_spawns_make_three_nodes_with_at_most_three_writes(
 
 
 def test_a_failing_cloud_api_is_retried_and_the_spawn_completes(growth_hub, cloud, core, sandbox):
-    # node_count drops to 0 when a shrink is accepted; the node itself leaves a little later. A
-    # group no earlier test changed is still CREATE_COMPLETE.
-    wait_until(
-        lambda: group_state(cloud)["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"),
-        timeout=90,
-        what="any change of the group to finish",
-    )
-    wait_until(lambda: group_state(cloud)["node_count"] == 0, timeout=90, what="the group at 0 nodes")
-    wait_until(
-        lambda: no_nodes_in(core, GROUP),
-        timeout=60,
-        what="the group's nodes to leave the cluster",
-    )
+    at_rest(cloud, core)
     mark = log_mark(cloud)
     inject(cloud, GROUP, status=500, count=2, match="resize")
     user = "cloud-hiccup"

@@ -139,9 +139,15 @@ def release(helm, sandbox, core, tls_certificate, tmp_path_factory):  # noqa: F8
         run(helm, "install", "hub", CHART, *kube, "-f", SANDBOX_VALUES, "-f", values)
         wait_until(lambda: hub_ready(core, namespace), timeout=90, what="the hub pod to be Ready")
         # A Ready pod joins its Service's EndpointSlice moments later (kube-controller-manager), and
-        # the node's service rules follow that: as in any cluster, the hub is served at the Service
-        # only then. The proxy's default and error targets are that Service.
+        # the nodes' service rules and DNS follow the API by moments more: as in any cluster, the
+        # proxy (whose targets are that Service) reaches the hub only then, as a deploy pipeline
+        # waiting for the release to serve would see.
         wait_until(lambda: hub_endpoint_ready(core, namespace), timeout=30, what="the hub's Service endpoint")
+        wait_until(
+            lambda: health_served(core, namespace, tls_certificate),
+            timeout=60,
+            what="proxy-public to route /hub/health to the hub",
+        )
         RELEASE_VALUES[namespace] = values
         yield namespace
         run(helm, "uninstall", "hub", *kube, "--ignore-not-found")  # the last test uninstalls it
@@ -161,6 +167,14 @@ def clouds_yaml_for_pods(sandbox) -> str:
 def hub_ready(core, namespace: str) -> bool:
     pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=hub").items
     return any(c.type == "Ready" and c.status == "True" for p in pods for c in (p.status.conditions or []))
+
+
+def health_served(core, namespace: str, certificate: dict) -> bool:
+    ip, port = public_address(core, namespace)
+    try:
+        return https_get(ip, port, "/hub/health", certificate)[1].startswith(b"HTTP/1.1 200 ")
+    except OSError:
+        return False
 
 
 def hub_endpoint_ready(core, namespace: str) -> bool:
@@ -205,8 +219,9 @@ def https_get(ip: str, port: int, path: str, certificate: dict) -> tuple[bytes, 
 
 
 def test_hub_ready_and_proxy_public_serves_https(core, release, tls_certificate):  # noqa: F811
-    """The hub passed its readiness probe (the fixture waited for it); proxy-public answers https at
-    its status.loadBalancer address with the Secret's certificate, routing /hub/health to the hub."""
+    """The hub passed its readiness probe and the release serves (the fixture waited for both);
+    proxy-public answers https at its status.loadBalancer address with the Secret's certificate,
+    routing /hub/health to the hub."""
     ip, port = public_address(core, release)
     served, answer = https_get(ip, port, "/hub/health", tls_certificate)
     assert served == tls_certificate["der"]

@@ -325,6 +325,27 @@ async def test_the_story_of_a_grown_node_in_plain_words():
     assert all("<details>" in e["html_message"] for e in events if e.get("details"))
 
 
+@pytest.mark.parametrize(
+    ("joined", "first_messages"),
+    [
+        (False, ["No GPU is free", "A new GPU node is starting"]),
+        (True, ["No GPU is free", "A new GPU node is starting", "The node joined"]),
+    ],
+    ids=["asked-before-the-first-look", "joined-before-the-first-look"],
+)
+async def test_a_story_first_read_after_the_cloud_was_asked_still_says_why(joined, first_messages):
+    controller = FakeController()
+    status = controller.group
+    status.requested, status.requested_at = (0, 1), controller.now - 5
+    if joined:
+        status.joined = {"sandbox-gpu-a100-node-0": controller.now - 1}
+    story = SpawnStory(PLAN, controller)
+    messages = [e["message"] for e in story.events()]
+    assert len(messages) == len(first_messages), messages
+    assert all(m.startswith(start) for m, start in zip(messages, first_messages, strict=True)), messages
+    assert story.events() == []  # said once
+
+
 @pytest.fixture
 async def late_notebook(monkeypatch):
     """KubeSpawner's start returns the pod's URL at once; the notebook there answers only once
