@@ -400,13 +400,14 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
                 blocked.cancel()
 
     async def _growth_blocked(self, plan, controller) -> str:
-        """The message of what keeps `plan`'s group from growing, once its pod waits for it;
-        looked at each second, as the controller decides each round."""
+        """The message of what keeps `plan`'s group from growing, once its pod waits for it. Woken
+        when the controller sets a blocker; while one stands, looked at each second (the pod may not
+        exist yet, or the blocker may go)."""
         while True:
-            await shared_tick(1.0)
-            blocker = controller.status(plan.group).blocker
-            if blocker and await self._pod_unscheduled():
+            blocker = await controller.status(plan.group).until_blocked()
+            if await self._pod_unscheduled():
                 return blocker.user_message
+            await shared_tick(1.0)
 
     async def _pod_unscheduled(self) -> bool:
         # Only once the pod exists: giving up while its creation is in flight could leave it behind

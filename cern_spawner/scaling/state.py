@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,27 @@ class GroupStatus:
     # `events` with when each was said (Unix seconds), for the admin page; the clock for tests.
     history: list[tuple[float, str]] = field(default_factory=list)
     wall_clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    # Spawns waiting in `until_blocked`: woken when a blocker is set, not by a timer.
+    _blocked_waiters: list[asyncio.Future] = field(default_factory=list, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        if name == "blocker" and value is not None:
+            waiters = self.__dict__.get("_blocked_waiters") or []
+            self.__dict__["_blocked_waiters"] = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def until_blocked(self) -> ScalingError:
+        """The blocker, at once if there is one, else once one is set. Every pending GPU start
+        waits here: a timer each would wake them all every second for nothing."""
+        while self.blocker is None:
+            waiter = asyncio.get_running_loop().create_future()
+            # Cancelled waits (spawns that ended) go at the next wait, not only at the next blocker.
+            self._blocked_waiters = [w for w in self._blocked_waiters if not w.done()] + [waiter]
+            await waiter
+        return self.blocker
 
     def say(self, message: str) -> None:
         if not self.events or self.events[-1] != message:

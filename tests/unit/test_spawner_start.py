@@ -10,6 +10,7 @@ import pytest
 from kubespawner import KubeSpawner
 
 from cern_spawner import CERNSpawner
+from cern_spawner.scaling.state import GroupStatus
 from cern_spawner.web.failures import ClusterTimedOut, SpawnFailed, StartTimedOut, own_deadline
 from cern_spawner.web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 from tests.unit.test_spawner_pod import make_spawner
@@ -123,15 +124,7 @@ class FakeController:
     def __init__(self, **status):
         self.now = 1000.0
         self.boot: float | None = None
-        self.group = SimpleNamespace(
-            capacity=SimpleNamespace(free_gpus=0),
-            requested=None,
-            requested_at=None,
-            blocker=None,
-            joined={},
-            retrying_since=None,
-            events=["Node x joined gpu-v100"],
-        )
+        self.group = GroupStatus(capacity=SimpleNamespace(free_gpus=0), events=["Node x joined gpu-v100"])
         self.group.__dict__.update(status)
 
     def clock(self) -> float:
