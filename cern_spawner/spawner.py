@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import html
-import json
 import time
 from datetime import datetime
 
@@ -23,13 +21,14 @@ from .errors import Refused
 from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options, override_keys
+from .options_form import OptionsForm
 from .quota import hooks as quota
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
 from .spawner_tokens import ExchangedTokens
 from .waiting import shared_tick, until
 from .web import PICKER_TEMPLATE_DIR
-from .web.cards import with_cards, with_quota
+from .web.cards import with_cards
 from .web.failures import (
     ClusterTimedOut,
     GrowthImpossible,
@@ -38,7 +37,6 @@ from .web.failures import (
     own_deadline,
     timeout_message,
 )
-from .web.picker import render_picker
 from .web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 
 # The uid/gid of the Jupyter Docker Stacks user (jovyan, group users): images run as them out of the box.
@@ -50,7 +48,7 @@ NB_GID = 100
 REFUSALS = (Refused,)
 
 
-class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpawner):
+class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpawner):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
     profiles_path = List(
@@ -462,54 +460,6 @@ class CERNSpawner(BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpaw
         self.spawn_state = SpawnState()  # the next progress stream waits for the next start
         await super().stop(now=now)
         quota.stopped(self)  # its GPU session, if any, ends
-
-    # -- the form, with the refused-edit banner for admins -----------------------------------
-    # (catalog version, offered slugs, saved options) -> rendered form
-    _form_cache: Bounded[str] = Bounded(max_entries=1024)
-
-    async def _render_options_form_dynamically(self, current_spawner):
-        # KubeSpawner builds a Jinja environment and renders its template on every call (~5 ms);
-        # the result depends only on the offered profiles and the saved options, so keep it.
-        catalog = self.catalog_store.current()
-        offered = await self._offered()
-        saved = self.user_options or {}
-        try:
-            check_user_options(saved, catalog, offered)
-        except OptionsRefused:
-            # Saved options of a profile or choice that is gone (or no longer the user's): preselect
-            # the default. KubeSpawner 7.1 notices but renders the stale options, so nothing is checked.
-            saved = {}
-        binder = self.binder_form_context(saved)
-        notes = await quota.card_notes(self, offered)  # this user's GPU quota, per GPU profile
-        key = (
-            catalog.version,
-            tuple(p["slug"] for p in offered),
-            json.dumps([saved, binder, notes], sort_keys=True, default=str),
-        )
-        form = CERNSpawner._form_cache.get(key)
-        if form is None:
-            current, self.user_options = self.user_options, saved
-            try:
-                form = render_picker(
-                    self.additional_profile_form_template_paths,
-                    with_quota(offered, notes),  # initialized by to_profile_list; the template only reads it
-                    saved,
-                    binder,
-                )
-            finally:
-                self.user_options = current
-            CERNSpawner._form_cache.put(key, form)
-        refusal = self.catalog_store.refusal
-        if refusal and self.user.admin:
-            problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in refusal.error.problems)
-            status = html.escape(url_path_join(self.hub.base_url, "cern/admin"))  # the admin page
-            banner = (
-                '<div class="alert alert-danger" role="alert"><strong>Profile catalog edit refused.</strong> '
-                f'The previous catalog is still served (<a href="{status}">service status</a>). '
-                f"Fix:<ul>{problems}</ul></div>"
-            )
-            form = banner + form
-        return form
 
     # -- Pod Security Admission "restricted" --------------------------------------------------
     # KubeSpawner writes uid/gid into the container's securityContext only and fs_gid into the

@@ -209,9 +209,50 @@ def start(hub, user, expect=(201, 202), profile="a100-1"):
     return reader, events, response
 
 
+NODE_GROUP_NODE_LABEL = "magnum.openstack.org/nodegroup"  # the sandbox topology's label on a group's nodes
+
+
 def no_nodes_in(core, group: str) -> bool:
     """No Kubernetes node of the group is registered (the cloud's node_count drops before the node leaves)."""
-    return not core.list_node(label_selector=f"magnum.openstack.org/nodegroup={group}").items
+    return not core.list_node(label_selector=f"{NODE_GROUP_NODE_LABEL}={group}").items
+
+
+def gpu_holder_pod(
+    name: str, group: str, labels: dict[str, str], requests: dict[str, str] | None = None, grace: int = 0
+) -> dict:
+    """A plain pod holding one GPU of `group` until deleted, as a notebook would: on the group's nodes,
+    tolerating their GPU taint, and allowed under the restricted Pod Security level of the user namespace.
+
+    `requests` (CPU, memory) make the scheduler weigh it as a notebook; `grace` is its
+    terminationGracePeriodSeconds.
+    """
+    resources: dict = {"limits": {"nvidia.com/gpu": "1"}}
+    if requests:
+        resources["requests"] = dict(requests)
+    return {
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": grace,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 100,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "nodeSelector": {NODE_GROUP_NODE_LABEL: group},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "sandbox",
+                    "command": ["sleep", "3600"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    "resources": resources,
+                }
+            ],
+        },
+    }
 
 
 class RestartableHub:

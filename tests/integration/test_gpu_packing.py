@@ -27,6 +27,7 @@ from tests.integration.growth import (
     H100_GROUP,
     RestartableHub,
     dedicated_catalog,
+    gpu_holder_pod,
     no_nodes_in,
     start,
 )
@@ -51,13 +52,11 @@ CATALOG = {
     k: v.replace("cpu: 0.5", f"cpu: {CPU}").replace("memory: 1G", f"memory: {MEMORY}")
     for k, v in CATALOG.items()
 }
-LABEL = "magnum.openstack.org/nodegroup"
 # Long enough that the emptied node is still there when the notebook comes (a few seconds later).
 # The groups' nodes are left empty at the end: every module on these groups waits for them to be
 # at 0 first, and its hub returns empty nodes after its own grace (waiting here would add ~40 s:
 # Magnum resizes one at a time).
 EXTRA = "c.GPUScaling.interval = 1\nc.GPUScaling.grace_period = 20\n"
-SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +65,6 @@ def hub(sandbox, catalog, cloud, tmp_path_factory):
     hub = hubs.launch()
     yield hub
     hubs.close()
-
-
-def holder(name: str, group: str) -> dict:
-    """A pod holding one GPU of `group` and a notebook's CPU and memory, labelled as the group's
-    notebooks are."""
-    return {
-        "metadata": {"name": name, "labels": {"app": "packing-test", NODE_GROUP_LABEL: group}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 0,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "runAsGroup": 100,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "nodeSelector": {LABEL: group},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "sandbox",
-                    "command": ["sleep", "3600"],
-                    "securityContext": SECURE,
-                    "resources": {
-                        "requests": {"cpu": CPU, "memory": MEMORY},
-                        "limits": {"nvidia.com/gpu": "1"},
-                    },
-                }
-            ],
-        },
-    }
 
 
 def group_pods(core, namespace, group) -> dict[str, str]:
@@ -121,8 +88,11 @@ def test_a_gpu_notebook_goes_where_its_groups_placement_says(hub, core, sandbox)
     try:
         for group, names in holders.items():
             wait_until(lambda g=group: no_nodes_in(core, g), timeout=120, what=f"{group} at 0 nodes")
+            # Labelled as the group's notebooks are, with a notebook's CPU and memory.
+            labels = {"app": "packing-test", NODE_GROUP_LABEL: group}
             for name in names:
-                core.create_namespaced_pod(namespace, holder(name, group))
+                pod = gpu_holder_pod(name, group, labels, requests={"cpu": CPU, "memory": MEMORY})
+                core.create_namespaced_pod(namespace, pod)
         placed = {
             group: wait_until(
                 lambda g=group: (

@@ -19,8 +19,10 @@ from tests.integration.growth import (
     H100_GROUP,
     L4,
     L4_GROUP,
+    NODE_GROUP_NODE_LABEL,
     RestartableHub,
     clear_faults,
+    gpu_holder_pod,
     group_state,
     inject,
     log_mark,
@@ -58,11 +60,9 @@ EXTRA = (
     "c.GPUScaling.wall_clock = lambda: datetime.datetime.fromisoformat("
     f"pathlib.Path({WALL_CLOCK!r}).read_text())\n"
 )
-LABEL = "magnum.openstack.org/nodegroup"
 HEAT = {"boot_delay": 3, "gpu_delay": 1, "shrink_delay": 3, "node_removal_lag": 4}
 # The resize down stays in progress long enough for a hub restart to land in the middle of it.
 SLOW_SHRINK = {"shrink_delay": 20}
-SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 @pytest.fixture(scope="module")
@@ -82,30 +82,7 @@ def set_wall_clock(hubs: RestartableHub, moment: datetime) -> None:
 
 def workload(name: str, group: str) -> dict:
     """A pod that holds one GPU of `group` until deleted, as a notebook would."""
-    return {
-        "metadata": {"name": name, "labels": {"app": "shrink-test"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "runAsGroup": 100,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "nodeSelector": {LABEL: group},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "sandbox",
-                    "command": ["sleep", "3600"],
-                    "securityContext": SECURE,
-                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                }
-            ],
-        },
-    }
+    return gpu_holder_pod(name, group, {"app": "shrink-test"}, grace=1)
 
 
 def running_on(core, namespace, group) -> dict[str, list[str]]:
@@ -123,7 +100,9 @@ def delete_pods(core, namespace, names) -> None:
 
 
 def group_nodes(core, group) -> dict:
-    return {n.metadata.name: n for n in core.list_node(label_selector=f"{LABEL}={group}").items}
+    return {
+        n.metadata.name: n for n in core.list_node(label_selector=f"{NODE_GROUP_NODE_LABEL}={group}").items
+    }
 
 
 def fill_two_nodes(core, namespace, cloud, group, per_node) -> dict[str, list[str]]:

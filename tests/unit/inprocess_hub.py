@@ -64,3 +64,24 @@ def add_user(app: MockHub, name: str, *, admin: bool = False, groups: list[orm.G
     app.db.commit()
     roles.assign_default_roles(app.db, user)
     return app.users[user]
+
+
+def add_standard_users(app: MockHub) -> tuple[dict[str, str], dict[str, str]]:
+    """alice (no groups), bob (group gpu-users) and carol (admin); returns (tokens, server_tokens).
+
+    A server token has what a notebook server gets as JUPYTERHUB_API_TOKEN: the 'server' role's scopes.
+    """
+    gpu_users = orm.Group(name="gpu-users")
+    app.db.add(gpu_users)
+    tokens, server_tokens = {}, {}
+    for name, groups, admin in (
+        ("alice", [], False),
+        ("bob", [gpu_users], False),
+        ("carol", [], True),
+    ):
+        user = add_user(app, name, admin=admin, groups=groups)
+        tokens[name] = user.new_api_token()
+        server_tokens[name] = user.new_api_token(
+            scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
+        )
+    return tokens, server_tokens

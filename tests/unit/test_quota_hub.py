@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm
 from jupyterhub.tests.utils import AsyncSession
 from tornado.httpclient import AsyncHTTPClient
 from traitlets.config import Config
@@ -19,7 +18,7 @@ from cern_spawner import CERNSpawner
 from cern_spawner.quota import hooks
 from cern_spawner.quota.ledger import Ledger, sessions_table
 from cern_spawner.web import handlers as web_handlers
-from tests.unit.inprocess_hub import add_user, running_hub
+from tests.unit.inprocess_hub import add_standard_users, running_hub
 
 pytestmark = pytest.mark.unit
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -74,19 +73,7 @@ async def hub(tmp_path_factory):
         c.CERNSpawner.profiles_path = [str(profiles)]
         c.BinderConfig.registry = "registry.invalid:5000"  # repository launches on (never reached)
         async with running_hub(c) as app:
-            gpu_users = orm.Group(name="gpu-users")
-            app.db.add(gpu_users)
-            tokens, server_tokens = {}, {}
-            for name, groups, admin in (
-                ("alice", [], False),
-                ("bob", [gpu_users], False),
-                ("carol", [], True),
-            ):
-                user = add_user(app, name, admin=admin, groups=groups)
-                tokens[name] = user.new_api_token()
-                server_tokens[name] = user.new_api_token(
-                    scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
-                )
+            tokens, server_tokens = add_standard_users(app)
             yield SimpleNamespace(
                 app=app, url=app.hub.url, tokens=tokens, server_tokens=server_tokens, starts=starts
             )

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
-from jupyterhub import orm
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets.config import Config
 
@@ -17,7 +16,7 @@ from cern_spawner import CERNSpawner
 from cern_spawner.bounded import Bounded
 from cern_spawner.web import handlers as web_handlers
 from cern_spawner.web.handlers import AvailabilityHandler
-from tests.unit.inprocess_hub import add_user, running_hub
+from tests.unit.inprocess_hub import add_standard_users, running_hub
 from tests.unit.test_web_availability import status
 
 # Own loop for this module: KubeSpawner caches API clients per running loop (see test_spawner_pod).
@@ -37,20 +36,7 @@ async def hub():
         c.JupyterHub.extra_handlers = web_handlers.handlers
         c.CERNSpawner.profiles_path = [str(PROFILES_DIR)]
         async with running_hub(c) as app:
-            gpu_users = orm.Group(name="gpu-users")
-            app.db.add(gpu_users)
-            tokens, server_tokens = {}, {}
-            for name, groups, admin in (
-                ("alice", [], False),
-                ("bob", [gpu_users], False),
-                ("carol", [], True),
-            ):
-                user = add_user(app, name, admin=admin, groups=groups)
-                tokens[name] = user.new_api_token()
-                # What a notebook server gets as JUPYTERHUB_API_TOKEN: the 'server' role's scopes.
-                server_tokens[name] = user.new_api_token(
-                    scopes=[f"access:servers!server={name}/", f"users:activity!user={name}"]
-                )
+            tokens, server_tokens = add_standard_users(app)
             yield SimpleNamespace(
                 url=app.hub.url + "api/cern/availability",
                 catalog_url=app.hub.url + "api/cern/catalog",
