@@ -239,6 +239,19 @@ def start_servers(
     }
 
 
+def resize_once_pods_exist(core, magnum, namespace: str, spawns: int, began: float) -> float:
+    """The anchor's admin for `--anchor-nodes with-pods`: resize its group for `spawns` GPUs once as
+    many notebook pods exist in `namespace` (empty before a burst); seconds from `began`."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(namespace, label_selector="component=singleuser-server").items
+        if len(pods) >= spawns:
+            magnum.resize("gpu-hand", math.ceil(spawns / PER_NODE))
+            return round(time.perf_counter() - began, 2)
+        time.sleep(0.05)
+    raise RuntimeError(f"the anchor's {spawns} pods did not all exist within 120 s")
+
+
 def stop_servers(side: Side, users: list[str], core) -> None:
     with ThreadPoolExecutor(20) as pool:
         list(pool.map(lambda u: side.hub.api("DELETE", f"/users/{u}/server"), users))
@@ -336,7 +349,20 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
                     side = sides[name]
                     users = [f"{kind}-{index}-{i}" for i in range(args.spawns)]
                     create_users(side.hub, users)
-                    if kind == "gpu" and name == "KubeSpawner" and args.anchor_nodes == "with-spawns":
+                    sizing = None
+                    if kind == "gpu" and name == "KubeSpawner" and args.anchor_nodes == "with-pods":
+                        # A reactive admin: the resize goes out once every spawn's pod exists, as
+                        # the controller reacts to pending pods (it cannot know of a spawn sooner).
+                        sizing = ThreadPoolExecutor(1)
+                        resized = sizing.submit(
+                            resize_once_pods_exist,
+                            core,
+                            magnum,
+                            side.namespace,
+                            len(users),
+                            time.perf_counter(),
+                        )
+                    elif kind == "gpu" and name == "KubeSpawner" and args.anchor_nodes == "with-spawns":
                         # The admin's resize goes out with the spawns: both sides wait for a boot.
                         magnum.resize("gpu-hand", math.ceil(args.spawns / PER_NODE))
                     elif kind == "gpu" and name == "CERNSpawner":
@@ -352,6 +378,9 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
                             "hand-sized nodes",
                         )
                     entry[f"{kind} {name}"] = start_servers(side, users, options, profile=bool(args.profile))
+                    if sizing is not None:
+                        entry[f"{kind} {name}"]["admin_resized_after_s"] = resized.result()
+                        sizing.shutdown()
                     print(name, kind, json.dumps(entry[f"{kind} {name}"]), flush=True)
                     stop_servers(side, users, core)
                     if kind == "gpu" and name == "KubeSpawner":
@@ -478,9 +507,11 @@ def main() -> None:
     parser.add_argument("--standin-port", type=int, default=hubs.STANDIN_PORT, help="the notebooks' port")
     parser.add_argument(
         "--anchor-nodes",
-        choices=("before", "with-spawns"),
+        choices=("before", "with-spawns", "with-pods"),
         default="before",
-        help="GPU: the anchor's group sized before its clock starts, or resized as its spawns go out",
+        help="GPU: the anchor's group sized before its clock starts (before), resized as its first "
+        "request goes out (with-spawns), or once all its spawns' pods exist (with-pods: as a reactive "
+        "controller could at best)",
     )
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "hub_cost.json"), help="results file to write"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_server
 from kubespawner import KubeSpawner
@@ -276,8 +276,19 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
     async def poll(self):
         status = await super().poll()
         if status is None and self._check_pending and not self._spawn_pending:
-            return await self._resume_after_restart()
+            status = await self._resume_after_restart()
+            if status is None:
+                await self._account_after_restart()
         return status
+
+    async def _account_after_restart(self) -> None:
+        """A GPU server found running by a restarted hub has an open session: one whose start was
+        not written yet when the hub stopped (see quota.ledger.WRITE_DELAY) begins when JupyterHub
+        recorded the server's start."""
+        plan = self._plan(self._chosen_entry(self.user_options, await self._offered()))
+        began = self.orm_spawner.started if self.orm_spawner is not None else None
+        at = began.replace(tzinfo=UTC).timestamp() if began is not None else None
+        await quota.started(self, plan, only_if_missing=True, at=at)
 
     async def _resume_after_restart(self):
         """The hub restarted while this server was still starting (its pod waiting for a GPU

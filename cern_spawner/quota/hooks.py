@@ -129,9 +129,10 @@ async def card_notes(spawner, offered: list[dict]) -> dict[str, dict]:
     return notes
 
 
-async def started(spawner, plan, *, only_if_missing: bool = False) -> None:
+async def started(spawner, plan, *, only_if_missing: bool = False, at: float | None = None) -> None:
     """A GPU server runs: its session begins (every GPU server, quotas or not: the history is
-    there when quotas are turned on). `only_if_missing`: after a hub restart, keep the open one."""
+    there when quotas are turned on). `only_if_missing`: after a hub restart, keep the open one.
+    `at`: when it began (epoch seconds), if not now."""
     if plan is None or not plan.gpus:
         return
     db = quota_session(spawner)
@@ -146,7 +147,7 @@ async def started(spawner, plan, *, only_if_missing: bool = False) -> None:
         role = DEFAULT_ROLE
         if policy is not None:
             _, role = effective_limits(policy, await spawner.user_roles(), None, clock())
-        ledger.open(name, spawner.name, plan.slug, plan.gpus, role, clock())
+        ledger.open(name, spawner.name, plan.slug, plan.gpus, role, clock() if at is None else at)
     except SQLAlchemyError:
         db.rollback()
         # The server runs either way; the log says whose use went uncounted.

@@ -3,14 +3,18 @@
 JupyterHub's database outlives hub restarts and pod moves (sqlite on the hub's volume, or an
 external PostgreSQL/MySQL), so accounting needs no store of its own. The tables are created if
 missing through the hub's session (JupyterHub's migrations never touch tables they do not know),
-and every write is committed at once, as JupyterHub commits its own.
+and every write is committed at once, as JupyterHub commits its own — except the session starts of
+a burst of GPU starts, written together (`Ledger.open`, below) a moment later.
 
 Times are epoch seconds (UTC), as floats: portable across the hub's database kinds.
 """
 
 from __future__ import annotations
 
-from weakref import WeakSet
+import asyncio
+import atexit
+import logging
+from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import (
     Column,
@@ -26,6 +30,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .policy import Override
@@ -69,6 +75,41 @@ _END_OPEN = (
 )
 _INSERT = sessions_table.insert()
 
+log = logging.getLogger(__name__)
+
+# Session starts not written yet, per hub engine: (the session that queued them, their rows in
+# order). Each GPU start's own transaction and commit cost more hub CPU than the rest of our start;
+# a burst's are written in one, at most WRITE_DELAY s later. Every other use of the tables writes
+# them first, so this process always reads its own writes (a stop never ends a session still
+# queued). A hub that dies within that moment loses them: on its restart, `started(only_if_missing)`
+# opens a session for each GPU server it finds running without one.
+WRITE_DELAY = 0.5
+_queued: WeakKeyDictionary[Engine, tuple[Session, list[dict]]] = WeakKeyDictionary()
+
+
+def write_queued(engine: Engine | None = None) -> None:
+    """Write the queued session starts of `engine` (None: of every engine) in one transaction each;
+    a failure is logged with whose starts went unrecorded, as a failed start's would be."""
+    for bound in [engine] if engine is not None else list(_queued):
+        db, rows = _queued.pop(bound, (None, []))
+        if not rows:
+            continue
+        try:
+            connection = db.connection()
+            for row in rows:  # in order: a later start of the same server ends an earlier one
+                connection.execute(
+                    _END_OPEN,
+                    {"b_user": row["username"], "b_server": row["server_name"], "b_now": row["started"]},
+                )
+                connection.execute(_INSERT, row)
+            db.commit()
+        except SQLAlchemyError:
+            db.rollback()
+            log.exception("GPU sessions of %s not recorded", ", ".join(sorted({r["username"] for r in rows})))
+
+
+atexit.register(write_queued)  # a hub stopped cleanly writes what it queued
+
 
 class Ledger:
     """Reads and writes through `db`, the hub's session (`spawner.db`, `handler.db`, `app.db`)."""
@@ -87,6 +128,7 @@ class Ledger:
 
     def sessions(self, username: str, since: float) -> list[GpuSession]:
         """The user's sessions running, or stopped after `since`."""
+        write_queued(self.db.get_bind())
         t = sessions_table
         rows = self.db.execute(
             select(t.c.server_name, t.c.profile, t.c.gpus, t.c.started, t.c.stopped)
@@ -96,26 +138,29 @@ class Ledger:
         return [GpuSession(r.server_name, r.profile, r.gpus, r.started, r.stopped) for r in rows]
 
     def open(self, username: str, server: str, profile: str, gpus: int, role: str, now: float) -> None:
-        """A session of `server` begins; one left open for it (a stop never seen) ends now."""
-        # Statements built once, run on the session's connection (no ORM execution layer): building
-        # and running them through the session cost ~4 ms of hub CPU per GPU start.
-        connection = self.db.connection()
-        connection.execute(_END_OPEN, {"b_user": username, "b_server": server, "b_now": now})
-        connection.execute(
-            _INSERT,
-            dict(
-                username=username,
-                server_name=server,
-                profile=profile,
-                gpus=gpus,
-                quota_role=role,
-                started=now,
-                stopped=None,
-            ),
+        """A session of `server` begins; one left open for it (a stop never seen) ends now. Queued,
+        and written with the others of the moment (see WRITE_DELAY); at once outside an event loop."""
+        row = dict(
+            username=username,
+            server_name=server,
+            profile=profile,
+            gpus=gpus,
+            quota_role=role,
+            started=now,
+            stopped=None,
         )
-        self.db.commit()
+        engine = self.db.get_bind()
+        _, rows = _queued.setdefault(engine, (self.db, []))
+        rows.append(row)
+        if len(rows) > 1:
+            return  # a write is already scheduled
+        try:
+            asyncio.get_running_loop().call_later(WRITE_DELAY, write_queued, engine)
+        except RuntimeError:
+            write_queued(engine)
 
     def is_open(self, username: str, server: str) -> bool:
+        write_queued(self.db.get_bind())
         t = sessions_table
         found = self.db.execute(
             select(t.c.id).where(t.c.username == username, t.c.server_name == server, t.c.stopped.is_(None))
@@ -124,6 +169,7 @@ class Ledger:
 
     def close(self, username: str, server: str, now: float) -> list[tuple[str, float]]:
         """End the server's open sessions; (role, GPU-hours) of each one ended, for the metrics."""
+        write_queued(self.db.get_bind())
         t = sessions_table
         match = (t.c.username == username, t.c.server_name == server, t.c.stopped.is_(None))
         rows = self.db.execute(select(t.c.quota_role, t.c.gpus, t.c.started).where(*match)).all()

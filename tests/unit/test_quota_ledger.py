@@ -4,17 +4,21 @@ same database."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from jupyterhub import orm
+from kubespawner import KubeSpawner
+from sqlalchemy.orm import Session
 from traitlets.config import Config
 
 from cern_spawner import CERNSpawner
 from cern_spawner.quota import hooks
-from cern_spawner.quota.ledger import Ledger
+from cern_spawner.quota.ledger import WRITE_DELAY, Ledger, sessions_table, write_queued
 from cern_spawner.quota.metrics import GPU_HOURS
 from cern_spawner.quota.policy import Override
 from cern_spawner.quota.usage import GpuSession
@@ -120,3 +124,93 @@ async def test_hooks_in_a_hub_use_their_own_session_on_the_hubs_engine(tmp_path,
     assert Ledger(hub).sessions("dana", since=0.0) == [GpuSession("", "gpu-1", 1, 10.0, 10.0 + H)]
     assert "db" not in real._trait_values
     assert "deprecated" not in caplog.text
+
+
+def count_sessions(path) -> int:
+    """Rows as another process (a hub restarted on the same file) would read them: no queue."""
+    return len(hub_db(path).execute(sessions_table.select()).all())
+
+
+async def test_a_burst_of_starts_is_written_in_one_transaction_a_moment_later(tmp_path, monkeypatch):
+    path = tmp_path / "hub.sqlite"
+    db = hub_db(path)
+    ledger = Ledger(db)
+    commits = []
+    real_commit = db.commit
+    monkeypatch.setattr(db, "commit", lambda: (commits.append(1), real_commit())[1])
+    for i in range(30):
+        ledger.open(f"user{i}", "", "gpu-1", 1, "default", 100.0 + i)
+    assert count_sessions(path) == 0  # queued, not written yet
+    await asyncio.sleep(WRITE_DELAY + 0.2)
+    assert count_sessions(path) == 30
+    assert len(commits) == 1
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        pytest.param(lambda ledger: ledger.sessions("eve", since=0.0), id="sessions"),
+        pytest.param(lambda ledger: ledger.is_open("eve", ""), id="is_open"),
+        pytest.param(lambda ledger: ledger.close("eve", "", 100.0 + H), id="close"),
+    ],
+)
+async def test_every_other_use_writes_the_queued_starts_first(tmp_path, use):
+    path = tmp_path / "hub.sqlite"
+    hooks_db = hub_db(path)
+    handler_db = Session(bind=hooks_db.get_bind())  # a request's session on the hub's engine
+    Ledger(hooks_db).open("eve", "", "gpu-1", 1, "default", 100.0)
+    use(Ledger(handler_db))
+    assert count_sessions(path) == 1
+
+
+async def test_a_stop_right_after_a_start_ends_that_session(tmp_path):
+    ledger = Ledger(hub_db(tmp_path / "hub.sqlite"))
+    ledger.open("eve", "", "gpu-2", 2, "default", 100.0)
+    assert ledger.close("eve", "", 100.0 + H) == [("default", 2.0)]
+    await asyncio.sleep(WRITE_DELAY + 0.2)  # nothing left to write later
+    assert ledger.sessions("eve", since=0.0) == [GpuSession("", "gpu-2", 2, 100.0, 100.0 + H)]
+
+
+def test_outside_an_event_loop_a_start_is_written_at_once(tmp_path):
+    path = tmp_path / "hub.sqlite"
+    Ledger(hub_db(path)).open("eve", "", "gpu-1", 1, "default", 100.0)
+    assert count_sessions(path) == 1
+
+
+async def test_a_hub_that_exits_writes_what_it_queued(tmp_path):
+    path = tmp_path / "hub.sqlite"
+    Ledger(hub_db(path)).open("eve", "", "gpu-1", 1, "default", 100.0)
+    write_queued()  # what atexit runs
+    assert count_sessions(path) == 1
+
+
+@pytest.mark.parametrize(
+    "already_open, expected_start",
+    [
+        pytest.param(False, datetime(2026, 12, 4, 9, 0, tzinfo=UTC).timestamp(), id="start-lost-opened-then"),
+        pytest.param(True, 50.0, id="open-one-kept"),
+    ],
+)
+async def test_a_restarted_hub_accounts_a_running_gpu_server_whose_start_was_not_written(
+    tmp_path, monkeypatch, already_open, expected_start
+):
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+    hub = hub_db(tmp_path / "hub.sqlite")
+    if already_open:
+        Ledger(hub).open("dana", "", "gpu-1", 1, "default", 50.0)
+    c = Config()
+    c.CERNSpawner.profiles_path = [str(PROFILES)]
+    real = CERNSpawner(_mock=True, config=c)
+    real.user.name, real.user.db = "dana", hub
+    real.orm_spawner = SimpleNamespace(started=datetime(2026, 12, 4, 9, 0), server=None, name="")  # naive UTC
+    real._check_pending = True  # JupyterHub's check of each server at its start
+
+    async def running(self):
+        return None
+
+    monkeypatch.setattr(KubeSpawner, "poll", running)
+    monkeypatch.setattr(CERNSpawner, "_resume_after_restart", running)
+    monkeypatch.setattr(CERNSpawner, "_offered", running)  # the catalog's answer: see _plan
+    monkeypatch.setattr(CERNSpawner, "_plan", lambda self, entry: SpawnPlan("gpu-1", "One GPU", gpus=1))
+    assert await real.poll() is None
+    assert Ledger(hub).sessions("dana", since=0.0) == [GpuSession("", "gpu-1", 1, expected_start, None)]
