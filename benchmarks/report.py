@@ -72,6 +72,16 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+# How the anchor's GPU group is sized (hub_cost.py --anchor-nodes): plain KubeSpawner cannot grow it.
+ANCHOR_SIZING = {
+    "before": "GPU: the anchor's group is sized by an admin before its clock starts (its pods never wait).",
+    "with-spawns": "GPU: the anchor's admin resizes its group as its first request goes out, before any "
+    "pod exists (sooner than anything reacting to the pods could).",
+    "with-pods": "GPU: the anchor's admin resizes its group once all its spawns' pods exist, as a "
+    "controller reacting to pending pods could at best; both sides' pods wait for a boot.",
+}
+
+
 @renders("hub_cost")
 def hub_cost(data: dict) -> list[str]:
     summary = data["summary"]
@@ -146,6 +156,12 @@ def hub_cost(data: dict) -> list[str]:
             f"Per spawn: median of {params['rounds']} rounds of {params['spawns']} concurrent spawns per "
             "hub (order alternating by round)."
         )
+    if params.get("rounds") and "gpu" in params.get("kinds", "gpu"):
+        notes.append(ANCHOR_SIZING.get(params.get("anchor_nodes") or "before", ""))
+        delays = [r["gpu KubeSpawner"].get("admin_resized_after_s") for r in data["spawn_rounds"]]
+        delays = sorted(d for d in delays if d is not None)
+        if delays:
+            notes.append(f"The anchor's resize went out {delays[0]}–{delays[-1]} s after its first request.")
     if params.get("idle_rounds"):
         notes.append(f"Idle: median of {params['idle_rounds']} windows of {params['window']:g} s.")
     if rest:
@@ -168,7 +184,7 @@ def hub_cost_idle(data: dict) -> list[str]:
 
 @renders("hub_cost_gpu_waiting")
 def hub_cost_gpu_waiting(data: dict) -> list[str]:
-    """GPU spawns with the anchor's resize sent with its spawns (`--anchor-nodes with-spawns`)."""
+    """GPU spawns, both sides waiting for a boot (`--anchor-nodes with-pods`; earlier runs `with-spawns`)."""
     return hub_cost(data)
 
 
