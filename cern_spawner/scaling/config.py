@@ -97,6 +97,24 @@ class GPUScaling(LoggingConfigurable):
         the event is logged and counted in cern_spawner_nodes_lost_total.
         """,
     )
+    burst_quiet = Float(
+        1.0,
+        config=True,
+        help="""
+        Seconds without a new waiting GPU pod before a node group is grown (default 1 s), so that
+        one resize covers a burst of starts still arriving: the cloud takes no second resize of a
+        group until it has carried out the first (minutes), and a start arriving just after it would
+        wait for a second boot. Never held longer than GPUScaling.burst_window. 0: grow at once.
+        """,
+    )
+    burst_window = Float(
+        10.0,
+        config=True,
+        help="""
+        Seconds after the first user of a burst began waiting by which the group is grown even if
+        starts keep arriving (default 10 s; see GPUScaling.burst_quiet).
+        """,
+    )
     idle_refresh = Float(
         30.0,
         config=True,

@@ -29,7 +29,7 @@ from .backend import GroupState, NodeGroups, baseline, grow, shrink
 from .capacity import Capacity, GroupSelector
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
 from .memory import Memory
-from .planner import GroupView, plan_layout
+from .planner import GroupView, burst_wait, plan_layout
 from .shrink import ShrinkView, decide, unsettled
 from .standby import next_change, standby_gpus
 from .state import GroupStatus, ScaledGroup
@@ -53,6 +53,8 @@ class ScalingController:
         call_timeout: float = 20.0,
         retry_timeout: float = 30.0,
         join_deadline: float = 1200.0,
+        burst_quiet: float = 0.0,
+        burst_window: float = 0.0,
         memory: Memory | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -69,6 +71,8 @@ class ScalingController:
         self.call_timeout = call_timeout
         self.retry_timeout = retry_timeout
         self.join_deadline = join_deadline
+        self.burst_quiet = burst_quiet  # 0: grow at first sight (see planner.burst_wait)
+        self.burst_window = burst_window
         self.memory = memory or Memory(None)
         self.clock = clock
         self.wall_clock = wall_clock  # aware datetimes, for standby windows only
@@ -228,6 +232,10 @@ class ScalingController:
         backend = self.backend(group.cluster)
         before = status.capacity.pending_gpus if status.capacity else 0
         capacity = self._observe(group, status, now)
+        if capacity.pending_gpus == 0:
+            status.demand_since = None
+        elif status.demand_since is None:
+            status.demand_since = now
         if capacity.pending_gpus == 0 and isinstance(status.blocker, CloudUnavailable):
             status.blocker = None  # told to those who waited; a newcomer is told after a fresh try
         if capacity.pending_gpus > before and status.retrying_since is not None:
@@ -283,6 +291,16 @@ class ScalingController:
             await self._maybe_shrink(group, status, cloud, capacity, now, retiring, keep_free=standby)
             return
         if decision.grows and not cloud.busy:
+            hold = burst_wait(
+                status.demand_since,
+                getattr(self.view, "last_arrival", None),
+                now,
+                self.burst_quiet,
+                self.burst_window,
+            )
+            if hold > 0:  # starts are still arriving: one resize for all of them, a moment later
+                asyncio.get_running_loop().call_later(hold, self.view.changed.set)
+                return
             target = decision.target + status.lost
             try:
                 self.memory.remember_growth(

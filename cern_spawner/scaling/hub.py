@@ -145,6 +145,8 @@ def hub_controller(
             call_timeout=settings.call_timeout,
             retry_timeout=settings.retry_timeout,
             join_deadline=settings.join_deadline,
+            burst_quiet=settings.burst_quiet,
+            burst_window=settings.burst_window,
             memory=Memory(settings.memory_path or None, log),
             wall_clock=settings.wall_clock or wall_now,
         )

@@ -139,3 +139,15 @@ def plan_layout(
         "; ".join(d.reason for d in decisions if d.target == target or d.unmet_gpus),
         sum(d.standby_unmet for d in decisions),
     )
+
+
+def burst_wait(
+    demand_since: float | None, last_arrival: float | None, now: float, quiet: float, longest: float
+) -> float:
+    """Seconds to hold a growth so that one resize covers a burst of GPU starts still arriving:
+    until `quiet` s have passed since the last new waiting pod, but never past `longest` s after the
+    group's demand began. 0: grow now. A resize cannot be changed until the cloud has carried it
+    out (minutes), so a start that arrives just after it would wait for a second boot."""
+    if demand_since is None or last_arrival is None or quiet <= 0:
+        return 0.0
+    return max(0.0, min(last_arrival + quiet, demand_since + longest) - now)

@@ -51,6 +51,7 @@ class GroupStatus:
     awaiting: list[float] = field(default_factory=list)  # join deadlines of VMs not joined yet
     lost: int = 0  # VMs past their join deadline
     standby_gpus: int = 0  # free GPUs kept ready at the last round (0 outside standby windows)
+    demand_since: float | None = None  # when users began waiting for this group (None: nobody waits)
 
     # `events` with when each was said (Unix seconds), for the admin page; the clock for tests.
     history: list[tuple[float, str]] = field(default_factory=list)

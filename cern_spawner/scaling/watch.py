@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from kubernetes_asyncio import client
@@ -127,6 +128,9 @@ class ClusterView:
         self._node_selector: str | None = None
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
+        # When a pod no node has taken was last seen for the first time (time.monotonic): the
+        # controller holds a growth while a burst of starts is still arriving (planner.burst_wait).
+        self.last_arrival: float | None = None
         self._loaded: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
@@ -244,6 +248,8 @@ class ClusterView:
             self.hub_pods[key] = obj
         else:
             self.hub_pods.pop(key, None)
+        if kind == "ADDED" and not (obj.get("spec") or {}).get("nodeName"):
+            self.last_arrival = time.monotonic()
         if self.index.set(key, pod_use(obj)):
             self.changed.set()
 

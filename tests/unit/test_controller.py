@@ -692,3 +692,38 @@ def test_standby_never_takes_the_room_of_waiting_users():
     run(scaler.reconcile())
     assert cloud.writes == [("resize", 2, ())]  # the users' node; the ceiling leaves no standby
     assert scaler.status(group.name).blocker is None
+
+
+def test_a_burst_still_arriving_is_grown_for_in_one_request_once_it_stops():
+    """Starts arrive over a few seconds (a loaded hub creates their pods one by one): one resize
+    for all of them once no new pod came for burst_quiet, not one for the first and a second boot
+    for the rest."""
+    clock = Clock()
+    cloud = Cloud(cloud_state(0))
+    view = View()
+    scaler = controller(cloud, view, clock=clock, burst_quiet=1.0, burst_window=10.0)
+    for i in range(6):  # a pod every 0.4 s
+        view.add(gpu_pod(f"p{i}"))
+        view.last_arrival = clock.now
+        rounds(scaler, clock)
+        clock.now += 0.4
+    assert cloud.writes == []  # still arriving
+    clock.now += 1.0
+    rounds(scaler, clock)
+    assert cloud.writes == [("resize", 2, ())]  # 6 GPUs, 4 per node: one request
+
+
+def test_a_burst_that_never_stops_is_grown_for_at_the_end_of_its_window():
+    clock = Clock()
+    cloud = Cloud(cloud_state(0))
+    view = View()
+    scaler = controller(cloud, view, clock=clock, burst_quiet=1.0, burst_window=3.0)
+    for i in range(10):
+        view.add(gpu_pod(f"p{i}"))
+        view.last_arrival = clock.now
+        rounds(scaler, clock)
+        if cloud.writes:
+            break
+        clock.now += 0.5
+    assert cloud.writes == [("resize", 2, ())]
+    assert clock.now == pytest.approx(103.0)  # the window's end, 3 s after the first pod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cern_spawner.scaling.planner import GroupView, plan
+from cern_spawner.scaling.planner import GroupView, burst_wait, plan
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +151,23 @@ def test_standby(overrides, target, unmet, standby_unmet):
 def test_standby_growth_says_why():
     decision = plan(view(backend_nodes=0, joined_nodes=0, pending_gpus=1, standby_gpus=8))
     assert decision.reason == "grow 0 → 3 for 1 GPU(s) and 5 standby GPU(s)"
+
+
+@pytest.mark.parametrize(
+    "demand_since, last_arrival, now, expected",
+    [
+        pytest.param(None, 99.0, 100.0, 0.0, id="nobody-waits"),
+        pytest.param(90.0, None, 100.0, 0.0, id="no-arrival-seen"),
+        pytest.param(99.0, 99.8, 100.0, 0.8, id="still-arriving"),
+        pytest.param(99.0, 98.5, 100.0, 0.0, id="quiet-for-a-second"),
+        pytest.param(90.0, 99.9, 100.0, 0.0, id="arriving-but-window-over"),
+        pytest.param(95.0, 99.9, 104.5, 0.0, id="window-ends-first"),
+        pytest.param(99.5, 99.9, 100.0, 0.9, id="quiet-ends-first"),
+    ],
+)
+def test_a_growth_waits_for_a_burst_to_finish_arriving(demand_since, last_arrival, now, expected):
+    assert burst_wait(demand_since, last_arrival, now, quiet=1.0, longest=5.0) == pytest.approx(expected)
+
+
+def test_no_quiet_time_grows_at_once():
+    assert burst_wait(99.0, 99.9, 100.0, quiet=0.0, longest=5.0) == 0.0
