@@ -382,8 +382,9 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         if state.binder_request:
             state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
             state.binder_launch = await state.binder_preparing
+        began = time.time()  # a blocker from before this start judged earlier users, not this one
         starting = asyncio.ensure_future(super().start())
-        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller)) if controller else None
+        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began)) if controller else None
         try:
             if blocked is not None:
                 # One wait per start: the watch rides the hub's shared one-second tick.
@@ -408,12 +409,12 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
             if blocked is not None and not blocked.done():
                 blocked.cancel()
 
-    async def _growth_blocked(self, plan, controller) -> str:
+    async def _growth_blocked(self, plan, controller, began: float) -> str:
         """The message of what keeps `plan`'s group from growing, once its pod waits for it. Woken
-        when the controller sets a blocker; while one stands, looked at each second (the pod may not
-        exist yet, or the blocker may go)."""
+        when the controller sets a blocker after `began`; while one stands, looked at each second
+        (the pod may not exist yet, or the blocker may go)."""
         while True:
-            blocker = await controller.status(plan.group).until_blocked()
+            blocker = await controller.status(plan.group).until_blocked(after=began)
             if await self._pod_unscheduled():
                 return blocker.user_message
             await shared_tick(1.0)

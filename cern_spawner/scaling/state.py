@@ -56,22 +56,26 @@ class GroupStatus:
     # `events` with when each was said (Unix seconds), for the admin page; the clock for tests.
     history: list[tuple[float, str]] = field(default_factory=list)
     wall_clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    blocker_since: float = 0.0  # when `blocker` was set (wall clock)
     # Spawns waiting in `until_blocked`: woken when a blocker is set, not by a timer.
     _blocked_waiters: list[asyncio.Future] = field(default_factory=list, repr=False, compare=False)
 
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
         if name == "blocker" and value is not None:
+            object.__setattr__(self, "blocker_since", self.__dict__.get("wall_clock", time.time)())
             waiters = self.__dict__.get("_blocked_waiters") or []
             self.__dict__["_blocked_waiters"] = []
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def until_blocked(self) -> ScalingError:
-        """The blocker, at once if there is one, else once one is set. Every pending GPU start
-        waits here: a timer each would wake them all every second for nothing."""
-        while self.blocker is None:
+    async def until_blocked(self, after: float = 0.0) -> ScalingError:
+        """The blocker set at or after `after` (wall clock), at once if there is one, else once
+        one is set. A verdict from before is not this start's: it judged users who came earlier
+        (their pods gone since), and stands until a round with nobody waiting clears it. Every
+        pending GPU start waits here: a timer each would wake them all every second for nothing."""
+        while self.blocker is None or self.blocker_since < after:
             waiter = asyncio.get_running_loop().create_future()
             # Cancelled waits (spawns that ended) go at the next wait, not only at the next blocker.
             self._blocked_waiters = [w for w in self._blocked_waiters if not w.done()] + [waiter]

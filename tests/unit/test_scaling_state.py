@@ -76,3 +76,20 @@ def test_cancelled_waits_are_dropped_at_the_next_wait():
         return kept
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_blocker_set_before_a_start_began_is_not_that_starts_verdict():
+    """A quota refusal that failed an earlier user still stands (nobody-waiting rounds clear it):
+    a start that began after it waits for a verdict of its own."""
+    times = iter([100.0, 200.0])
+    status = GroupStatus(wall_clock=lambda: next(times))
+
+    async def scenario():
+        status.blocker = FULL  # at 100, for an earlier user
+        waiter = asyncio.ensure_future(status.until_blocked(after=150.0))
+        await asyncio.sleep(0)
+        stale = not waiter.done()
+        status.blocker = FULL  # at 200: the controller judged again, this start's pod waiting
+        return stale, await asyncio.wait_for(waiter, 1)
+
+    assert asyncio.run(scenario()) == (True, FULL)
