@@ -387,7 +387,7 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began)) if controller else None
         try:
             if blocked is not None:
-                # One wait per start: the watch rides the hub's shared one-second tick.
+                # Woken only when the controller sets a blocker (GroupStatus.until_blocked).
                 await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
                 if blocked.done() and not starting.done():
                     # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.

@@ -293,7 +293,7 @@ class ScalingController:
         if decision.grows and not cloud.busy:
             hold = burst_wait(
                 status.demand_since,
-                getattr(self.view, "last_arrival", None),
+                self.view.last_arrival,
                 now,
                 self.burst_quiet,
                 self.burst_window,

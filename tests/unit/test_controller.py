@@ -92,6 +92,7 @@ class View:
             self.add(p)
         self.synced, self.changed = asyncio.Event(), asyncio.Event()
         self.synced.set()
+        self.last_arrival = None  # as ClusterView: when a new unscheduled pod was last seen
 
     def add(self, pod):
         self.pods[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
