@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from datetime import UTC, datetime
 
-from jupyterhub.utils import AnyTimeoutError, url_path_join, wait_for_http_server
+from jupyterhub.utils import url_path_join, wait_for_http_server
 from kubespawner import KubeSpawner
 from traitlets import Dict, Enum, Float, List, Unicode, default
 
-from . import metrics
+from . import metrics, restart
 from .binder.spawning import BinderSpawnerMixin
 from .bounded import Bounded
 from .catalog import allowed_profiles, to_profile_list
@@ -276,62 +275,11 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
     async def poll(self):
         status = await super().poll()
         if status is None and self._check_pending and not self._spawn_pending:
-            status = await self._resume_after_restart()
+            # JupyterHub's start-up check of a server a restarted hub found (restart.py).
+            plan = self._plan(self._chosen_entry(self.user_options, await self._offered()))
+            status = await restart.resume_after_restart(self, plan, super().poll)
             if status is None:
-                await self._account_after_restart()
-        return status
-
-    async def _account_after_restart(self) -> None:
-        """A GPU server found running by a restarted hub has an open session: one whose start was
-        not written yet when the hub stopped (see quota.ledger.WRITE_DELAY) begins when JupyterHub
-        recorded the server's start."""
-        plan = self._plan(self._chosen_entry(self.user_options, await self._offered()))
-        began = self.orm_spawner.started if self.orm_spawner is not None else None
-        at = began.replace(tzinfo=UTC).timestamp() if began is not None else None
-        await quota.started(self, plan, only_if_missing=True, at=at)
-
-    async def _resume_after_restart(self):
-        """The hub restarted while this server was still starting (its pod waiting for a GPU
-        node, or its notebook not answering yet).
-
-        JupyterHub checks each known server at start-up and stops one that does not answer
-        within `http_timeout`; a node boot takes minutes, a notebook's start seconds. A pod created
-        less than `start_timeout` ago is still within its start: wait for it as `start` would, until
-        that deadline, so the spawn completes instead of being abandoned. Older servers get
-        JupyterHub's own check.
-        """
-        key = f"{self.namespace}/{self.pod_name}"
-        pod = self.pod_reflector.pods.get(key)
-        if pod is None:
-            return None
-        # The profile's overrides are applied at start, not after a restart: read its timeout here.
-        plan = self._plan(self._chosen_entry(self.user_options, await self._offered()))
-        timeout = (plan and plan.start_timeout) or self.start_timeout
-        created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"]).timestamp()
-        left = created + timeout - time.time()
-        if left <= 0:
-            return None
-
-        async def settled():
-            pod = self.pod_reflector.pods.get(key)
-            return pod is None or pod["status"]["phase"] != "Pending" or self.is_pod_running(pod)
-
-        if not await settled():
-            self.log.info(
-                "%s: the hub restarted during its start; waiting up to %d s more", self._log_name, left
-            )
-        deadline = time.monotonic() + left
-        try:
-            await until(settled, within=left, what=f"pod {key}", cap=2.0)
-            status = await super().poll()  # also records the pod's address on the server
-            if status is None and self.server:
-                # JupyterHub's own check then allows only http_timeout: wait for the notebook here.
-                remaining = max(deadline - time.monotonic(), self.http_timeout)
-                await wait_for_http_server(self.server.url, timeout=remaining)
-                await quota.started(self, plan, only_if_missing=True)  # its start ended after the restart
-        except AnyTimeoutError:
-            self.log.warning("%s: not running within %d s of its pod's creation", self._log_name, timeout)
-            return 1  # JupyterHub then stops the server, deleting the pod
+                await restart.account_after_restart(self, plan)
         return status
 
     async def load_user_options(self):

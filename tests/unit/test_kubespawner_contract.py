@@ -54,7 +54,8 @@ def test_our_pod_watch_registers_under_kubespawners_reflector_key(per_user_names
 
 def test_kubespawner_keeps_its_reflectors_in_one_class_dict():
     assert isinstance(KubeSpawner.__dict__.get("reflectors"), dict)  # scaling.watch registers ours there
-    assert isinstance(KubeSpawner.__dict__.get("pod_reflector"), property)  # spawner, kube_create read it
+    # spawner, restart and kube_create read it
+    assert isinstance(KubeSpawner.__dict__.get("pod_reflector"), property)
 
 
 def test_the_pod_reflector_shape_we_read_and_fill():

@@ -16,7 +16,7 @@ from kubespawner import KubeSpawner
 from sqlalchemy.orm import Session
 from traitlets.config import Config
 
-from cern_spawner import CERNSpawner
+from cern_spawner import CERNSpawner, restart
 from cern_spawner.quota import hooks
 from cern_spawner.quota.ledger import WRITE_DELAY, Ledger, sessions_table, write_queued
 from cern_spawner.quota.metrics import GPU_HOURS
@@ -208,8 +208,11 @@ async def test_a_restarted_hub_accounts_a_running_gpu_server_whose_start_was_not
     async def running(self):
         return None
 
+    async def already_started(spawner, plan, kube_poll):
+        return None
+
     monkeypatch.setattr(KubeSpawner, "poll", running)
-    monkeypatch.setattr(CERNSpawner, "_resume_after_restart", running)
+    monkeypatch.setattr(restart, "resume_after_restart", already_started)
     monkeypatch.setattr(CERNSpawner, "_offered", running)  # the catalog's answer: see _plan
     monkeypatch.setattr(CERNSpawner, "_plan", lambda self, entry: SpawnPlan("gpu-1", "One GPU", gpus=1))
     assert await real.poll() is None
