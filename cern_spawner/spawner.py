@@ -6,7 +6,6 @@ import asyncio
 import copy
 import time
 
-from jupyterhub.utils import url_path_join, wait_for_http_server
 from kubespawner import KubeSpawner
 from traitlets import Dict, Enum, Float, List, Unicode, default
 
@@ -42,6 +41,9 @@ from .web.progress_stream import SpawnPlan, SpawnStory, merged_progress
 NB_UID = 1000
 NB_GID = 100
 
+
+# A trait never set nor read before a profile overrode it: going back means to its default.
+UNSET = object()
 
 # Exceptions that mean "the user may not do this": logged as one warning line, never a traceback.
 REFUSALS = (Refused,)
@@ -229,13 +231,21 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         left alone (resetting every trait any offered profile may override cost milliseconds).
         """
         pristine = self._pristine_traits
-        # A repository launch sets the image and a longer start timeout: reset them as well.
-        for name in self._overridden_traits | {"image", "start_timeout"}:
+        # A repository launch sets the image and a longer start timeout, and every start gives the
+        # notebook's check the start's remaining time (http_timeout): reset them as well.
+        for name in self._overridden_traits | {"image", "start_timeout", "http_timeout"}:
             if name not in pristine:
-                pristine[name] = copy.deepcopy(getattr(self, name))
+                pristine[name] = self._configured_value(name)
+            elif pristine[name] is UNSET:
+                setattr(self, name, self.trait_defaults(name))
             else:
                 setattr(self, name, copy.deepcopy(pristine[name]))
         self._overridden_traits = set()
+
+    def _configured_value(self, name: str):
+        """A copy of the trait's value; UNSET if it was never set nor read (it is then its default,
+        computed only if a later start must go back to it)."""
+        return copy.deepcopy(getattr(self, name)) if self.trait_has_value(name) else UNSET
 
     def _record_pristine_traits(self, entry: dict | None) -> None:
         """Before KubeSpawner applies `entry`: keep the configured value of each trait it may override."""
@@ -243,7 +253,7 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
             return
         names = {name for name in override_keys(entry) if self.has_trait(name)}
         for name in names - self._pristine_traits.keys():
-            self._pristine_traits[name] = copy.deepcopy(getattr(self, name))
+            self._pristine_traits[name] = self._configured_value(name)
         self._overridden_traits = names
 
     def _chosen_entry(self, user_options, offered: list[dict]) -> dict | None:
@@ -305,7 +315,7 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         controller = shared_controller(self, self.log) if plan and plan.group else None
         # Our own deadline, just before JupyterHub's, so the user reads why the start gave up.
         budget = own_deadline(self.start_timeout)
-        steps = asyncio.ensure_future(self._start_steps(state, controller))
+        steps = asyncio.ensure_future(self._start_steps(state, controller, time.monotonic() + budget))
         # Per catalog profile, for cern_spawner_spawn_duration_seconds ("none": no catalog profile).
         with metrics.timed(metrics.SPAWN_SECONDS, metrics.spawn_result, plan.slug if plan else "none"):
             try:
@@ -325,7 +335,7 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
                     f"{e}: the cluster did not answer in time; try again in a minute."
                 ) from e
 
-    async def _start_steps(self, state: SpawnState, controller):
+    async def _start_steps(self, state: SpawnState, controller, deadline: float):
         plan = state.plan
         if state.binder_request:
             state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
@@ -341,13 +351,12 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
                     # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
                     raise GrowthImpossible(blocked.result())
             url = await starting
-            # JupyterHub then gives the notebook only http_timeout to answer, though its first start
-            # on a node that just booted (or a loaded one) is part of the start: wait for it here,
-            # within the start's own deadline, as poll() does after a hub restart.
-            if self.server is not None and not self.internal_ssl:
-                notebook = url_path_join(url, self.server.base_url)
-                await wait_for_http_server(notebook, timeout=self.start_timeout)
-            await quota.started(self, plan)  # a GPU server's session counts from here
+            # JupyterHub then gives the notebook http_timeout to answer, though its first start on a
+            # node that just booted (or a loaded one) is part of the start: that check gets the
+            # start's remaining time. (A check of our own before it cost every spawn a second round
+            # of requests; a notebook that never answers now fails with JupyterHub's message.)
+            self.http_timeout = max(self.http_timeout, int(deadline - time.monotonic()))
+            await quota.started(self, plan)  # a GPU server's session counts from its pod running
             return url
         finally:
             # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
@@ -420,6 +429,13 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         self.spawn_state = SpawnState()  # the next progress stream waits for the next start
         await super().stop(now=now)
         quota.stopped(self)  # its GPU session, if any, ends
+
+    def _expand_user_properties(self, template, slug_scheme=None):
+        # KubeSpawner renders every string of the pod (labels, security contexts, affinity, ...)
+        # against ~20 user fields it computes per string; a string without a field is itself.
+        if "{" not in template and "}" not in template:
+            return template
+        return super()._expand_user_properties(template, slug_scheme)
 
     # -- Pod Security Admission "restricted" --------------------------------------------------
     # KubeSpawner writes uid/gid into the container's securityContext only and fs_gid into the

@@ -94,18 +94,34 @@ def write_queued(engine: Engine | None = None) -> None:
         db, rows = _queued.pop(bound, (None, []))
         if not rows:
             continue
+        ends, inserts = _burst_writes(rows)
         try:
             connection = db.connection()
-            for row in rows:  # in order: a later start of the same server ends an earlier one
-                connection.execute(
-                    _END_OPEN,
-                    {"b_user": row["username"], "b_server": row["server_name"], "b_now": row["started"]},
-                )
-                connection.execute(_INSERT, row)
+            connection.execute(_END_OPEN, ends)  # each a statement run for many rows: one round each
+            connection.execute(_INSERT, inserts)
             db.commit()
         except SQLAlchemyError:
             db.rollback()
             log.exception("GPU sessions of %s not recorded", ", ".join(sorted({r["username"] for r in rows})))
+
+
+def _burst_writes(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The parameters of `_END_OPEN` (once per server, at its first start in the burst) and the rows
+    to insert, in order. A server started twice in one burst (a stop never seen between) has its
+    earlier session end at its later start, as two writes one after the other would."""
+    ends: dict[tuple[str, str], dict] = {}
+    latest: dict[tuple[str, str], dict] = {}
+    inserts = []
+    for queued in rows:
+        row = dict(queued)
+        key = (row["username"], row["server_name"])
+        if key in latest:
+            latest[key]["stopped"] = row["started"]
+        else:
+            ends[key] = {"b_user": key[0], "b_server": key[1], "b_now": row["started"]}
+        latest[key] = row
+        inserts.append(row)
+    return list(ends.values()), inserts
 
 
 atexit.register(write_queued)  # a hub stopped cleanly writes what it queued

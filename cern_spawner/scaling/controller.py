@@ -79,6 +79,11 @@ class ScalingController(GivingBack):
         self._task: asyncio.Task | None = None
         self._group_tasks: dict[str, asyncio.Task] = {}
 
+    @property
+    def _gather(self) -> float:
+        """Seconds the loop waits after a wake before its round, so a burst of events makes one."""
+        return min(self.interval, 0.5)
+
     def status(self, group: str) -> GroupStatus:
         return self.statuses.setdefault(group, GroupStatus())
 
@@ -124,7 +129,7 @@ class ScalingController(GivingBack):
                 await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
             except TimeoutError:
                 pass
-            await asyncio.sleep(min(self.interval, 0.5))  # one round per burst of watch events
+            await asyncio.sleep(self._gather)  # one round per burst of watch events
 
     async def _guarded(self, group: ScaledGroup, retiring: bool) -> None:
         try:
@@ -297,7 +302,8 @@ class ScalingController(GivingBack):
                 self.burst_window,
             )
             if hold > 0:  # starts are still arriving: one resize for all of them, a moment later
-                asyncio.get_running_loop().call_later(hold, self.view.changed.set)
+                # The loop gathers events for a moment after each wake: wake it that much sooner.
+                asyncio.get_running_loop().call_later(max(hold - self._gather, 0.0), self.view.changed.set)
                 return
             target = decision.target + status.lost
             try:

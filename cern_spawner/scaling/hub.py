@@ -50,8 +50,21 @@ def machine_deployment_capacity(group) -> Capacity:
     )
 
 
-def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
-    """The catalog's GPU node groups that the hub may grow (through Magnum or Cluster API)."""
+def scaled_groups(catalog: Catalog) -> tuple[ScaledGroup, ...]:
+    """The catalog's GPU node groups that the hub may grow (through Magnum or Cluster API). Read at
+    every GPU start and twice per controller round: worked out once per catalog."""
+    last = _last_scaled
+    if last and last[0] is catalog:
+        return last[1]
+    groups = _scaled_groups(catalog)
+    _last_scaled[:] = [catalog, groups]
+    return groups
+
+
+_last_scaled: list = []  # [the catalog, its scaled groups]: a catalog is never changed, only replaced
+
+
+def _scaled_groups(catalog: Catalog) -> tuple[ScaledGroup, ...]:
     groups = []
     for group in catalog.node_groups.values():
         scaling = group.scaling or {}
@@ -72,7 +85,7 @@ def scaled_groups(catalog: Catalog) -> list[ScaledGroup]:
                 standby=parse_standby(scaling.get("standby")),  # checked by the catalog's semantics
             )
         )
-    return groups
+    return tuple(groups)
 
 
 def wall_now() -> datetime:

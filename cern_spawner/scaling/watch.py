@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from aiohttp import ClientTimeout
 from kubernetes_asyncio import client
 
 from ..waiting import Backoff
@@ -289,7 +290,11 @@ class ClusterView:
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS,
             _preload_content=False,
-            _request_timeout=(self.timeout, WATCH_SECONDS + self.timeout),
+            # A deadline for the whole watch, not per read: a read timeout is re-armed at each
+            # chunk, a cost per event (the API server ends the watch at WATCH_SECONDS anyway).
+            _request_timeout=ClientTimeout(
+                total=WATCH_SECONDS + self.timeout, connect=self.timeout, sock_connect=self.timeout
+            ),
         )
         try:
             pending = b""

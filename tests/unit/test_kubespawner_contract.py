@@ -32,6 +32,7 @@ METHODS = [
     ("_load_profile", "spawner.load_user_options", ["slug", "profile_list"], False),
     ("_options_from_form", "binder.spawning", ["formdata"], False),
     ("_get_reflector_key", "scaling.watch.kubespawner_pods", ["kind"], False),
+    ("_expand_user_properties", "spawner (a string without fields)", ["template", "slug_scheme"], False),
 ]
 
 

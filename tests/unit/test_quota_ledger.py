@@ -65,6 +65,22 @@ def test_a_start_ends_a_session_left_open_for_the_same_server(tmp_path):
     assert ledger.clear_override("bob") is False
 
 
+async def test_a_server_started_twice_in_one_burst_ends_each_earlier_session(tmp_path):
+    ledger = Ledger(hub_db(tmp_path / "hub.sqlite"))
+    ledger.open("bob", "", "gpu-1", 1, "ml", 50.0)
+    write_queued()  # open before the burst
+    ledger.open("bob", "", "gpu-1", 1, "ml", 100.0)  # both queued: one burst, stops never seen
+    ledger.open("bob", "", "gpu-1", 1, "ml", 500.0)
+    ledger.open("eve", "", "gpu-1", 1, "ml", 120.0)
+    await asyncio.sleep(WRITE_DELAY + 0.2)
+    assert ledger.sessions("bob", since=0.0) == [
+        GpuSession("", "gpu-1", 1, 50.0, 100.0),
+        GpuSession("", "gpu-1", 1, 100.0, 500.0),
+        GpuSession("", "gpu-1", 1, 500.0, None),
+    ]
+    assert ledger.sessions("eve", since=0.0) == [GpuSession("", "gpu-1", 1, 120.0, None)]
+
+
 class FakeSpawner(SimpleNamespace):
     """What the hooks read of a CERNSpawner: its database, user, name, catalog and roles."""
 

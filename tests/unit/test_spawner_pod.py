@@ -502,3 +502,22 @@ async def test_a_start_copies_only_the_profile_it_applies(monkeypatch):
     assert copies == []
     await spawn(spawner, {"profile": "gpu-1"})
     assert copies == ["gpu-1"]
+
+
+TEMPLATES = {
+    "no-field": "cern-spawner/node-group",
+    "dash-ended": "keep-this-",
+    "empty": "",
+    "field": "jupyter-{username}",
+    "fields-dashes": "{username}--{servername}",
+    "escaped-braces": "a{{literal}}b",
+}
+
+
+@pytest.mark.parametrize("template", TEMPLATES.values(), ids=TEMPLATES.keys())
+async def test_strings_are_expanded_as_kubespawner_expands_them(template):
+    # CERNSpawner skips KubeSpawner's per-string work for strings without a field: same result.
+    ours, theirs = make_spawner(), make_spawner(KubeSpawner)
+    for spawner in (ours, theirs):
+        spawner.user.name = "Alice.Smith"
+    assert ours._expand_user_properties(template) == theirs._expand_user_properties(template)
