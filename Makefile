@@ -112,6 +112,7 @@ test: lint package docs tools
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
+	$(PY) benchmarks/cost_week.py
 	$(PY) benchmarks/form_render.py
 	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0
 	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json

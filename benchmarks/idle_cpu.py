@@ -22,8 +22,8 @@ It starts that sandbox when none runs there (`CERN_SANDBOX_STATE=/tmp/sbx-bench 
 -m sandbox down` afterwards). `--py-spy PATH` also samples both hubs with that py-spy during the
 windows (`record --nonblocking`: the hubs are never paused, and py-spy's reading of their memory is
 its own CPU time, not theirs) and writes where their CPU goes to
-benchmarks/results/idle_cpu_profile.txt and its figures to idle_cpu_pyspy.json (py-spy is no
-dependency: `pip install --target DIR py-spy`).
+benchmarks/diagnostics/idle_cpu_profile.txt and its figures to idle_cpu_pyspy.json there (a
+diagnosis, not a result of `make bench`; py-spy is no dependency: `pip install --target DIR py-spy`).
 Writes benchmarks/results/idle_cpu.json; docs/performance.md has the table.
 """
 
@@ -212,6 +212,8 @@ def main() -> None:
             raise
     cloud = Cloud(report["openstack"]["url"])
     results_dir = ROOT / "benchmarks" / "results"
+    # A sampled run is a diagnosis, not a result of `make bench`: its files go beside the results.
+    diagnostics_dir = ROOT / "benchmarks" / "diagnostics"
 
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
@@ -285,7 +287,8 @@ def main() -> None:
             for name in spies:
                 raw = scratch / f"{name}.raw"
                 text += where_it_goes(name, raw.read_text() if raw.exists() else "", args.rate)
-            (results_dir / "idle_cpu_profile.txt").write_text("\n".join(text) + "\n")
+            diagnostics_dir.mkdir(exist_ok=True)
+            (diagnostics_dir / "idle_cpu_profile.txt").write_text("\n".join(text) + "\n")
 
     def rate(name: str, part: str) -> list[float]:
         return [w["cpu_s_per_s"][name][part] for w in windows]
@@ -334,7 +337,7 @@ def main() -> None:
         "windows": windows,
     }
     # A sampled run keeps its own file: its figures are the hubs' too, but say so.
-    (results_dir / ("idle_cpu_pyspy.json" if args.py_spy else "idle_cpu.json")).write_text(
+    (diagnostics_dir / "idle_cpu_pyspy.json" if args.py_spy else results_dir / "idle_cpu.json").write_text(
         json.dumps(results, indent=1) + "\n"
     )
     print(
