@@ -114,7 +114,7 @@ bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
 	$(PY) benchmarks/cost_week.py
 	$(PY) benchmarks/form_render.py
-	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0
+	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 4
 	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json
 	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 6 --spawns 30 \
 	    --out benchmarks/results/hub_cost_gpu_waiting.json
