@@ -123,7 +123,7 @@ bench: deps tools
 	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/idle_cpu.py
 	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/spawn_latency.py
 	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/binder_launch.py
-	@if [ -f benchmarks/spawn_burst.py ]; then CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/spawn_burst.py; fi
+	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) benchmarks/spawn_burst.py --gpu
 	CERN_SANDBOX_STATE=$(BENCH_STATE) $(PY) -m sandbox down
 	$(PY) -m benchmarks.report
 
