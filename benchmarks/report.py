@@ -389,7 +389,8 @@ def targets() -> list[str]:
                     f"(KubeSpawner, group sized by hand: failures {plain['failures']})",
                     "",
                     _status(gpu["failures"] == 0 and gpu["orphan_pods"] == 0),
-                    f"spawn_burst ({_dated(burst['gpu']['run'])})",
+                    # A GPU burst run apart from the shared ones records its own run; else the file's.
+                    f"spawn_burst ({_dated(burst['gpu'].get('run') or burst)})",
                 ]
             )
     for name, kind, label in (
