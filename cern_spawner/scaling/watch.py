@@ -24,7 +24,7 @@ from aiohttp import ClientTimeout
 from kubernetes_asyncio import client
 
 from ..waiting import Backoff
-from .capacity import Capacity, GroupSelector, PodIndex, capacity_of, pod_use
+from .capacity import Capacity, GroupSelector, PodIndex, PodUse, capacity_of, pod_use
 
 NO_NODE = "cern-spawner.cern.ch/no-group-is-scaled"  # a label no node has: no scaled group, no node
 WATCH_SECONDS = 300  # the API server ends a watch after this; it is then resumed, not re-listed
@@ -240,19 +240,27 @@ class ClusterView:
 
     def _pod(self, kind: str, obj: dict) -> None:
         key = _key(obj)
+        before = self.index.uses.get(key)
         if kind == "DELETED":
             self.hub_pods.pop(key, None)
-            if self.index.discard(key):
+            if self.index.discard(key) and self._scaling_reads(before):
                 self.changed.set()
             return
         if self.is_hub_pod(obj):
             self.hub_pods[key] = obj
         else:
             self.hub_pods.pop(key, None)
-        if kind == "ADDED" and not (obj.get("spec") or {}).get("nodeName"):
+        use = pod_use(obj)
+        if kind == "ADDED" and use.node is None and use.extended:
             self.last_arrival = time.monotonic()
-        if self.index.set(key, pod_use(obj)):
+        if self.index.set(key, use) and (self._scaling_reads(before) or self._scaling_reads(use)):
             self.changed.set()
+
+    def _scaling_reads(self, use: PodUse | None) -> bool:
+        """Whether the controller's rounds read this pod: one asking for GPUs (or another extended
+        resource), or one on a node of a scaled group. A burst of shared notebooks then wakes no
+        round; the index still counts every pod, so capacity is right whenever a round runs."""
+        return use is not None and (bool(use.extended) or (use.node is not None and use.node in self.nodes))
 
     # -- list, then watch --------------------------------------------------------------------------
     async def _follow(self, kind: str, list_method, selector: dict, reset, apply) -> None:

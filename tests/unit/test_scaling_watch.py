@@ -129,21 +129,45 @@ def test_capacity_kept_per_event_equals_a_recount(events):
     assert cluster.hub_pods == {k: v for k, v in current.items() if k.startswith("hub/")}
 
 
+CPU_POD = pod("c", gpus=0)
+CPU_POD_ON_N0 = pod("c", gpus=0, node="n0", phase="Running")
+CPU_POD_ELSEWHERE = pod("c", gpus=0, node="cpu-1", phase="Running")
+
+
 @pytest.mark.parametrize(
-    ("event", "wakes"),
+    ("known", "event", "wakes"),
     [
-        pytest.param(("ADDED", pod("a")), True, id="new-waiting-pod"),
-        pytest.param(("MODIFIED", pod("a", phase="Pending")), False, id="same-use"),
-        pytest.param(("DELETED", pod("never-seen")), False, id="unknown-deleted"),
-        pytest.param(("MODIFIED", pod("a", node="n0")), True, id="bound"),
+        pytest.param(pod("a"), ("ADDED", pod("a")), True, id="new-waiting-pod"),
+        pytest.param(pod("a"), ("MODIFIED", pod("a", phase="Pending")), False, id="same-use"),
+        pytest.param(pod("a"), ("DELETED", pod("never-seen")), False, id="unknown-deleted"),
+        pytest.param(pod("a"), ("MODIFIED", pod("a", node="n0")), True, id="bound"),
+        pytest.param(CPU_POD, ("ADDED", CPU_POD), False, id="new-cpu-pod"),
+        pytest.param(
+            CPU_POD, ("MODIFIED", pod("c", gpus=0, node="cpu-1")), False, id="cpu-pod-bound-elsewhere"
+        ),
+        pytest.param(CPU_POD, ("MODIFIED", CPU_POD_ON_N0), True, id="cpu-pod-bound-to-a-scaled-node"),
+        pytest.param(CPU_POD_ON_N0, ("DELETED", CPU_POD_ON_N0), True, id="cpu-pod-leaves-a-scaled-node"),
+        pytest.param(CPU_POD, ("DELETED", CPU_POD), False, id="cpu-pod-deleted-unbound"),
     ],
 )
-def test_an_event_wakes_the_controller_only_when_capacity_changes(event, wakes):
+def test_an_event_wakes_the_controller_only_when_what_it_reads_changes(known, event, wakes):
     cluster = view()
-    cluster._reset_pods([pod("a")] if event[0] != "ADDED" else [])
+    cluster._reset_nodes([NODE])
+    cluster._reset_pods([known] if event[0] != "ADDED" else [])
     cluster.changed.clear()
     cluster._pod(*event)
     assert cluster.changed.is_set() == wakes
+
+
+@pytest.mark.parametrize(
+    ("obj", "arrives"),
+    [(pod("a"), True), (CPU_POD, False), (pod("a", node="n0"), False)],
+    ids=["waiting-gpu-pod", "cpu-pod", "already-bound"],
+)
+def test_only_a_waiting_gpu_pod_counts_as_an_arrival_for_the_burst_hold(obj, arrives):
+    cluster = view()
+    cluster._pod("ADDED", obj)
+    assert (cluster.last_arrival is not None) == arrives
 
 
 @pytest.mark.parametrize(
