@@ -97,7 +97,7 @@ def write_queued(engine: Engine | None = None) -> None:
         ends, inserts = _burst_writes(rows)
         try:
             connection = db.connection()
-            connection.execute(_END_OPEN, ends)  # each a statement run for many rows: one round each
+            connection.execute(_END_OPEN, ends)  # lists of parameters: one executemany each
             connection.execute(_INSERT, inserts)
             db.commit()
         except SQLAlchemyError:

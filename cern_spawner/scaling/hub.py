@@ -50,18 +50,17 @@ def machine_deployment_capacity(group) -> Capacity:
     )
 
 
+_last_scaled: list = []  # [the catalog, its scaled groups]: a catalog is never changed, only replaced
+
+
 def scaled_groups(catalog: Catalog) -> tuple[ScaledGroup, ...]:
     """The catalog's GPU node groups that the hub may grow (through Magnum or Cluster API). Read at
     every GPU start and twice per controller round: worked out once per catalog."""
-    last = _last_scaled
-    if last and last[0] is catalog:
-        return last[1]
+    if _last_scaled and _last_scaled[0] is catalog:
+        return _last_scaled[1]
     groups = _scaled_groups(catalog)
     _last_scaled[:] = [catalog, groups]
     return groups
-
-
-_last_scaled: list = []  # [the catalog, its scaled groups]: a catalog is never changed, only replaced
 
 
 def _scaled_groups(catalog: Catalog) -> tuple[ScaledGroup, ...]:
