@@ -105,18 +105,19 @@ test: lint package docs tools
 	CERN_SANDBOX_STATE=$(PREVIOUS_STATE) CERN_SANDBOX_KUBERNETES=previous $(PY) -m pytest -p no:cacheprovider $(VERSIONED_TESTS)
 
 # Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
-# of docs/performance.md from them (`python -m benchmarks.report`). About an hour on 2 cores; run it
+# of docs/performance.md from them (`python -m benchmarks.report`). About 75 minutes on 2 cores; run it
 # on a machine doing nothing else. Each hub comparison is against the anchor of benchmarks/hubs.py
 # (plain KubeSpawner, no code of ours). hub_cost and gpu_burst start sandboxes of their own; the
-# others share one at $(BENCH_STATE), stopped at the end.
+# others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±8 % from
+# round to round: 12 rounds put the 90 % interval docs/performance.md gives within about ±4 %.
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
 	$(PY) benchmarks/cost_week.py
 	$(PY) benchmarks/form_render.py
-	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 4
+	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 12
 	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json
-	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 6 --spawns 30 \
+	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 12 --spawns 30 \
 	    --out benchmarks/results/hub_cost_gpu_waiting.json
 	$(PY) benchmarks/hub_cost.py --rounds 0 --idle-rounds 0 --servers 1000 --out benchmarks/results/hub_cost_rest.json
 	$(PY) benchmarks/gpu_burst.py

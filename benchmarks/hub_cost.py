@@ -321,6 +321,9 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
     try:
         (scratch / "profiles").mkdir()
         (scratch / "profiles" / "cost.yaml").write_text(CATALOG)
+        if args.profile:
+            # The hubs write into it and stop if it is missing.
+            args.profile.mkdir(parents=True, exist_ok=True)
         profiling = {
             name: profiling_config(args.profile / name) if args.profile else ""
             for name in ("CERNSpawner", "KubeSpawner")

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import stats
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCUMENT = ROOT / "docs" / "performance.md"
@@ -82,6 +84,16 @@ ANCHOR_SIZING = {
 }
 
 
+def spread(entry: dict) -> str:
+    """A hub-cost ratio's 90 % interval (benchmarks/stats.py) and its rounds' own ratios."""
+    low, high = stats.paired_bootstrap_interval(
+        entry["CERNSpawner"]["samples"], entry["KubeSpawner"]["samples"]
+    )
+    rounds = entry["ratio_per_round"]
+    each = ", ".join(map(str, rounds))
+    return f"90 % interval {low:.3f}–{high:.3f} over {len(rounds)} rounds; per round: {each}"
+
+
 @renders("hub_cost")
 def hub_cost(data: dict) -> list[str]:
     summary = data["summary"]
@@ -99,7 +111,7 @@ def hub_cost(data: dict) -> list[str]:
                 f"hub CPU per spawn, {label}",
                 ms(entry["CERNSpawner"]["median"]),
                 ms(entry["KubeSpawner"]["median"]),
-                f"**{entry['ratio']}** (per round: {', '.join(str(r) for r in entry['ratio_per_round'])})",
+                f"**{entry['ratio']}** ({spread(entry)})",
                 "≤ 1.05",
                 f"{min(loads)}–{max(loads)}",
             ]
@@ -405,7 +417,7 @@ def targets() -> list[str]:
                 [
                     label,
                     f"{ms(entry['CERNSpawner']['median'])} vs {ms(entry['KubeSpawner']['median'])}",
-                    f"{entry['ratio']} (per round: {', '.join(map(str, entry['ratio_per_round']))})",
+                    f"{entry['ratio']} ({spread(entry)})",
                     _status(entry["ratio"] <= 1.05) if "sized before" not in label else "— (unequal rule)",
                     f"{name} ({_dated(data)})",
                 ]
