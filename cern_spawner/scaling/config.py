@@ -122,7 +122,8 @@ class GPUScaling(LoggingConfigurable):
         Seconds between reads of a node group from the cloud while nothing waits for it (default
         30 s; each read costs the hub ~2 ms of CPU). A user who starts waiting makes the group be
         read at once, and then every GPUScaling.interval while users wait or a change is under
-        way; rounds are otherwise driven by the cluster watch.
+        way (spaced up to 8 s apart while the cloud's answer stays the same); rounds are otherwise
+        driven by the cluster watch.
         """,
     )
     memory_path = Unicode(

@@ -3,7 +3,7 @@ back what no one uses.
 
 Rounds are driven by the cluster watch (a pod waiting, a node joining) plus a slow refresh; each
 group is reconciled in its own task, so a hung cloud call stalls only its group. A round reads
-capacity from the shared watch and the group from the cloud, asks the pure planner for one
+capacity from the shared watch and the group from the cloud (paced: pacing.py), asks the pure planner for one
 target, and writes only when the target grows and no change is under way: concurrent spawns
 coalesce into one request. Shrinks, in giving_back.py (`GivingBack`, a mixin the controller
 inherits), go through `shrink.decide` (settled view, per-node grace) and cordon, re-check and name
@@ -30,6 +30,7 @@ from .capacity import Capacity, GroupSelector
 from .errors import CeilingReached, CloudUnavailable, PermanentError, ScalingError, TemporaryError
 from .giving_back import UNCLAIMED_GRACE, GivingBack
 from .memory import Memory
+from .pacing import next_gap, read_due
 from .planner import GroupView, burst_wait, plan_layout
 from .standby import next_change, standby_gpus
 from .state import GroupStatus, ScaledGroup
@@ -243,12 +244,18 @@ class ScalingController(GivingBack):
             status.blocker = None  # told to those who waited; a newcomer is told after a fresh try
         if capacity.pending_gpus > before and status.retrying_since is not None:
             status.retry_at = 0.0  # someone new waits: ask the cloud now rather than at the next retry
-        if now >= status.retry_at and (
-            self._active(status) or status.cloud_at is None or now - status.cloud_at >= self.idle_refresh
+        if now >= status.retry_at and read_due(
+            status.cloud_at,
+            now,
+            active=self._active(status),
+            gap=status.read_gap or self.interval,
+            idle_refresh=self.idle_refresh,
+            more_waiting=capacity.pending_gpus > before,
         ):
             try:
-                status.cloud = await self._call(status, backend.state, group.name)
-                status.cloud_at = now
+                fresh = await self._call(status, backend.state, group.name)
+                status.read_gap = next_gap(status.cloud, fresh, status.read_gap, self.interval)
+                status.cloud, status.cloud_at = fresh, now
             except ScalingError as e:
                 self._failed(group, status, e, "read", since=now)
         cloud = status.cloud

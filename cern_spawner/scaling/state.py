@@ -35,6 +35,7 @@ class GroupStatus:
     capacity: Capacity | None = None
     cloud: GroupState | None = None
     cloud_at: float | None = None  # when `cloud` was read
+    read_gap: float = 0.0  # seconds between reads while active (pacing.next_gap; 0: the interval)
     requested: tuple[int, int] | None = None  # (from, to) of the growth under way
     requested_at: float | None = None
     requested_for: int = 0  # the node count asked for, to time how long it takes to be ready

@@ -17,6 +17,7 @@ from cern_spawner.scaling.controller import ScalingController
 from cern_spawner.scaling.errors import CeilingReached, CloudUnavailable, QuotaExceeded, TemporaryError
 from cern_spawner.scaling.magnum import GroupState
 from cern_spawner.scaling.memory import Memory
+from cern_spawner.scaling.pacing import QUIET_READ_CAP
 from cern_spawner.scaling.standby import parse as parse_standby
 from cern_spawner.scaling.state import ScaledGroup
 
@@ -283,6 +284,42 @@ def test_a_failing_cloud_fails_waiting_users_after_the_retry_window_then_recover
     rounds(scaler, clock, step=31)
     assert status.blocker is None and status.retrying_since is None
     assert cloud.writes == [("resize", 1, ())]
+
+
+def test_a_long_boot_reads_the_cloud_less_often_and_still_sees_it_end():
+    # interval 2 s, a boot of 5 minutes: a read every round would be 150 reads.
+    clock = Clock()
+    cloud = Cloud(cloud_state(0))
+    view = View(pods=[gpu_pod("waiting")])
+    scaler = controller(cloud, view, clock=clock, interval=2.0)
+    rounds(scaler, clock)
+    assert cloud.writes == [("resize", 1, ())]
+    reads_at_request = cloud.reads
+    rounds(scaler, clock, step=2)
+    assert cloud.reads == reads_at_request + 1  # our own request is looked at an interval later
+    rounds(scaler, clock, count=150, step=2)
+    assert cloud.reads - reads_at_request <= 45
+    status = scaler.status("gpu-v100")
+    cloud.done()  # the cloud finishes between two reads
+    finished_at = clock.now
+    for _ in range(30):
+        rounds(scaler, clock, step=2)
+        if status.requested is None:
+            break
+    assert status.requested is None
+    assert clock.now - finished_at <= QUIET_READ_CAP + 2
+
+
+def test_a_newly_waiting_user_makes_the_next_round_read_the_cloud():
+    clock = Clock()
+    cloud = Cloud(cloud_state(0))
+    view = View(pods=[gpu_pod("first")])
+    scaler = controller(cloud, view, clock=clock, interval=2.0)
+    rounds(scaler, clock, count=30, step=2)  # the first node is still booting: reads spaced out
+    quiet_reads = cloud.reads
+    view.add(gpu_pod("second"))
+    rounds(scaler, clock, step=0.1)
+    assert cloud.reads == quiet_reads + 1
 
 
 def test_a_hung_cloud_call_gives_up_at_its_deadline():
