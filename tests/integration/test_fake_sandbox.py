@@ -1,4 +1,5 @@
-"""A second, --fake sandbox beside the main one: hundreds of pods, and `down` stops only its own."""
+"""A second, --fake sandbox beside the main one: hundreds of pods, empty logs, and `down` stops
+only its own."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def fake_sandbox(tmp_path, sandbox):  # the main sandbox runs too: down must lea
     run_sandbox(state, "down")
 
 
-def test_fake_mode_runs_hundreds_of_pods_and_down_stops_only_its_own(fake_sandbox, core, sandbox):
+def test_fake_mode_runs_hundreds_of_silent_pods_and_down_stops_only_its_own(fake_sandbox, core, sandbox):
     state, report = fake_sandbox
     assert report["fake"] is True
     assert len(report["nodes"]) == 6
@@ -69,6 +70,9 @@ def test_fake_mode_runs_hundreds_of_pods_and_down_stops_only_its_own(fake_sandbo
     wait_until(all_running, timeout=120, what=f"{PODS} fake pods Running")
     ips = {p.status.pod_ip for p in api.list_namespaced_pod("scale").items}
     assert len(ips) == PODS
+    # No process runs, so nothing was printed; a follow must not wait for output that never comes.
+    assert api.read_namespaced_pod_log("p0", "scale") == ""
+    assert api.read_namespaced_pod_log("p0", "scale", follow=True, _request_timeout=20) == ""
 
     stopped = run_sandbox(state, "down")
     assert stopped.returncode == 0

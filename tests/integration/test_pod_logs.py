@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.integration.test_cluster import phase, pod
-from tests.integration.test_fake_sandbox import run_sandbox
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -121,29 +119,3 @@ def test_follow_with_kubernetes_asyncio_as_the_hub_reads_it(sandbox, core, names
     assert "".join(lines) == expected()
     assert phase_at_first == "Running"
     assert_streamed(arrivals)
-
-
-FAKE_TOPOLOGY = """
-cluster: fakelogs
-node_groups:
-  default-worker: {nodes: 1, zones: [a], cpu: "8", memory: 32Gi}
-"""
-
-
-def test_fake_mode_answers_an_empty_log(tmp_path, sandbox):
-    topology = tmp_path / "topology.yaml"
-    topology.write_text(FAKE_TOPOLOGY)
-    state = tmp_path / "state"
-    started = run_sandbox(state, "up", "--fake", "--json", "--topology", str(topology))
-    assert started.returncode == 0, started.stderr
-    try:
-        api = client.CoreV1Api(config.new_client_from_config(str(state / "kubeconfig")))
-        users = json.loads(started.stdout)["user_namespace"]  # `up` waited for its service account
-        api.create_namespaced_pod(users, pod("idle", ["sleep", "600"]))
-        wait_until(lambda: phase(api, users, "idle") == "Running", timeout=60, what="fake pod Running")
-        # No process runs, so nothing was printed; a follow must not wait for output that never comes.
-        assert api.read_namespaced_pod_log("idle", users) == ""
-        assert api.read_namespaced_pod_log("idle", users, follow=True, _request_timeout=20) == ""
-    finally:
-        stopped = run_sandbox(state, "down")
-    assert stopped.returncode == 0, stopped.stderr
