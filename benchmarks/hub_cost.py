@@ -21,7 +21,8 @@ selector, toleration); the anchor cannot grow a group, so its GPU profile select
 2. Per spawn: `--rounds` rounds; in each, `--spawns` users start the shared profile at once on one
    hub, then on the other (the order alternates by round), then the same for the GPU profile. CPU
    per spawn = the hub's CPU from the first request until every server is ready, divided by the
-   spawns; the servers are then stopped and the pods gone before the next hub's turn. Readiness is
+   spawns; the servers are then stopped, the pods gone and the users deleted before the next hub's
+   turn. The ratio is the median of the rounds' own (benchmarks/stats.py). Readiness is
    watched through each hub's proxy routes (`hubs.routed_users`), the hub itself asked only every
    FAILURE_CHECK_S s for failures and once at the end, so watching costs the hubs (almost) nothing.
 3. At rest with `--servers` running servers: the anchor's servers are started, left `--settle` s,
@@ -56,7 +57,7 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import hubs  # noqa: E402
+from benchmarks import hubs, stats  # noqa: E402
 from cern_spawner.scaling.hub import connect  # noqa: E402
 from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
 
@@ -253,6 +254,9 @@ def resize_once_pods_exist(core, magnum, namespace: str, spawns: int, began: flo
 
 
 def stop_servers(side: Side, users: list[str], core) -> None:
+    """Stop the round's servers, wait for their pods to go, then delete its users: a hub's CPU per
+    spawn grows with the users it holds (27 to 40 ms on both sides over 12 rounds that kept them),
+    and each round should find both hubs as the first did."""
     with ThreadPoolExecutor(20) as pool:
         list(pool.map(lambda u: side.hub.api("DELETE", f"/users/{u}/server"), users))
     wait(
@@ -263,6 +267,15 @@ def stop_servers(side: Side, users: list[str], core) -> None:
         f"{side.name}: pods gone",
         step=1,
     )
+    left = set(users)
+
+    def delete_users() -> bool:  # a user whose server is still stopping is refused (400): again
+        for user in sorted(left):
+            if side.hub.api("DELETE", f"/users/{user}").status_code in (204, 404):
+                left.discard(user)
+        return not left
+
+    wait(delete_users, 120, f"{side.name}: the round's users deleted", step=1)
 
 
 def windows(sides: list[Side], rounds: int, seconds: float) -> list[dict]:
@@ -466,7 +479,9 @@ def summary(results: dict, args, incomplete: list[str]) -> dict:
         medians = {name: statistics.median(v) for name, v in per.items()}
         out[f"{kind}_hub_cpu_s_per_spawn"] = {
             **{name: {"median": round(m, 4), "samples": per[name]} for name, m in medians.items()},
-            "ratio": round(medians["CERNSpawner"] / medians["KubeSpawner"], 3),
+            # The median of the rounds' own ratios (benchmarks/stats.py), and the pooled one beside it.
+            "ratio": round(stats.paired_ratio(per["CERNSpawner"], per["KubeSpawner"]), 3),
+            "ratio_of_medians": round(stats.ratio_of_medians(per["CERNSpawner"], per["KubeSpawner"]), 3),
             "ratio_per_round": [
                 round(c / p, 3) for c, p in zip(per["CERNSpawner"], per["KubeSpawner"], strict=True)
             ],

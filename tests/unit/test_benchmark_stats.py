@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.stats import paired_bootstrap_interval, ratio_of_medians
+from benchmarks import report
+from benchmarks.stats import paired_bootstrap_interval, paired_ratio, ratio_of_medians
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +44,34 @@ def test_unpaired_samples_are_refused(ours, theirs):
 
 def test_ratio_of_medians():
     assert ratio_of_medians([3.0, 1.0, 2.0], [1.0, 1.0, 4.0]) == 2.0
+
+
+def test_under_a_shared_drift_one_noisy_round_moves_the_ratio_of_medians_not_the_paired_ratio():
+    # Both hubs cost more each round (as users accumulate); equal but for one noisy round of ours,
+    # the middle one, which the pooled medians both land on.
+    theirs = [10.0, 20.0, 30.0, 40.0, 50.0]
+    ours = [10.0, 20.0, 33.0, 40.0, 50.0]
+    assert ratio_of_medians(ours, theirs) == pytest.approx(1.1)
+    assert paired_ratio(ours, theirs) == pytest.approx(1.0)
+    # Without the drift the same noise moves neither.
+    assert ratio_of_medians([30.0, 30.0, 33.0, 30.0, 30.0], [30.0] * 5) == pytest.approx(1.0)
+
+
+def entry(ratios):
+    return {
+        "CERNSpawner": {"samples": [r * 0.03 for r in ratios]},
+        "KubeSpawner": {"samples": [0.03] * len(ratios)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ratios", "status"),
+    [
+        ([1.01, 1.02, 1.03, 1.02, 1.01, 1.02], "**met**"),
+        ([1.10, 1.12, 1.09, 1.11, 1.10, 1.12], "**not met**"),
+        ([0.95, 1.15, 0.97, 1.12, 1.0, 1.1], "**undecided**: the interval spans 1.05"),
+    ],
+    ids=["interval-within", "interval-over", "interval-spans-the-target"],
+)
+def test_a_cost_target_is_met_only_when_its_whole_interval_is(ratios, status):
+    assert report._cost_status(entry(ratios)) == status
