@@ -108,8 +108,8 @@ test: lint package docs tools
 # of docs/performance.md from them (`python -m benchmarks.report`). About 75 minutes on 2 cores; run it
 # on a machine doing nothing else. Each hub comparison is against the anchor of benchmarks/hubs.py
 # (plain KubeSpawner, no code of ours). hub_cost and gpu_burst start sandboxes of their own; the
-# others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±8 % from
-# round to round: 12 rounds put the 90 % interval docs/performance.md gives within about ±4 %.
+# others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±10 % from
+# round to round: 12 rounds gave 90 % intervals (docs/performance.md) 0.07-0.17 wide.
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py

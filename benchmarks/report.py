@@ -84,21 +84,15 @@ ANCHOR_SIZING = {
 }
 
 
-def paired(entry: dict) -> float:
-    """A hub-cost entry's ratio: the median of its rounds' own (benchmarks/stats.py)."""
-    return round(stats.paired_ratio(entry["CERNSpawner"]["samples"], entry["KubeSpawner"]["samples"]), 3)
-
-
 def spread(entry: dict) -> str:
     """A hub-cost ratio's 90 % interval, the ratio of the hubs' medians, and the rounds' ratios."""
     ours, theirs = entry["CERNSpawner"]["samples"], entry["KubeSpawner"]["samples"]
     low, high = stats.paired_bootstrap_interval(ours, theirs)
-    pooled = stats.ratio_of_medians(ours, theirs)
     rounds = entry["ratio_per_round"]
     each = ", ".join(map(str, rounds))
     return (
         f"90 % interval {low:.3f}–{high:.3f} over {len(rounds)} rounds; ratio of the medians "
-        f"{pooled:.3f}; per round: {each}"
+        f"{entry['ratio_of_medians']:.3f}; per round: {each}"
     )
 
 
@@ -119,7 +113,7 @@ def hub_cost(data: dict) -> list[str]:
                 f"hub CPU per spawn, {label}",
                 ms(entry["CERNSpawner"]["median"]),
                 ms(entry["KubeSpawner"]["median"]),
-                f"**{paired(entry)}** ({spread(entry)})",
+                f"**{entry['ratio']}** ({spread(entry)})",
                 "≤ 1.05",
                 f"{min(loads)}–{max(loads)}",
             ]
@@ -438,7 +432,7 @@ def targets() -> list[str]:
                 [
                     label,
                     f"{ms(entry['CERNSpawner']['median'])} vs {ms(entry['KubeSpawner']['median'])}",
-                    f"{paired(entry)} ({spread(entry)})",
+                    f"{entry['ratio']} ({spread(entry)})",
                     _cost_status(entry) if "sized before" not in label else "— (unequal rule)",
                     f"{name} ({_dated(data)})",
                 ]

@@ -12,11 +12,15 @@ import random
 import statistics
 
 
-def paired_ratio(ours: list[float], theirs: list[float]) -> float:
-    """The median of the rounds' ratios (ours[i] / theirs[i])."""
+def _round_ratios(ours: list[float], theirs: list[float]) -> list[float]:
     if len(ours) != len(theirs) or not ours:
         raise ValueError(f"paired samples needed, got {len(ours)} and {len(theirs)}")
-    return statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
+    return [o / t for o, t in zip(ours, theirs, strict=True)]
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of the rounds' ratios (ours[i] / theirs[i])."""
+    return statistics.median(_round_ratios(ours, theirs))
 
 
 def ratio_of_medians(ours: list[float], theirs: list[float]) -> float:
@@ -28,9 +32,7 @@ def paired_bootstrap_interval(
     ours: list[float], theirs: list[float], confidence: float = 0.9, draws: int = 4000, seed: int = 0
 ) -> tuple[float, float]:
     """The central `confidence` interval of paired_ratio over rounds drawn with replacement."""
-    ratios_by_round = [o / t for o, t in zip(ours, theirs, strict=True)] if len(ours) == len(theirs) else []
-    if not ratios_by_round:
-        raise ValueError(f"paired samples needed, got {len(ours)} and {len(theirs)}")
+    ratios_by_round = _round_ratios(ours, theirs)
     rng = random.Random(seed)
     medians = sorted(
         statistics.median(rng.choices(ratios_by_round, k=len(ratios_by_round))) for _ in range(draws)

@@ -3,8 +3,8 @@ back what no one uses.
 
 Rounds are driven by the cluster watch (a pod waiting, a node joining) plus a slow refresh; each
 group is reconciled in its own task, so a hung cloud call stalls only its group. A round reads
-capacity from the shared watch and the group from the cloud (paced: pacing.py), asks the pure planner for one
-target, and writes only when the target grows and no change is under way: concurrent spawns
+capacity from the shared watch and the group from the cloud (paced: pacing.py), asks the pure
+planner for one target, and writes only when the target grows and no change is under way: concurrent spawns
 coalesce into one request. Shrinks, in giving_back.py (`GivingBack`, a mixin the controller
 inherits), go through `shrink.decide` (settled view, per-node grace) and cordon, re-check and name
 only empty nodes. Everything is recomputed from the cluster and the cloud, plus the small
