@@ -313,19 +313,21 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         state.started = True
         plan = state.plan
         controller = shared_controller(self, self.log) if plan and plan.group else None
-        # Our own deadline, just before JupyterHub's, so the user reads why the start gave up.
+        # Our own deadline, just before JupyterHub's, so the user reads why the start gave up. The
+        # steps run in this task (no task of their own: a spawn's cost is mostly such overhead).
         budget = own_deadline(self.start_timeout)
-        steps = asyncio.ensure_future(self._start_steps(state, controller, time.monotonic() + budget))
+        ours = asyncio.timeout(budget)
         # Per catalog profile, for cern_spawner_spawn_duration_seconds ("none": no catalog profile).
         with metrics.timed(metrics.SPAWN_SECONDS, metrics.spawn_result, plan.slug if plan else "none"):
             try:
-                return await asyncio.wait_for(steps, budget)
+                async with ours:
+                    return await self._start_steps(state, controller, time.monotonic() + budget)
             except TimeoutError as e:
                 pod_key = f"{self.namespace}/{self.pod_name}"
                 # The start's deadline only: ours (the steps were cancelled), or KubeSpawner's own wait
                 # for the pod, which has the same start_timeout and may end first. Either way the user
                 # reads why, not KubeSpawner's "pod … did not start".
-                if steps.cancelled() or is_pod_start_deadline(e, pod_key, self.start_timeout):
+                if ours.expired() or is_pod_start_deadline(e, pod_key, self.start_timeout):
                     raise StartTimedOut(
                         timeout_message(plan, self.start_timeout, await self._pod_unscheduled())
                     ) from None
@@ -340,30 +342,36 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         if state.binder_request:
             state.binder_preparing = asyncio.ensure_future(self.prepare_binder_image(*state.binder_request))
             state.binder_launch = await state.binder_preparing
+        if controller is None:
+            url = await super().start()  # nothing to watch beside it: in this task
+        else:
+            url = await self._start_or_blocked(plan, controller)
+        # JupyterHub then gives the notebook http_timeout to answer, though its first start on a
+        # node that just booted (or a loaded one) is part of the start: that check gets the
+        # start's remaining time. (A check of our own before it cost every spawn a second round
+        # of requests; a notebook that never answers now fails with JupyterHub's message.)
+        self.http_timeout = max(self.http_timeout, int(deadline - time.monotonic()))
+        await quota.started(self, plan)  # a GPU server's session counts from its pod running
+        return url
+
+    async def _start_or_blocked(self, plan, controller) -> str:
+        """KubeSpawner's start, given up when the controller says the pod's group cannot grow."""
         began = time.time()  # a blocker from before this start judged earlier users, not this one
         starting = asyncio.ensure_future(super().start())
-        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began)) if controller else None
+        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began))
         try:
-            if blocked is not None:
-                # Woken only when the controller sets a blocker (GroupStatus.until_blocked).
-                await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
-                if blocked.done() and not starting.done():
-                    # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
-                    raise GrowthImpossible(blocked.result())
-            url = await starting
-            # JupyterHub then gives the notebook http_timeout to answer, though its first start on a
-            # node that just booted (or a loaded one) is part of the start: that check gets the
-            # start's remaining time. (A check of our own before it cost every spawn a second round
-            # of requests; a notebook that never answers now fails with JupyterHub's message.)
-            self.http_timeout = max(self.http_timeout, int(deadline - time.monotonic()))
-            await quota.started(self, plan)  # a GPU server's session counts from its pod running
-            return url
+            # Woken only when the controller sets a blocker (GroupStatus.until_blocked).
+            await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
+            if blocked.done() and not starting.done():
+                # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
+                raise GrowthImpossible(blocked.result())
+            return await starting
         finally:
             # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
             # stops too; JupyterHub's stop then deletes the pod.
             if not starting.done():
                 starting.cancel()
-            if blocked is not None and not blocked.done():
+            if not blocked.done():
                 blocked.cancel()
 
     async def _growth_blocked(self, plan, controller, began: float) -> str:
