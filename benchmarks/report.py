@@ -106,7 +106,10 @@ def hub_cost(data: dict) -> list[str]:
         if entry is None:  # a run with --rounds 0
             continue
         loads = [
-            r[f"{kind} {name}"]["loadavg_1_5_15"][0] for r in data["spawn_rounds"] for name in r["order"]
+            r[f"{kind} {name}"]["loadavg_1_5_15"][0]
+            for r in data["spawn_rounds"]
+            for name in r["order"]
+            if f"{kind} {name}" in r
         ]
         rows.append(
             [
@@ -166,14 +169,22 @@ def hub_cost(data: dict) -> list[str]:
     params, machine = data["parameters"], data["machine"]
     notes = []
     if params.get("rounds"):
+        gpu_rounds = params.get("gpu_rounds")
+        fewer = (
+            f" ({gpu_rounds} of them with the GPU profile)"
+            if gpu_rounds is not None
+            and gpu_rounds < params["rounds"]
+            and "gpu" in params.get("kinds", "gpu")
+            else ""
+        )
         notes.append(
-            f"Per spawn: median of {params['rounds']} rounds of {params['spawns']} concurrent spawns per "
-            "hub (order alternating by round); the ratio is the median of the rounds' own ratios, its "
+            f"Per spawn: median of {params['rounds']} rounds{fewer} of {params['spawns']} concurrent spawns "
+            "per hub (order alternating by round); the ratio is the median of the rounds' own ratios, its "
             "interval a paired bootstrap over the rounds (benchmarks/stats.py)."
         )
     if params.get("rounds") and "gpu" in params.get("kinds", "gpu"):
         notes.append(ANCHOR_SIZING.get(params.get("anchor_nodes") or "before", ""))
-        delays = [r["gpu KubeSpawner"].get("admin_resized_after_s") for r in data["spawn_rounds"]]
+        delays = [(r.get("gpu KubeSpawner") or {}).get("admin_resized_after_s") for r in data["spawn_rounds"]]
         delays = sorted(d for d in delays if d is not None)
         if delays:
             notes.append(f"The anchor's resize went out {delays[0]}–{delays[-1]} s after its first request.")

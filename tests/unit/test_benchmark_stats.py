@@ -75,3 +75,38 @@ def entry(ratios):
 )
 def test_a_cost_target_is_met_only_when_its_whole_interval_is(ratios, status):
     assert report._cost_status(entry(ratios)) == status
+
+
+def _round(index: int, kinds: tuple[str, ...], ours: float, theirs: float) -> dict:
+    entry: dict = {"order": ["CERNSpawner", "KubeSpawner"]}
+    for kind in kinds:
+        for name, cost in (("CERNSpawner", ours), ("KubeSpawner", theirs)):
+            entry[f"{kind} {name}"] = {"hub_cpu_s_per_spawn": cost, "loadavg_1_5_15": [1.0, 1.0, 1.0]}
+    return entry
+
+
+def test_gpu_rounds_time_the_gpu_profile_in_the_first_rounds_only_and_each_kind_counts_its_own():
+    from types import SimpleNamespace
+
+    from benchmarks import hub_cost
+
+    args = SimpleNamespace(kinds="shared,gpu", rounds=5, gpu_rounds=2, servers=0, spawns=40)
+    assert hub_cost.gpu_rounds(args) == 2
+    assert hub_cost.gpu_rounds(SimpleNamespace(rounds=5, gpu_rounds=None)) == 5
+    assert hub_cost.gpu_rounds(SimpleNamespace(rounds=3, gpu_rounds=9)) == 3
+    rounds = [
+        _round(i, ("shared", "gpu") if i < 2 else ("shared",), 0.03, 0.03 if i < 2 else 0.02)
+        for i in range(5)
+    ]
+    summary = hub_cost.summary({"idle": [], "spawn_rounds": rounds, "at_rest": {}}, args, [])
+    assert summary["shared_hub_cpu_s_per_spawn"]["ratio_per_round"] == [1.0, 1.0, 1.5, 1.5, 1.5]
+    assert summary["gpu_hub_cpu_s_per_spawn"]["ratio_per_round"] == [1.0, 1.0]
+    data = {
+        "summary": summary,
+        "spawn_rounds": rounds,
+        "parameters": {**vars(args), "anchor_nodes": "before", "window": 60, "idle_rounds": 0},
+        "machine": {"cpus": 2},
+    }
+    text = "\n".join(report.hub_cost(data))
+    assert "median of 5 rounds (2 of them with the GPU profile)" in text, text
+    assert "over 2 rounds" in text and "over 5 rounds" in text, text
