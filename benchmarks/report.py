@@ -89,7 +89,8 @@ def spread(entry: dict) -> str:
     ours, theirs = entry["CERNSpawner"]["samples"], entry["KubeSpawner"]["samples"]
     low, high = stats.paired_bootstrap_interval(ours, theirs)
     rounds = entry["ratio_per_round"]
-    each = ", ".join(map(str, rounds))
+    # Dozens of rounds make a paragraph: their range then, each one in the results file.
+    each = ", ".join(map(str, rounds)) if len(rounds) <= 12 else f"{min(rounds)}–{max(rounds)}"
     return (
         f"90 % interval {low:.3f}–{high:.3f} over {len(rounds)} rounds; ratio of the medians "
         f"{entry['ratio_of_medians']:.3f}; per round: {each}"
