@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import hubs, stats  # noqa: E402
+from benchmarks.sampling import BurstSampler, side_by_side  # noqa: E402
 from cern_spawner.scaling.hub import connect  # noqa: E402
 from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
 
@@ -184,10 +185,22 @@ def create_users(hub, users: list[str]) -> None:
 
 
 def start_servers(
-    side: Side, users: list[str], options: dict, timeout: float = 1800, profile: bool = False
+    side: Side,
+    users: list[str],
+    options: dict,
+    timeout: float = 1800,
+    profile: bool = False,
+    sampler: BurstSampler | None = None,
 ) -> dict:
     """All at once; the hub's CPU from the first request until every server is ready (`profile`:
-    the hub's cProfile runs over that time, see `profiling_config`)."""
+    the hub's cProfile runs over that time, see `profiling_config`; `sampler`: py-spy samples it)."""
+    if sampler is None:
+        return _start_servers(side, users, options, timeout, profile)
+    with sampler.span(f"{side.name} {options.get('profile')}", side.hub.process.pid):
+        return _start_servers(side, users, options, timeout, profile)
+
+
+def _start_servers(side: Side, users: list[str], options: dict, timeout: float, profile: bool) -> dict:
     if profile:
         os.kill(side.hub.process.pid, signal.SIGUSR2)
     before = side.meter.sample()
@@ -313,7 +326,7 @@ def median_of(samples: list[dict], name: str, field: str) -> float:
     return statistics.median(w[name][field] for w in samples)
 
 
-def run(args, report: dict, scratch: Path, results: dict) -> dict:
+def run(args, report: dict, scratch: Path, results: dict, sampler: BurstSampler | None = None) -> dict:
     """Fills `results` phase by phase (kept when a later phase fails)."""
     core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
     hubs.ensure_namespace(core, ANCHOR_NAMESPACE)
@@ -395,7 +408,9 @@ def run(args, report: dict, scratch: Path, results: dict) -> dict:
                             600,
                             "hand-sized nodes",
                         )
-                    entry[f"{kind} {name}"] = start_servers(side, users, options, profile=bool(args.profile))
+                    entry[f"{kind} {name}"] = start_servers(
+                        side, users, options, profile=bool(args.profile), sampler=sampler
+                    )
                     if sizing is not None:
                         entry[f"{kind} {name}"]["admin_resized_after_s"] = resized.result()
                         sizing.shutdown()
@@ -524,6 +539,26 @@ def summary(results: dict, args, incomplete: list[str]) -> dict:
     return out
 
 
+def write_diagnosis(sampler: BurstSampler, results: dict, args) -> None:
+    """Where the two hubs' CPU per spawn differs, function by function, from the py-spy samples."""
+    text = [f"py-spy record --nonblocking --rate {args.rate} --function, during each timed burst"]
+    for kind, profile in (("shared", "shared-1g"), ("gpu", "gpu-1")):
+        spawns = {
+            name: sum(e[f"{kind} {name}"]["spawns"] for e in results["spawn_rounds"] if f"{kind} {name}" in e)
+            for name in ("CERNSpawner", "KubeSpawner")
+        }
+        ours, anchor = (sampler.stacks[f"{name} {profile}"] for name in spawns)
+        if not ours or not anchor:
+            continue
+        counts = f"{spawns['CERNSpawner']} spawns on ours, {spawns['KubeSpawner']} on the anchor"
+        text += ["", f"== {kind}: {counts}"]
+        text += side_by_side(ours, anchor, (spawns["CERNSpawner"], spawns["KubeSpawner"]), args.rate)
+    out = ROOT / "benchmarks" / "diagnostics" / "hub_cost_profile.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(text) + "\n")
+    print(f"wrote {out}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spawns", type=int, default=40, help="servers started at once per hub and round")
@@ -554,6 +589,13 @@ def main() -> None:
         "--out", default=str(ROOT / "benchmarks" / "results" / "hub_cost.json"), help="results file to write"
     )
     parser.add_argument(
+        "--py-spy",
+        dest="py_spy",
+        help="a py-spy binary: sample each hub during each timed burst (nonblocking: the CPU figures "
+        "stand) and write benchmarks/diagnostics/hub_cost_profile.txt, where the hubs' CPU differs",
+    )
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
         "--profile",
         type=Path,
         help="DIR: cProfile each hub's event loop during each timed burst (DIR/<hub>.<n>; inflates the CPU "
@@ -568,8 +610,9 @@ def main() -> None:
     report = hubs.sandbox_up(state, scratch / "topology.yaml", fake=True)
     results: dict = {"idle": [], "spawn_rounds": [], "at_rest": {}}
     failure = None
+    sampler = BurstSampler(args.py_spy, args.rate, scratch) if args.py_spy else None
     try:
-        run(args, report, scratch, results)
+        run(args, report, scratch, results, sampler)
     except Exception as e:  # keep what was measured, and say what stopped the run
         failure = f"{type(e).__name__}: {e}"
         print(failure, flush=True)
@@ -590,6 +633,8 @@ def main() -> None:
     }
     out = Path(args.out)
     out.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    if sampler is not None:
+        write_diagnosis(sampler, results, args)
     print(json.dumps(document["summary"], indent=1))
 
 

@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import hubs  # noqa: E402
+from benchmarks.sampling import where_it_goes  # noqa: E402
 from cern_spawner.scaling.config import GPUScaling  # noqa: E402
 
 # Recorded with the results, from the code measured rather than written down by hand.
@@ -155,28 +156,6 @@ class Cloud:
 
     def since(self, mark: int) -> list[dict]:
         return [r for r in self.log() if r["seq"] > mark]
-
-
-def where_it_goes(name: str, raw: str, rate: int, top: int = 30) -> list[str]:
-    """py-spy's raw (collapsed) stacks: samples per function, inclusive and self, in CPU seconds."""
-    inclusive: collections.Counter = collections.Counter()
-    own: collections.Counter = collections.Counter()
-    total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        total += int(count)
-        own[frames[-1]] += int(count)
-        for frame in set(frames):
-            inclusive[frame] += int(count)
-    lines = ["", f"== {name}: {total} samples = {total / rate:.2f} CPU s (at {rate} Hz)"]
-    for title, counter in (("inclusive", inclusive), ("self", own)):
-        lines.append(f"-- {title}: samples, CPU s, share, function")
-        for frame, count in counter.most_common(top):
-            lines.append(f"{count:7d} {count / rate:7.2f} {count / max(total, 1):6.1%}  {frame}")
-    return lines
 
 
 def summary(values: list[float], digits: int = 5) -> dict:
