@@ -14,7 +14,9 @@ from sandbox import keycloak
 from sandbox.hubrunner import start_hub
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-v100")]
+# user-bob: its pods carry bob's username label in the shared user namespace, where other modules
+# find bob's pod by that label (a run failed when a binder test met this module's bob pod).
+pytestmark = [pytest.mark.integration, pytest.mark.shares("gpu-v100", "user-bob")]
 
 GPU_IDLE = 15  # seconds: the GPU profile's idle_timeout in this test's catalog
 CATALOG = f"""
@@ -44,7 +46,7 @@ profiles:
 """
 # Rounds every second; activity protects for 1 s only (the GPU profile's 15 s is the short timeout).
 EXTRA = "c.Culling.interval = 1\nc.Culling.recent = 1\nc.JupyterHub.allow_named_servers = True\n"
-USER = "bob"  # a single sign-on user; named servers keep pod names apart from other modules' bob
+USER = "bob"  # a single sign-on user (he logs in to read the warning)
 
 
 @pytest.fixture(scope="module")
