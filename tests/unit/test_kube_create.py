@@ -23,6 +23,7 @@ from cern_spawner.kube_create import (
     Outcome,
     Ownership,
     create_or_adopt,
+    create_unread,
     decide,
     outcome_unknown,
     stamp_start,
@@ -97,6 +98,20 @@ def test_outcome_unknown(error, unknown):
     assert outcome_unknown(error) is unknown
 
 
+class RawAnswer:
+    """The client's answer when `_preload_content=False` (an aiohttp response), as create_unread reads it."""
+
+    def __init__(self, status: int, reason: str):
+        self.status, self.reason, self.headers = status, reason, {}
+        self.released = False
+
+    async def read(self) -> bytes:
+        return b'{"kind": "Status"}' if self.status >= 300 else b'{"kind": "Pod"}'
+
+    def release(self) -> None:
+        self.released = True
+
+
 class FakeServer:
     """Pods by name, as dicts. `lose` says how the answer to the next creates is lost after the
     server wrote the object: "slow" (answers after the client's timeout), "reset", "500"."""
@@ -110,13 +125,19 @@ class FakeServer:
         self.tasks: list[asyncio.Future] = []
         self.api_client = ApiClient.__new__(ApiClient)  # only its serializer is used
 
-    async def create_namespaced_pod(self, namespace, body):
+    async def create_namespaced_pod(self, namespace, body, _preload_content=True):
         # The server goes on with a request whose client gave up: a task of its own, shielded.
         self.creates += 1
         lose = self.lose.pop(0) if self.lose else None
         work = asyncio.ensure_future(self._create(body, lose))
         self.tasks.append(work)
-        return await asyncio.shield(work)
+        if _preload_content:
+            return await asyncio.shield(work)
+        try:  # as the client's raw answer: an error status is an answer, not an exception
+            await asyncio.shield(work)
+        except ApiException as e:
+            return RawAnswer(e.status, e.reason)
+        return RawAnswer(201, "Created")
 
     async def _create(self, body, lose):
         await asyncio.sleep(self.before_write)
@@ -199,6 +220,42 @@ async def test_a_refusal_is_raised_unchanged():
     with pytest.raises(ApiException) as raised:
         await create_or_adopt(refuse, read, MINE, TIMEOUT)
     assert raised.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("status", "raised"),
+    [(201, None), (200, None), (409, 409), (403, 403), (500, 500)],
+    ids=["created", "ok", "exists", "refused", "server-error"],
+)
+async def test_create_unread_raises_as_the_client_would_and_frees_the_connection(status, raised):
+    answers = []
+
+    async def create(namespace, body, _preload_content=True):
+        assert _preload_content is False  # the created object is never turned into models
+        answers.append(RawAnswer(status, "reason"))
+        return answers[-1]
+
+    if raised is None:
+        assert await create_unread(create, "ns", pod()) is None
+    else:
+        with pytest.raises(ApiException) as error:
+            await create_unread(create, "ns", pod())
+        assert error.value.status == raised and error.value.body == b'{"kind": "Status"}'
+    assert answers[0].released
+
+
+async def test_a_raw_conflict_is_adopted_like_a_raised_one():
+    server = FakeServer()
+    manifest = pod()
+    ownership = Ownership(ALICE, {START_MARKER: stamp_start(manifest)})
+    server.pods["jupyter-alice"] = meta(ALICE, {START_MARKER: ownership.annotations[START_MARKER]})
+    outcome, why = await create_or_adopt(
+        lambda: create_unread(server.create_namespaced_pod, "ns", manifest),
+        lambda: server.read_namespaced_pod(name="jupyter-alice", namespace="ns"),
+        ownership,
+        TIMEOUT,
+    )
+    assert outcome is Outcome.ADOPTED and why.startswith("already exists"), why
 
 
 def test_the_marker_is_set_once_per_manifest():
