@@ -106,6 +106,11 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def system_seconds(pid: int) -> float:
+    """stime of a process alone: the kernel's work for it (sockets, files, fsync), part of cpu_seconds."""
+    return int(_stat(pid)[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -149,6 +154,7 @@ class Meter:
                     pass
         return {
             "hub_cpu_s": cpu_seconds(pid, children=True) + others,
+            "hub_system_s": system_seconds(pid),
             "proxy_cpu_s": cpu_seconds(self.proxy),
             "hub_rss_bytes": rss_bytes(pid),
         }
