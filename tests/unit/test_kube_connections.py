@@ -1,0 +1,85 @@
+"""Idle connections to the API server kept longer than aiohttp's 15 s (cern_spawner/kube_connections.py)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp import web
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+
+from cern_spawner.kube_connections import keep_connections
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [(45.0, 45.0), (15.0, 15.0), (5.0, 15.0), (0.0, None)],
+    ids=["longer", "same", "never-shorter", "zero-leaves-it"],
+)
+async def test_the_clients_connector_keeps_idle_connections(asked, expected):
+    api = CoreV1Api(ApiClient(Configuration(host="https://127.0.0.1:1")))
+    try:
+        assert keep_connections(api, asked) == expected
+        assert api.api_client.rest_client.pool_manager.connector._keepalive_timeout == (expected or 15.0)
+    finally:
+        await api.api_client.close()
+
+
+@pytest.mark.parametrize(
+    "api",
+    [object(), None, type("Fake", (), {"api_client": object()})()],
+    ids=["object", "none", "fake-client"],
+)
+def test_a_client_we_do_not_know_is_left_alone(api):
+    assert keep_connections(api, 45.0) is None
+
+
+@pytest.mark.parametrize(
+    ("keepalive", "reused"), [(None, False), (45.0, True)], ids=["aiohttp-15s", "kept-45s"]
+)
+async def test_a_request_after_20_idle_seconds_reuses_the_connection(monkeypatch, keepalive, reused):
+    """aiohttp reads the attribute when it looks for a pooled connection: 20 s of idleness (a
+    clock moved on) closes it at aiohttp's 15 s and keeps it at 45 s."""
+    app = web.Application()
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    reuses = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_reuse(session, context, params):
+        reuses.append(params)
+
+    trace.on_connection_reuseconn.append(on_reuse)
+    now = [1000.0]
+    monkeypatch.setattr("aiohttp.connector.monotonic", lambda: now[0])
+    session = aiohttp.ClientSession(trace_configs=[trace])
+    holder = type("Rest", (), {"pool_manager": session})()
+    try:
+        if keepalive is not None:
+            assert keep_connections(type("Client", (), {"rest_client": holder})(), keepalive) == keepalive
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            assert await response.text() == "ok"
+        now[0] += 20.0
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            assert await response.text() == "ok"
+        assert bool(reuses) is reused
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+async def test_the_spawner_tunes_kubespawners_shared_client(monkeypatch):
+    from tests.unit.test_spawner_pod import make_spawner
+
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+    spawner = make_spawner(k8s_api_keepalive=77.0)
+    assert spawner.api.api_client.rest_client.pool_manager.connector._keepalive_timeout == 77.0
