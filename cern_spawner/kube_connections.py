@@ -5,9 +5,10 @@ aiohttp's default. Spawns rarely come closer than that, so a start after a quiet
 opens its connections again: a TLS handshake each, ~1 ms of hub CPU, paid by every spawn of a
 burst that needs a connection of its own. The API server keeps idle connections 90 s
 (k8s.io/apiserver pkg/server/secure_serving.go, `IdleTimeout: 90 * time.Second`), and an OpenStack
-Octavia load balancer in front of a Magnum cluster's API 50 s (its listener's
-`timeout_client_data`, 50000 ms by default): below both, a kept connection is never one the other
-side has already dropped.
+Octavia load balancer in front of a Magnum cluster's API 50 s (a listener's `timeout_client_data`,
+octavia/common/constants.py `DEFAULT_TIMEOUT_CLIENT_DATA = 50000` ms): below both. Should a site's
+balancer close sooner, aiohttp does not reuse a connection the other side has closed; it opens a
+new one, as it would without this setting.
 """
 
 from __future__ import annotations

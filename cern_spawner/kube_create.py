@@ -156,7 +156,7 @@ async def until_settled(
 async def create_unread(create_method: Callable[..., Awaitable], namespace: str, body) -> None:
     """`create_method(namespace, body)` (e.g. CoreV1Api.create_namespaced_pod), the answer's status
     read but not its object. KubeSpawner's create hooks discard the created object, and turning the
-    API server's JSON into model classes cost ~1.2 ms of hub CPU per pod (a twentieth of a spawn).
+    API server's JSON into model classes cost ~1 ms of hub CPU per pod (a twenty-fifth of a spawn).
     A status other than 2xx raises ApiException as the client would."""
     response = await create_method(namespace, body, _preload_content=False)
     try:

@@ -147,7 +147,8 @@ class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCrea
         self._pristine_traits: dict = {}
         self._overridden_traits: set[str] = set()
         super().__init__(*args, **kwargs)
-        keep_connections(self.api, self.k8s_api_keepalive)  # KubeSpawner's shared client: once is enough
+        # KubeSpawner's client is shared by every spawner: the first sets it, the others find it set.
+        keep_connections(self.api, self.k8s_api_keepalive)
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
         join_hub_log(self.log)

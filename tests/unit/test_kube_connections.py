@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -83,3 +85,43 @@ async def test_the_spawner_tunes_kubespawners_shared_client(monkeypatch):
     monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
     spawner = make_spawner(k8s_api_keepalive=77.0)
     assert spawner.api.api_client.rest_client.pool_manager.connector._keepalive_timeout == 77.0
+
+
+async def test_a_connection_the_server_closed_first_is_not_reused():
+    """A balancer or API server that closes idle connections sooner than we keep them: the next
+    request opens a new connection and succeeds, it is not sent on the closed one."""
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, keepalive_timeout=0.2)  # the other side drops idle ones after 0.2 s
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    reuses, creates = [], []
+    trace = aiohttp.TraceConfig()
+
+    async def on_reuse(session, context, params):
+        reuses.append(params)
+
+    async def on_create(session, context, params):
+        creates.append(params)
+
+    trace.on_connection_reuseconn.append(on_reuse)
+    trace.on_connection_create_end.append(on_create)
+    session = aiohttp.ClientSession(trace_configs=[trace])
+    holder = type("Rest", (), {"pool_manager": session})()
+    try:
+        assert keep_connections(type("Client", (), {"rest_client": holder})(), 45.0) == 45.0
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            assert await response.text() == "ok"
+        await asyncio.sleep(0.6)  # the server has closed the idle connection by now
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            assert await response.text() == "ok"
+        assert not reuses and len(creates) == 2
+    finally:
+        await session.close()
+        await runner.cleanup()
