@@ -186,3 +186,12 @@ async def test_hub_start_reads_what_a_real_spawner_reads(config, monkeypatch):
     assert (startup.spawner_setting(c, "namespace") or startup.default_namespace()) == spawner.namespace
     assert startup.spawner_setting(c, "profiles_path") == spawner.profiles_path
     assert startup.spawner_setting(c, "profiles_reload_interval") == spawner.profiles_reload_interval
+
+
+@pytest.mark.parametrize(
+    "bad", [0, -1, 2.5, True, "10000"], ids=["zero", "negative", "float", "bool", "text"]
+)
+def test_a_bad_young_gc_threshold_is_refused_at_once(bad):
+    # Refused while the config is read, not once the hub serves (where it would only be logged).
+    with pytest.raises(ValueError, match=r"configure_hub\(young_gc_threshold=.*\): a number of allocations"):
+        configure_hub(Config(), young_gc_threshold=bad)

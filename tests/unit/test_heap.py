@@ -21,8 +21,10 @@ class Node:
 @pytest.fixture
 def unfrozen():
     gc.unfreeze()
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the test process collects as before
+    gc.set_threshold(*threshold)
 
 
 def test_freeze_collects_then_freezes_once(unfrozen):
@@ -43,21 +45,25 @@ def test_freeze_collects_then_freezes_once(unfrozen):
 
 
 @pytest.mark.parametrize(
-    "outcome, frozen",
+    "outcome, young, frozen, threshold",
     [
-        pytest.param("started", True, id="hub-serves"),
-        pytest.param("failed", False, id="hub-failed-to-start"),
+        pytest.param("started", heap.YOUNG_THRESHOLD, True, heap.YOUNG_THRESHOLD, id="hub-serves"),
+        pytest.param("started", 2500, True, 2500, id="hub-serves-own-threshold"),
+        pytest.param("started", None, True, 700, id="hub-serves-python-threshold"),
+        pytest.param("failed", heap.YOUNG_THRESHOLD, False, 700, id="hub-failed-to-start"),
     ],
 )
-def test_the_freeze_waits_for_the_hub_to_serve(unfrozen, monkeypatch, outcome, frozen):
+def test_the_freeze_waits_for_the_hub_to_serve(unfrozen, monkeypatch, outcome, young, frozen, threshold):
+    gc.set_threshold(700, 10, 10)
+
     async def scenario():
         app = JupyterHub()
         app._start_future = asyncio.get_running_loop().create_future()
         monkeypatch.setattr(JupyterHub, "initialized", classmethod(lambda cls: True))
         monkeypatch.setattr(JupyterHub, "instance", classmethod(lambda cls, *a, **k: app))
-        assert heap.freeze_after_start() is True
+        assert heap.freeze_after_start(young) is True
         await asyncio.sleep(0.3)
-        before = gc.get_freeze_count()
+        before = gc.get_freeze_count(), gc.get_threshold()
         if outcome == "started":
             app._start_future.set_result(None)
         else:
@@ -66,8 +72,15 @@ def test_the_freeze_waits_for_the_hub_to_serve(unfrozen, monkeypatch, outcome, f
         return before, gc.get_freeze_count()
 
     before, after = asyncio.run(scenario())
-    assert before == 0  # nothing frozen while the hub starts
+    assert before == (0, (700, 10, 10))  # nothing changed while the hub starts
     assert (after > 0) == frozen
+    assert gc.get_threshold() == (threshold, 10, 10)  # the older generations' ratios kept
+
+
+@pytest.mark.parametrize("bad", [0, -5], ids=["zero", "negative"])
+def test_a_young_threshold_below_one_is_refused(unfrozen, bad):
+    with pytest.raises(ValueError, match=f"young_gc_threshold: at least 1 allocation, not {bad}"):
+        heap.set_young_threshold(bad)
 
 
 def test_no_event_loop_no_freeze(unfrozen):
