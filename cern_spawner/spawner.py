@@ -21,6 +21,7 @@ from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options, override_keys
 from .options_form import OptionsForm
+from .pod_events import PodEventsFirst
 from .quota import hooks as quota
 from .scaling.hub import scaled_groups, shared_controller
 from .spawn_state import SpawnState
@@ -50,7 +51,9 @@ UNSET = object()
 REFUSALS = (Refused,)
 
 
-class CERNSpawner(OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, KubeSpawner):
+class CERNSpawner(
+    OptionsForm, BinderSpawnerMixin, ExchangedTokens, AdoptingCreates, PodEventsFirst, KubeSpawner
+):
     """Spawn single-user servers on a Magnum cluster: one profile per node group, restricted pods."""
 
     profiles_path = List(
