@@ -105,19 +105,20 @@ test: lint package docs tools
 	CERN_SANDBOX_STATE=$(PREVIOUS_STATE) CERN_SANDBOX_KUBERNETES=previous $(PY) -m pytest -p no:cacheprovider $(VERSIONED_TESTS)
 
 # Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
-# of docs/performance.md from them (`python -m benchmarks.report`). About 90 minutes on 2 cores; run it
+# of docs/performance.md from them (`python -m benchmarks.report`). About 2 hours on 2 cores; run it
 # on a machine doing nothing else. Each hub comparison is against the anchor of benchmarks/hubs.py
 # (plain KubeSpawner, no code of ours). hub_cost and gpu_burst start sandboxes of their own; the
-# others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±10 % from
-# round to round: 12 rounds gave 90 % intervals (docs/performance.md) 0.07-0.17 wide, 48 shared rounds
-# (~10 s each) 0.07; GPU rounds wait for boots (~45 s each): 24 of them for the target, and the run with
-# the anchor's group sized before (not a target) times 6.
+# others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±13-18 % from
+# round to round (a full garbage collection lands in one burst of two): 48 shared rounds (~9 s each)
+# gave 90 % intervals 0.07-0.1 wide, too wide to tell 1.03 from 1.06; 192 take ~30 min for ~0.04.
+# GPU rounds wait for boots (~45 s each): 24 of them for the target, and the run with the anchor's
+# group sized before (not a target) times 6.
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
 	$(PY) benchmarks/cost_week.py
 	$(PY) benchmarks/form_render.py
-	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 48 --gpu-rounds 6
+	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 192 --gpu-rounds 6
 	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json
 	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 24 --spawns 30 \
 	    --out benchmarks/results/hub_cost_gpu_waiting.json

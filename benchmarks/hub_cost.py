@@ -270,9 +270,12 @@ def resize_once_pods_exist(core, magnum, namespace: str, spawns: int, began: flo
 
 
 def stop_servers(side: Side, users: list[str], core) -> None:
-    """Stop the round's servers, wait for their pods to go, then delete its users: a hub's CPU per
-    spawn grows with the users it holds (27 to 40 ms on both sides over 12 rounds that kept them),
-    and each round should find both hubs as the first did."""
+    """Stop the round's servers, wait for their pods to go, then delete its users and the
+    namespace's Events: a hub's CPU per spawn grows with the users it holds (27 to 40 ms on both
+    sides over 12 rounds that kept them) and with the Events its reflector holds (KubeSpawner sorts
+    all of them at each start; the API server keeps them an hour, ~5,000 after 100 rounds, more in
+    ours after GPU rounds that waited for a boot), and each round should find both hubs as the first
+    did."""
     with ThreadPoolExecutor(20) as pool:
         list(pool.map(lambda u: side.hub.api("DELETE", f"/users/{u}/server"), users))
     wait(
@@ -292,6 +295,7 @@ def stop_servers(side: Side, users: list[str], core) -> None:
         return not left
 
     wait(delete_users, 120, f"{side.name}: the round's users deleted", step=1)
+    core.delete_collection_namespaced_event(side.namespace)
 
 
 def windows(sides: list[Side], rounds: int, seconds: float) -> list[dict]:
