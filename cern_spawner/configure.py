@@ -18,6 +18,7 @@ from pathlib import Path
 
 from traitlets.config import Config, LazyConfigValue
 
+from .heap import YOUNG_THRESHOLD
 from .web import HUB_TEMPLATE_DIR
 
 
@@ -30,7 +31,7 @@ def configure_hub(
     gpu_scaling: bool = True,
     culling: bool = True,
     freeze_heap: bool = True,
-    young_gc_threshold: int | None = None,
+    young_gc_threshold: int | None = YOUNG_THRESHOLD,
 ) -> None:
     """Wire cern-spawner into the hub configuration `c`.
 
@@ -52,8 +53,9 @@ def configure_hub(
       banner, /hub/api/cern/notices, /hub/cern/keep);
     - `freeze_heap`: once the hub serves, keep its start-up objects out of the garbage collector's
       full passes (`cern_spawner.heap`), which otherwise stall the event loop ~0.16 s each, and
-      run the young passes every `young_gc_threshold` net allocations (None: 10,000, against
-      Python's 700; ~2 % of a spawn's CPU). Both once the hub serves; neither without `freeze_heap`.
+      run the young passes every `young_gc_threshold` net allocations (default 10,000, against
+      Python's 700: ~2 % of a spawn's CPU; None keeps Python's). Both once the hub serves; neither
+      without `freeze_heap`.
     """
     if young_gc_threshold is not None and (
         not isinstance(young_gc_threshold, int)
@@ -94,9 +96,9 @@ def configure_hub(
 
         start_with_hub(c)
     if freeze_heap:
-        from .heap import YOUNG_THRESHOLD, freeze_after_start
+        from .heap import freeze_after_start
 
-        freeze_after_start(YOUNG_THRESHOLD if young_gc_threshold is None else young_gc_threshold)
+        freeze_after_start(young_gc_threshold)
 
 
 def _get(c: Config, section: str, name: str):
