@@ -105,14 +105,14 @@ test: lint package docs tools
 	CERN_SANDBOX_STATE=$(PREVIOUS_STATE) CERN_SANDBOX_KUBERNETES=previous $(PY) -m pytest -p no:cacheprovider $(VERSIONED_TESTS)
 
 # Benchmarks, not part of `make test`: regenerates every file in benchmarks/results/, then the tables
-# of docs/performance.md from them (`python -m benchmarks.report`). About 2 hours on 2 cores; run it
+# of docs/performance.md from them (`python -m benchmarks.report`). About 3 hours on 2 cores; run it
 # on a machine doing nothing else. Each hub comparison is against the anchor of benchmarks/hubs.py
 # (plain KubeSpawner, no code of ours). hub_cost and gpu_burst start sandboxes of their own; the
 # others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±13-18 % from
 # round to round (a full garbage collection lands in one burst of two): 48 shared rounds (~9 s each)
 # gave 90 % intervals 0.07-0.1 wide, too wide to tell 1.03 from 1.06; 192 take ~30 min for ~0.04.
-# GPU rounds wait for boots (~45 s each): 24 of them for the target, and the run with the anchor's
-# group sized before (not a target) times 6.
+# GPU rounds wait for boots (~47 s each) and spread more (sd 0.19 a round): 120 of them (~95 min) for
+# the target's ~0.08-wide interval, and the run with the anchor's group sized before (not a target) times 6.
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
 	$(PY) benchmarks/scaling_decisions.py
@@ -120,7 +120,7 @@ bench: deps tools
 	$(PY) benchmarks/form_render.py
 	$(PY) benchmarks/hub_cost.py --servers 0 --idle-rounds 0 --rounds 192 --gpu-rounds 6
 	$(PY) benchmarks/hub_cost.py --rounds 0 --servers 0 --out benchmarks/results/hub_cost_idle.json
-	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 24 --spawns 30 \
+	$(PY) benchmarks/hub_cost.py --kinds gpu --servers 0 --idle-rounds 0 --anchor-nodes with-pods --rounds 120 --spawns 30 \
 	    --out benchmarks/results/hub_cost_gpu_waiting.json
 	$(PY) benchmarks/hub_cost.py --rounds 0 --idle-rounds 0 --servers 1000 --out benchmarks/results/hub_cost_rest.json
 	$(PY) benchmarks/gpu_burst.py
