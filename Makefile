@@ -111,7 +111,7 @@ test: lint package docs tools
 # others share one at $(BENCH_STATE), stopped at the end. hub_cost's per-spawn ratios vary ±13-18 % from
 # round to round (a full garbage collection lands in one burst of two): 48 shared rounds (~9 s each)
 # gave 90 % intervals 0.07-0.1 wide, too wide to tell 1.03 from 1.06; 192 take ~30 min for ~0.04.
-# GPU rounds wait for boots (~47 s each) and spread more (sd 0.19 a round): 120 of them (~95 min) for
+# GPU rounds wait for boots (~47 s each) and spread more (sd 0.19 a round): 120 of them (~100 min) for
 # the target's ~0.08-wide interval, and the run with the anchor's group sized before (not a target) times 6.
 BENCH_STATE ?= /tmp/sbx-bench
 bench: deps tools
