@@ -38,6 +38,7 @@ Writes benchmarks/results/hub_cost.json; `python -m benchmarks.report` makes doc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -59,6 +60,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hubs, stats  # noqa: E402
 from benchmarks.sampling import BurstSampler, side_by_side  # noqa: E402
+from benchmarks.task_cpu import TaskCpu  # noqa: E402
+from benchmarks.task_cpu import side_by_side as task_cpu_side_by_side  # noqa: E402
 from cern_spawner.scaling.hub import connect  # noqa: E402
 from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
 
@@ -191,12 +194,17 @@ def start_servers(
     timeout: float = 1800,
     profile: bool = False,
     sampler: BurstSampler | None = None,
+    task_cpu: TaskCpu | None = None,
 ) -> dict:
     """All at once; the hub's CPU from the first request until every server is ready (`profile`:
-    the hub's cProfile runs over that time, see `profiling_config`; `sampler`: py-spy samples it)."""
-    if sampler is None:
-        return _start_servers(side, users, options, timeout, profile)
-    with sampler.span(f"{side.name} {options.get('profile')}", side.hub.process.pid):
+    the hub's cProfile runs over that time, see `profiling_config`; `sampler`: py-spy samples it;
+    `task_cpu`: its loop's CPU by task is added up)."""
+    name, pid = f"{side.name} {options.get('profile')}", side.hub.process.pid
+    with contextlib.ExitStack() as spans:
+        if sampler is not None:
+            spans.enter_context(sampler.span(name, pid))
+        if task_cpu is not None:
+            spans.enter_context(task_cpu.span(name, side.name, pid))
         return _start_servers(side, users, options, timeout, profile)
 
 
@@ -333,7 +341,14 @@ def median_of(samples: list[dict], name: str, field: str) -> float:
     return statistics.median(w[name][field] for w in samples)
 
 
-def run(args, report: dict, scratch: Path, results: dict, sampler: BurstSampler | None = None) -> dict:
+def run(
+    args,
+    report: dict,
+    scratch: Path,
+    results: dict,
+    sampler: BurstSampler | None = None,
+    task_cpu: TaskCpu | None = None,
+) -> dict:
     """Fills `results` phase by phase (kept when a later phase fails)."""
     core = client.CoreV1Api(config.new_client_from_config(report["kubeconfig"]))
     hubs.ensure_namespace(core, ANCHOR_NAMESPACE)
@@ -358,7 +373,8 @@ def run(args, report: dict, scratch: Path, results: dict, sampler: BurstSampler 
             # The hubs write into it and stop if it is missing.
             args.profile.mkdir(parents=True, exist_ok=True)
         profiling = {
-            name: profiling_config(args.profile / name) if args.profile else ""
+            name: (profiling_config(args.profile / name) if args.profile else "")
+            + (task_cpu.config(name) if task_cpu else "")
             for name in ("CERNSpawner", "KubeSpawner")
         }
         cern = hubs.cern_hub(
@@ -416,7 +432,7 @@ def run(args, report: dict, scratch: Path, results: dict, sampler: BurstSampler 
                             "hand-sized nodes",
                         )
                     entry[f"{kind} {name}"] = start_servers(
-                        side, users, options, profile=bool(args.profile), sampler=sampler
+                        side, users, options, profile=bool(args.profile), sampler=sampler, task_cpu=task_cpu
                     )
                     if sizing is not None:
                         entry[f"{kind} {name}"]["admin_resized_after_s"] = resized.result()
@@ -566,6 +582,28 @@ def write_diagnosis(sampler: BurstSampler, results: dict, args) -> None:
     print(f"wrote {out}", flush=True)
 
 
+def write_task_cpu(task_cpu: TaskCpu, results: dict, args, began: float) -> None:
+    """Where the two hubs' loop CPU per spawn differs, task by task (benchmarks/task_cpu.py)."""
+    when = datetime.datetime.fromtimestamp(began, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = [
+        f"# hub_cost.py {' '.join(sys.argv[1:])}, {when}",
+        "# The event loop's CPU time (main thread) by task or callback, over the timed bursts only;",
+        "# the accounting costs ~1 us a loop step on both hubs. Totals and ratios: the results files.",
+    ]
+    for kind, profile in (("shared", "shared-1g"), ("gpu", "gpu-1")):
+        spawns = tuple(
+            sum(e[f"{kind} {name}"]["spawns"] for e in results["spawn_rounds"] if f"{kind} {name}" in e)
+            for name in ("CERNSpawner", "KubeSpawner")
+        )
+        if not all(spawns):
+            continue
+        text += ["", f"== {kind}: {spawns[0]} spawns on ours, {spawns[1]} on the anchor"]
+        text += task_cpu_side_by_side(task_cpu, f"CERNSpawner {profile}", f"KubeSpawner {profile}", spawns)
+    out = ROOT / "benchmarks" / "diagnostics" / "hub_cost_task_cpu.txt"
+    out.write_text("\n".join(text) + "\n")
+    print(f"wrote {out}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spawns", type=int, default=40, help="servers started at once per hub and round")
@@ -603,6 +641,13 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument(
+        "--task-cpu",
+        dest="task_cpu",
+        action="store_true",
+        help="add up each hub's event-loop CPU by task during each timed burst and write "
+        "benchmarks/diagnostics/hub_cost_task_cpu.txt (see benchmarks/task_cpu.py)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="DIR: cProfile each hub's event loop during each timed burst (DIR/<hub>.<n>; inflates the CPU "
@@ -618,8 +663,9 @@ def main() -> None:
     results: dict = {"idle": [], "spawn_rounds": [], "at_rest": {}}
     failure = None
     sampler = BurstSampler(args.py_spy, args.rate, scratch) if args.py_spy else None
+    task_cpu = TaskCpu(scratch) if args.task_cpu else None
     try:
-        run(args, report, scratch, results, sampler)
+        run(args, report, scratch, results, sampler, task_cpu)
     except Exception as e:  # keep what was measured, and say what stopped the run
         failure = f"{type(e).__name__}: {e}"
         print(failure, flush=True)
@@ -642,6 +688,8 @@ def main() -> None:
     out.write_text(json.dumps(document, indent=1, default=str) + "\n")
     if sampler is not None:
         write_diagnosis(sampler, results, args)
+    if task_cpu is not None:
+        write_task_cpu(task_cpu, results, args, began)
     print(json.dumps(document["summary"], indent=1))
 
 

@@ -82,8 +82,10 @@ log = logging.getLogger(__name__)
 # a burst's are written in one, at most WRITE_DELAY s later. Every other use of the tables writes
 # them first, so this process always reads its own writes (a stop never ends a session still
 # queued). A hub that dies within that moment loses them: on its restart, `started(only_if_missing)`
-# opens a session for each GPU server it finds running without one.
-WRITE_DELAY = 0.5
+# opens a session for each GPU server it finds running without one, from JupyterHub's recorded
+# start, so the delay costs no accounting. 5 s, not less: a burst's pods start as its nodes join,
+# over seconds (0.5 s wrote ~7 transactions a burst of 30, ~1 % of the hub's CPU a spawn).
+WRITE_DELAY = 5.0
 _queued: WeakKeyDictionary[Engine, tuple[Session, list[dict]]] = WeakKeyDictionary()
 
 

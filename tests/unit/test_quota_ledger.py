@@ -18,7 +18,8 @@ from traitlets.config import Config
 
 from cern_spawner import CERNSpawner, restart
 from cern_spawner.quota import hooks
-from cern_spawner.quota.ledger import WRITE_DELAY, Ledger, sessions_table, write_queued
+from cern_spawner.quota import ledger as ledger_module
+from cern_spawner.quota.ledger import Ledger, sessions_table, write_queued
 from cern_spawner.quota.metrics import GPU_HOURS
 from cern_spawner.quota.policy import Override
 from cern_spawner.quota.usage import GpuSession
@@ -27,6 +28,14 @@ from cern_spawner.web.progress_stream import SpawnPlan
 pytestmark = pytest.mark.unit
 H = 3600.0
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+
+
+QUICK_WRITE = 0.05  # the queued starts' delay in these tests (the hub's is seconds)
+
+
+@pytest.fixture(autouse=True)
+def quick_writes(monkeypatch):
+    monkeypatch.setattr(ledger_module, "WRITE_DELAY", QUICK_WRITE)
 
 
 def hub_db(path):
@@ -72,7 +81,7 @@ async def test_a_server_started_twice_in_one_burst_ends_each_earlier_session(tmp
     ledger.open("bob", "", "gpu-1", 1, "ml", 100.0)  # both queued: one burst, stops never seen
     ledger.open("bob", "", "gpu-1", 1, "ml", 500.0)
     ledger.open("eve", "", "gpu-1", 1, "ml", 120.0)
-    await asyncio.sleep(WRITE_DELAY + 0.2)
+    await asyncio.sleep(QUICK_WRITE + 0.2)
     assert ledger.sessions("bob", since=0.0) == [
         GpuSession("", "gpu-1", 1, 50.0, 100.0),
         GpuSession("", "gpu-1", 1, 100.0, 500.0),
@@ -157,7 +166,7 @@ async def test_a_burst_of_starts_is_written_in_one_transaction_a_moment_later(tm
     for i in range(30):
         ledger.open(f"user{i}", "", "gpu-1", 1, "default", 100.0 + i)
     assert count_sessions(path) == 0  # queued, not written yet
-    await asyncio.sleep(WRITE_DELAY + 0.2)
+    await asyncio.sleep(QUICK_WRITE + 0.2)
     assert count_sessions(path) == 30
     assert len(commits) == 1
 
@@ -183,7 +192,7 @@ async def test_a_stop_right_after_a_start_ends_that_session(tmp_path):
     ledger = Ledger(hub_db(tmp_path / "hub.sqlite"))
     ledger.open("eve", "", "gpu-2", 2, "default", 100.0)
     assert ledger.close("eve", "", 100.0 + H) == [("default", 2.0)]
-    await asyncio.sleep(WRITE_DELAY + 0.2)  # nothing left to write later
+    await asyncio.sleep(QUICK_WRITE + 0.2)  # nothing left to write later
     assert ledger.sessions("eve", since=0.0) == [GpuSession("", "gpu-2", 2, 100.0, 100.0 + H)]
 
 

@@ -1,0 +1,125 @@
+"""Where a hub's event loop spends its CPU, task by task (a diagnostic of benchmarks/hub_cost.py).
+
+Each hub gets config lines (no code of ours: the anchor takes them too) that time every step the
+event loop runs (`asyncio.Handle._run`) in the main thread's CPU time and add it to the step's
+owner: the task's coroutine (`finish_user_spawn`, `KubeSpawner._start`, a watch) or the plain
+callback. A signal makes the hub write its totals; the benchmark reads them before and after each
+timed burst, so only the bursts count. Unlike py-spy's samples (wall time of threads it deems
+busy: an sqlite fsync counts) this is CPU, and unlike cProfile it costs ~1 µs a step, not a
+multiple of the work. Garbage collection lands on whichever step allocated when it ran.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+# Neither JupyterHub (SIGUSR1) nor hub_cost's cProfile toggle (SIGUSR2) takes it.
+SIGNAL = signal.SIGRTMIN + 2
+
+
+def hub_config(path: Path) -> str:
+    """Config lines that account each loop step's CPU and write the totals to `path` on SIGNAL."""
+    return f"""
+def _task_cpu_install():
+    import asyncio.events, collections, json, os, signal, time
+    cpu, steps, written = collections.Counter(), collections.Counter(), [0]
+    run, clock = asyncio.events.Handle._run, time.thread_time
+
+    def owner(handle):
+        callback = handle._callback
+        task = getattr(callback, "__self__", None)
+        if isinstance(task, asyncio.Task):
+            return "task " + getattr(task.get_coro(), "__qualname__", "?")
+        function = getattr(callback, "__func__", callback)
+        where = getattr(getattr(function, "__code__", None), "co_filename", "").rsplit("/", 2)[-2:]
+        name = getattr(function, "__qualname__", type(callback).__name__)
+        return "callback " + name + " (" + "/".join(where) + ")"
+
+    def timed_run(handle):
+        began = clock()
+        try:
+            return run(handle)
+        finally:
+            name = owner(handle)
+            cpu[name] += clock() - began
+            steps[name] += 1
+
+    def write(*_):
+        written[0] += 1
+        with open({str(path)!r} + ".tmp", "w") as f:
+            json.dump({{"written": written[0], "cpu_s": cpu, "steps": steps}}, f)
+        os.replace({str(path)!r} + ".tmp", {str(path)!r})
+
+    asyncio.events.Handle._run = timed_run
+    signal.signal({int(SIGNAL)}, write)
+_task_cpu_install()
+"""
+
+
+def read_totals(pid: int, path: Path, timeout: float = 10) -> dict:
+    """Ask the hub `pid` for its totals (see `hub_config`) and wait for them."""
+    before = json.loads(path.read_text())["written"] if path.exists() else 0
+    os.kill(pid, SIGNAL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            totals = json.loads(path.read_text())
+            if totals["written"] > before:
+                return totals
+        except (OSError, ValueError):
+            pass  # not written yet
+        time.sleep(0.01)
+    raise TimeoutError(f"hub {pid} did not write its loop's CPU totals to {path}")
+
+
+class TaskCpu:
+    """Both hubs' loop CPU by task over the timed bursts: `span` around each burst."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.cpu_s: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.steps: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    def path(self, hub_name: str) -> Path:
+        return self.directory / f"{hub_name}.task-cpu.json"
+
+    def config(self, hub_name: str) -> str:
+        return hub_config(self.path(hub_name))
+
+    @contextlib.contextmanager
+    def span(self, name: str, hub_name: str, pid: int):
+        """Add the loop CPU of hub `pid` over this block to `name` (e.g. "CERNSpawner gpu-1")."""
+        before = read_totals(pid, self.path(hub_name))
+        yield
+        after = read_totals(pid, self.path(hub_name))
+        for key, seconds in after["cpu_s"].items():
+            self.cpu_s[name][key] += seconds - before["cpu_s"].get(key, 0.0)
+            self.steps[name][key] += after["steps"][key] - before["steps"].get(key, 0)
+
+
+def side_by_side(
+    task_cpu: TaskCpu, ours: str, anchor: str, spawns: tuple[int, int], top: int = 30
+) -> list[str]:
+    """Lines: ms of loop CPU a spawn by owner, ours against the anchor, largest first."""
+
+    def ms(name: str, key: str, units: int) -> float:
+        return 1000 * task_cpu.cpu_s[name][key] / units
+
+    totals = [1000 * sum(task_cpu.cpu_s[n].values()) / u for n, u in zip((ours, anchor), spawns, strict=True)]
+    lines = [
+        f"loop CPU: ours {totals[0]:.2f} ms a spawn, anchor {totals[1]:.2f}",
+        "-- ms a spawn: ours, anchor, difference; steps a spawn: ours, anchor; owner (largest first)",
+    ]
+    keys = set(task_cpu.cpu_s[ours]) | set(task_cpu.cpu_s[anchor])
+    ranked = sorted(keys, key=lambda k: -max(ms(ours, k, spawns[0]), ms(anchor, k, spawns[1])))
+    for key in ranked[:top]:
+        a, b = ms(ours, key, spawns[0]), ms(anchor, key, spawns[1])
+        steps = (task_cpu.steps[ours][key] / spawns[0], task_cpu.steps[anchor][key] / spawns[1])
+        lines.append(f"{a:7.2f} {b:7.2f} {a - b:+7.2f}   {steps[0]:6.1f} {steps[1]:6.1f}   {key}")
+    return lines
