@@ -1,0 +1,80 @@
+"""benchmarks/task_cpu.py: the config lines a hub takes account its loop's CPU by task, on a signal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from benchmarks.task_cpu import TaskCpu, hub_config, read_totals, side_by_side
+
+pytestmark = pytest.mark.unit
+
+# A stand-in hub: the config lines, then a loop with one busy task and one idle one.
+PROGRAM = """
+import asyncio, sys
+
+async def busy():
+    while True:
+        sum(i * i for i in range(20_000))
+        await asyncio.sleep(0)
+
+async def idle():
+    while True:
+        await asyncio.sleep(0.05)
+
+async def main():
+    asyncio.ensure_future(busy()); asyncio.ensure_future(idle())
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def hub(tmp_path):
+    path = TaskCpu(tmp_path).path("CERNSpawner")
+    code = hub_config(path) + textwrap.dedent(PROGRAM)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        yield process.pid, path
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_hub_writes_its_loop_cpu_by_task_when_asked(hub):
+    pid, path = hub
+    first = read_totals(pid, path)
+    second = read_totals(pid, path)
+    assert second["written"] == first["written"] + 1
+    assert second["cpu_s"]["task busy"] > first["cpu_s"].get("task busy", 0.0)
+    assert second["steps"]["task idle"] >= 1
+    # The busy task takes the loop's CPU, the idle one next to none of it.
+    assert second["cpu_s"]["task busy"] > 10 * second["cpu_s"]["task idle"]
+
+
+def test_a_span_adds_only_what_ran_inside_it(hub, tmp_path):
+    pid, path = hub
+    task_cpu = TaskCpu(tmp_path)
+    with task_cpu.span("ours", "CERNSpawner", pid):
+        pass
+    inside = task_cpu.cpu_s["ours"]["task busy"]
+    total = read_totals(pid, path)["cpu_s"]["task busy"]
+    assert 0 < inside < total
+
+
+def test_the_table_puts_the_largest_owner_first_with_the_difference():
+    task_cpu = TaskCpu(None)
+    task_cpu.cpu_s["ours"].update({"task a": 0.03, "task b": 0.09})
+    task_cpu.cpu_s["anchor"].update({"task a": 0.06})
+    task_cpu.steps["ours"].update({"task a": 30, "task b": 60})
+    task_cpu.steps["anchor"].update({"task a": 30})
+    lines = side_by_side(task_cpu, "ours", "anchor", (30, 30))
+    assert lines[0] == "loop CPU: ours 4.00 ms a spawn, anchor 2.00"
+    assert lines[2].split() == ["3.00", "0.00", "+3.00", "2.0", "0.0", "task", "b"]
+    assert lines[3].split() == ["1.00", "2.00", "-1.00", "1.0", "1.0", "task", "a"]
