@@ -562,14 +562,19 @@ def summary(results: dict, args, incomplete: list[str]) -> dict:
     return out
 
 
+def timed_spawns(results: dict, kind: str) -> tuple[int, int]:
+    """Spawns timed with `kind`'s profile over the run: (ours, the anchor's)."""
+    return tuple(
+        sum(e[f"{kind} {name}"]["spawns"] for e in results["spawn_rounds"] if f"{kind} {name}" in e)
+        for name in ("CERNSpawner", "KubeSpawner")
+    )
+
+
 def write_diagnosis(sampler: BurstSampler, results: dict, args) -> None:
     """Where the two hubs' CPU per spawn differs, function by function, from the py-spy samples."""
     text = [f"py-spy record --nonblocking --rate {args.rate} --function, during each timed burst"]
     for kind, profile in (("shared", "shared-1g"), ("gpu", "gpu-1")):
-        spawns = {
-            name: sum(e[f"{kind} {name}"]["spawns"] for e in results["spawn_rounds"] if f"{kind} {name}" in e)
-            for name in ("CERNSpawner", "KubeSpawner")
-        }
+        spawns = dict(zip(("CERNSpawner", "KubeSpawner"), timed_spawns(results, kind), strict=True))
         ours, anchor = (sampler.stacks[f"{name} {profile}"] for name in spawns)
         if not ours or not anchor:
             continue
@@ -591,10 +596,7 @@ def write_task_cpu(task_cpu: TaskCpu, results: dict, args, began: float) -> None
         "# the accounting costs ~1 us a loop step on both hubs. Totals and ratios: the results files.",
     ]
     for kind, profile in (("shared", "shared-1g"), ("gpu", "gpu-1")):
-        spawns = tuple(
-            sum(e[f"{kind} {name}"]["spawns"] for e in results["spawn_rounds"] if f"{kind} {name}" in e)
-            for name in ("CERNSpawner", "KubeSpawner")
-        )
+        spawns = timed_spawns(results, kind)
         if not all(spawns):
             continue
         text += ["", f"== {kind}: {spawns[0]} spawns on ours, {spawns[1]} on the anchor"]
