@@ -235,9 +235,11 @@ class BinderSpawnerMixin:
         seen = 0
         while True:
             messages = self.spawn_state.binder_messages
-            for message in messages[seen:]:
-                yield {"progress": 5, "message": message}
-            seen = len(messages)
+            # Counted one by one: the build goes on while the consumer holds a message (a slow
+            # client, a busy hub), and what it reports meanwhile must not be skipped.
+            while seen < len(messages):
+                seen += 1
+                yield {"progress": 5, "message": messages[seen - 1]}
             if preparing.done():
                 return
             await asyncio.wait({preparing}, timeout=0.5)

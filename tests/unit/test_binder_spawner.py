@@ -2,6 +2,7 @@
 refusals the user can read (with what was typed kept), and the image and timeout of a launch never
 leaking into the next spawn."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,25 @@ async def test_each_start_begins_with_a_fresh_spawn_state():
         False,
     )
     assert state.plan.slug == "shared-1g"
+
+
+@pytest.mark.parametrize(
+    "reported_meanwhile",
+    [["Building the image (build pod binder-build-0)…", "Image built and pushed."], []],
+    ids=["the-build-ends-while-the-client-holds-a-message", "nothing-more"],
+)
+async def test_the_progress_stream_gives_every_message_of_a_launch(reported_meanwhile):
+    spawner = make_spawner()
+    messages = spawner.spawn_state.binder_messages
+    messages.append(f"Resolved main of {REPO} to aaaaaaaaaaaa")
+    preparing = asyncio.get_running_loop().create_future()
+    given = []
+    async for event in spawner.binder_progress(preparing):
+        given.append(event["message"])
+        if len(given) == 1:  # a slow client: the build reports more, and ends, before it asks again
+            messages.extend(reported_meanwhile)
+            preparing.set_result(None)
+    assert given == [f"Resolved main of {REPO} to aaaaaaaaaaaa", *reported_meanwhile]
 
 
 @pytest.mark.parametrize(
