@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hubs, stats  # noqa: E402
 from benchmarks.sampling import BurstSampler, side_by_side  # noqa: E402
-from benchmarks.task_cpu import TaskCpu  # noqa: E402
+from benchmarks.task_cpu import TaskCpu, resume_points  # noqa: E402
 from benchmarks.task_cpu import side_by_side as task_cpu_side_by_side  # noqa: E402
 from cern_spawner.scaling.hub import connect  # noqa: E402
 from cern_spawner.scaling.magnum import MagnumGroups  # noqa: E402
@@ -593,14 +593,16 @@ def write_task_cpu(task_cpu: TaskCpu, results: dict, args, began: float) -> None
     text = [
         f"# hub_cost.py {' '.join(sys.argv[1:])}, {when}",
         "# The event loop's CPU time (main thread) by task or callback, over the timed bursts only;",
-        "# the accounting costs ~1 us a loop step on both hubs. Totals and ratios: the results files.",
+        "# the accounting costs a few us a loop step on both hubs. Totals and ratios: the results files.",
     ]
     for kind, profile in (("shared", "shared-1g"), ("gpu", "gpu-1")):
         spawns = timed_spawns(results, kind)
         if not all(spawns):
             continue
         text += ["", f"== {kind}: {spawns[0]} spawns on ours, {spawns[1]} on the anchor"]
-        text += task_cpu_side_by_side(task_cpu, f"CERNSpawner {profile}", f"KubeSpawner {profile}", spawns)
+        names = (f"CERNSpawner {profile}", f"KubeSpawner {profile}")
+        text += task_cpu_side_by_side(task_cpu, *names, spawns)
+        text += ["", *resume_points(task_cpu, *names, spawns)]
     out = ROOT / "benchmarks" / "diagnostics" / "hub_cost_task_cpu.txt"
     out.write_text("\n".join(text) + "\n")
     print(f"wrote {out}", flush=True)

@@ -7,6 +7,10 @@ callback. A signal makes the hub write its totals; the benchmark reads them befo
 timed burst, so only the bursts count. Unlike py-spy's samples (wall time of threads it deems
 busy: an sqlite fsync counts) this is CPU, and unlike cProfile it costs ~1 µs a step, not a
 multiple of the work. Garbage collection lands on whichever step allocated when it ran.
+
+A task's steps are also added up by where each resumed: the chain of coroutines it was suspended
+in (`finish_user_spawn > User.spawn > ...`), which splits JupyterHub's long tasks by the hooks and
+calls inside them (a few µs more a step).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 # Neither JupyterHub (SIGUSR1) nor hub_cost's cProfile toggle (SIGUSR2) takes it.
 SIGNAL = signal.SIGRTMIN + 2
+CHAIN_DEPTH = 8  # coroutines named in a resume point, outermost first
 
 
 def hub_config(path: Path) -> str:
@@ -28,7 +33,7 @@ def hub_config(path: Path) -> str:
     return f"""
 def _task_cpu_install():
     import asyncio.events, collections, json, os, signal, time
-    cpu, steps, written = collections.Counter(), collections.Counter(), [0]
+    cpu, steps, resumed, written = collections.Counter(), collections.Counter(), collections.Counter(), [0]
     run, clock = asyncio.events.Handle._run, time.thread_time
 
     def owner(handle):
@@ -41,19 +46,35 @@ def _task_cpu_install():
         name = getattr(function, "__qualname__", type(callback).__name__)
         return "callback " + name + " (" + "/".join(where) + ")"
 
+    def resume_point(handle):
+        # read before the step runs: the coroutines the task is suspended in, outermost first
+        task = getattr(handle._callback, "__self__", None)
+        if not isinstance(task, asyncio.Task):
+            return None
+        names, coro = [], task.get_coro()
+        while coro is not None and len(names) < {CHAIN_DEPTH}:
+            names.append(getattr(coro, "__qualname__", type(coro).__name__))
+            inner = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            coro = inner if hasattr(inner, "cr_await") or hasattr(inner, "gi_yieldfrom") else None
+        return " > ".join(names)
+
     def timed_run(handle):
+        where = resume_point(handle)
         began = clock()
         try:
             return run(handle)
         finally:
+            spent = clock() - began
             name = owner(handle)
-            cpu[name] += clock() - began
+            cpu[name] += spent
             steps[name] += 1
+            if where is not None:
+                resumed[where] += spent
 
     def write(*_):
         written[0] += 1
         with open({str(path)!r} + ".tmp", "w") as f:
-            json.dump({{"written": written[0], "cpu_s": cpu, "steps": steps}}, f)
+            json.dump({{"written": written[0], "cpu_s": cpu, "steps": steps, "resumed_s": resumed}}, f)
         os.replace({str(path)!r} + ".tmp", {str(path)!r})
 
     asyncio.events.Handle._run = timed_run
@@ -85,6 +106,7 @@ class TaskCpu:
         self.directory = directory
         self.cpu_s: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.steps: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.resumed_s: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
     def path(self, hub_name: str) -> Path:
         return self.directory / f"{hub_name}.task-cpu.json"
@@ -101,6 +123,8 @@ class TaskCpu:
         for key, seconds in after["cpu_s"].items():
             self.cpu_s[name][key] += seconds - before["cpu_s"].get(key, 0.0)
             self.steps[name][key] += after["steps"][key] - before["steps"].get(key, 0)
+        for key, seconds in after["resumed_s"].items():
+            self.resumed_s[name][key] += seconds - before["resumed_s"].get(key, 0.0)
 
 
 def side_by_side(
@@ -122,4 +146,21 @@ def side_by_side(
         a, b = ms(ours, key, spawns[0]), ms(anchor, key, spawns[1])
         steps = (task_cpu.steps[ours][key] / spawns[0], task_cpu.steps[anchor][key] / spawns[1])
         lines.append(f"{a:7.2f} {b:7.2f} {a - b:+7.2f}   {steps[0]:6.1f} {steps[1]:6.1f}   {key}")
+    return lines
+
+
+def resume_points(
+    task_cpu: TaskCpu, ours: str, anchor: str, spawns: tuple[int, int], top: int = 40
+) -> list[str]:
+    """Lines: ms of loop CPU a spawn by where the task's step resumed, the largest differences first."""
+
+    def ms(name: str, key: str, units: int) -> float:
+        return 1000 * task_cpu.resumed_s[name][key] / units
+
+    lines = ["-- ms a spawn: ours, anchor, difference; where the task resumed (largest differences first)"]
+    keys = set(task_cpu.resumed_s[ours]) | set(task_cpu.resumed_s[anchor])
+    ranked = sorted(keys, key=lambda k: -abs(ms(ours, k, spawns[0]) - ms(anchor, k, spawns[1])))
+    for key in ranked[:top]:
+        a, b = ms(ours, key, spawns[0]), ms(anchor, key, spawns[1])
+        lines.append(f"{a:7.2f} {b:7.2f} {a - b:+7.2f}   {key}")
     return lines

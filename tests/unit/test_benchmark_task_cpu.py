@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from benchmarks.task_cpu import TaskCpu, hub_config, read_totals, side_by_side
+from benchmarks.task_cpu import TaskCpu, hub_config, read_totals, resume_points, side_by_side
 
 pytestmark = pytest.mark.unit
 
@@ -16,10 +16,14 @@ pytestmark = pytest.mark.unit
 PROGRAM = """
 import asyncio, sys
 
+async def inner():
+    await asyncio.sleep(0)
+    sum(i * i for i in range(20_000))  # after the resume: counted where inner resumed
+
+
 async def busy():
     while True:
-        sum(i * i for i in range(20_000))
-        await asyncio.sleep(0)
+        await inner()
 
 async def idle():
     while True:
@@ -56,6 +60,10 @@ def test_a_hub_writes_its_loop_cpu_by_task_when_asked(hub):
     assert second["steps"]["task idle"] >= 1
     # The busy task takes the loop's CPU, the idle one next to none of it.
     assert second["cpu_s"]["task busy"] > 10 * second["cpu_s"]["task idle"]
+    # By where it resumed: inside `inner`, called from `busy`.
+    resumed = second["resumed_s"]
+    inside = sum(seconds for where, seconds in resumed.items() if where.startswith("busy > inner > sleep"))
+    assert inside > 10 * (resumed["busy"] + resumed["idle"]), resumed  # their first steps only
 
 
 def test_a_span_adds_only_what_ran_inside_it(hub, tmp_path):
@@ -78,3 +86,12 @@ def test_the_table_puts_the_largest_owner_first_with_the_difference():
     assert lines[0] == "loop CPU: ours 4.00 ms a spawn, anchor 2.00"
     assert lines[2].split() == ["3.00", "0.00", "+3.00", "2.0", "0.0", "task", "b"]
     assert lines[3].split() == ["1.00", "2.00", "-1.00", "1.0", "1.0", "task", "a"]
+
+
+def test_resume_points_rank_the_largest_differences_first():
+    task_cpu = TaskCpu(None)
+    task_cpu.resumed_s["ours"].update({"t > a": 0.03, "t > b": 0.06})
+    task_cpu.resumed_s["anchor"].update({"t > a": 0.09, "t > b": 0.06})
+    lines = resume_points(task_cpu, "ours", "anchor", (30, 30))
+    assert lines[1].split() == ["1.00", "3.00", "-2.00", "t", ">", "a"]
+    assert lines[2].split() == ["2.00", "2.00", "+0.00", "t", ">", "b"]
