@@ -10,7 +10,9 @@ multiple of the work. Garbage collection lands on whichever step allocated when 
 
 A task's steps are also added up by where each resumed: the chain of coroutines it was suspended
 in (`finish_user_spawn > User.spawn > ...`), which splits JupyterHub's long tasks by the hooks and
-calls inside them (a few µs more a step).
+calls inside them (a few µs more a step). The rest of the process's CPU is listed too, so the
+owners add up to what the results files count: the loop's own work between steps (select and its
+system time, timers), the main thread outside the loop's iterations, and the other threads.
 """
 
 from __future__ import annotations
@@ -26,15 +28,22 @@ from pathlib import Path
 # Neither JupyterHub (SIGUSR1) nor hub_cost's cProfile toggle (SIGUSR2) takes it.
 SIGNAL = signal.SIGRTMIN + 2
 CHAIN_DEPTH = 8  # coroutines named in a resume point, outermost first
+# The rest of the process's CPU, so that the owners add up to it: the loop's own work between steps,
+# the main thread outside the loop's iterations (signal handlers, start-up), the other threads.
+BETWEEN = "loop: select, timers, bookkeeping between steps"
+OUTSIDE = "main thread outside the loop's iterations"
+THREADS = "other threads (executor: DNS, cloud reads)"
 
 
 def hub_config(path: Path) -> str:
     """Config lines that account each loop step's CPU and write the totals to `path` on SIGNAL."""
     return f"""
 def _task_cpu_install():
-    import asyncio.events, collections, json, os, signal, time
+    import asyncio.base_events, asyncio.events, collections, json, os, signal, time
     cpu, steps, resumed, written = collections.Counter(), collections.Counter(), collections.Counter(), [0]
     run, clock = asyncio.events.Handle._run, time.thread_time
+    run_once = asyncio.base_events.BaseEventLoop._run_once
+    in_steps, in_iterations = [0.0], [0.0]
 
     def owner(handle):
         callback = handle._callback
@@ -65,19 +74,36 @@ def _task_cpu_install():
             return run(handle)
         finally:
             spent = clock() - began
+            in_steps[0] += spent
             name = owner(handle)
             cpu[name] += spent
             steps[name] += 1
             if where is not None:
                 resumed[where] += spent
 
+    def timed_run_once(loop):
+        # one iteration: waiting in select (its system time), timers, then the ready steps
+        began, stepped = clock(), in_steps[0]
+        try:
+            return run_once(loop)
+        finally:
+            spent = clock() - began
+            in_iterations[0] += spent
+            cpu["{BETWEEN}"] += spent - (in_steps[0] - stepped)
+            steps["{BETWEEN}"] += 1
+
     def write(*_):
         written[0] += 1
+        main, process = clock(), time.process_time()
+        totals = {{"main_thread_s": main, "process_s": process, "iterations_s": in_iterations[0]}}
+        state = {{"written": written[0], "cpu_s": cpu, "steps": steps, "resumed_s": resumed}}
+        state["totals"] = totals
         with open({str(path)!r} + ".tmp", "w") as f:
-            json.dump({{"written": written[0], "cpu_s": cpu, "steps": steps, "resumed_s": resumed}}, f)
+            json.dump(state, f)
         os.replace({str(path)!r} + ".tmp", {str(path)!r})
 
     asyncio.events.Handle._run = timed_run
+    asyncio.base_events.BaseEventLoop._run_once = timed_run_once
     signal.signal({int(SIGNAL)}, write)
 _task_cpu_install()
 """
@@ -100,7 +126,7 @@ def read_totals(pid: int, path: Path, timeout: float = 10) -> dict:
 
 
 class TaskCpu:
-    """Both hubs' loop CPU by task over the timed bursts: `span` around each burst."""
+    """Both hubs' CPU by task (and the rest of the process) over the timed bursts: `span` around each."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -116,13 +142,16 @@ class TaskCpu:
 
     @contextlib.contextmanager
     def span(self, name: str, hub_name: str, pid: int):
-        """Add the loop CPU of hub `pid` over this block to `name` (e.g. "CERNSpawner gpu-1")."""
+        """Add the CPU of hub `pid` over this block to `name` (e.g. "CERNSpawner gpu-1")."""
         before = read_totals(pid, self.path(hub_name))
         yield
         after = read_totals(pid, self.path(hub_name))
         for key, seconds in after["cpu_s"].items():
             self.cpu_s[name][key] += seconds - before["cpu_s"].get(key, 0.0)
             self.steps[name][key] += after["steps"][key] - before["steps"].get(key, 0)
+        change = {key: after["totals"][key] - before["totals"][key] for key in after["totals"]}
+        self.cpu_s[name][OUTSIDE] += change["main_thread_s"] - change["iterations_s"]
+        self.cpu_s[name][THREADS] += change["process_s"] - change["main_thread_s"]
         for key, seconds in after["resumed_s"].items():
             self.resumed_s[name][key] += seconds - before["resumed_s"].get(key, 0.0)
 
@@ -130,14 +159,14 @@ class TaskCpu:
 def side_by_side(
     task_cpu: TaskCpu, ours: str, anchor: str, spawns: tuple[int, int], top: int = 30
 ) -> list[str]:
-    """Lines: ms of loop CPU a spawn by owner, ours against the anchor, largest first."""
+    """Lines: ms of hub CPU a spawn by owner, ours against the anchor, largest first."""
 
     def ms(name: str, key: str, units: int) -> float:
         return 1000 * task_cpu.cpu_s[name][key] / units
 
     totals = [1000 * sum(task_cpu.cpu_s[n].values()) / u for n, u in zip((ours, anchor), spawns, strict=True)]
     lines = [
-        f"loop CPU: ours {totals[0]:.2f} ms a spawn, anchor {totals[1]:.2f}",
+        f"hub CPU: ours {totals[0]:.2f} ms a spawn, anchor {totals[1]:.2f}",
         "-- ms a spawn: ours, anchor, difference; steps a spawn: ours, anchor; owner (largest first)",
     ]
     keys = set(task_cpu.cpu_s[ours]) | set(task_cpu.cpu_s[anchor])

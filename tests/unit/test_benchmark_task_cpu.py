@@ -8,13 +8,27 @@ import textwrap
 
 import pytest
 
-from benchmarks.task_cpu import TaskCpu, hub_config, read_totals, resume_points, side_by_side
+from benchmarks.task_cpu import (
+    BETWEEN,
+    THREADS,
+    TaskCpu,
+    hub_config,
+    read_totals,
+    resume_points,
+    side_by_side,
+)
 
 pytestmark = pytest.mark.unit
 
 # A stand-in hub: the config lines, then a loop with one busy task and one idle one.
 PROGRAM = """
-import asyncio, sys
+import asyncio, sys, threading, time
+
+
+def worker():  # a thread of the process, outside the loop: a resolver or a cloud read
+    while True:
+        sum(i * i for i in range(20_000))
+        time.sleep(0.005)
 
 async def inner():
     await asyncio.sleep(0)
@@ -30,6 +44,7 @@ async def idle():
         await asyncio.sleep(0.05)
 
 async def main():
+    threading.Thread(target=worker, daemon=True).start()
     asyncio.ensure_future(busy()); asyncio.ensure_future(idle())
     print("ready", flush=True)
     await asyncio.sleep(60)
@@ -74,6 +89,9 @@ def test_a_span_adds_only_what_ran_inside_it(hub, tmp_path):
     inside = task_cpu.cpu_s["ours"]["task busy"]
     total = read_totals(pid, path)["cpu_s"]["task busy"]
     assert 0 < inside < total
+    # The rest of the process is accounted too: the loop between its steps, the other thread.
+    assert task_cpu.steps["ours"][BETWEEN] >= 1
+    assert task_cpu.cpu_s["ours"][THREADS] > 0
 
 
 def test_the_table_puts_the_largest_owner_first_with_the_difference():
@@ -83,7 +101,7 @@ def test_the_table_puts_the_largest_owner_first_with_the_difference():
     task_cpu.steps["ours"].update({"task a": 30, "task b": 60})
     task_cpu.steps["anchor"].update({"task a": 30})
     lines = side_by_side(task_cpu, "ours", "anchor", (30, 30))
-    assert lines[0] == "loop CPU: ours 4.00 ms a spawn, anchor 2.00"
+    assert lines[0] == "hub CPU: ours 4.00 ms a spawn, anchor 2.00"
     assert lines[2].split() == ["3.00", "0.00", "+3.00", "2.0", "0.0", "task", "b"]
     assert lines[3].split() == ["1.00", "2.00", "-1.00", "1.0", "1.0", "task", "a"]
 
