@@ -423,22 +423,19 @@ class CERNSpawner(
         return {"pod": self.pod_name, "node": pod["spec"].get("nodeName"), "node_group": node_group}
 
     async def progress(self):
-        preparing = self.spawn_state.binder_preparing
+        # The progress stream may open before start() begins (JupyterHub runs its hooks first, a
+        # token exchange among them): wait for it, or a launch's build would go unreported.
+        async def started_or_given_up() -> bool:
+            return self.spawn_state.started or not self._spawn_pending
+
+        await until(started_or_given_up, within=None, what="the spawn's start", cap=0.1)
+        preparing = self.spawn_state.binder_preparing  # set in the step that sets `started`
         if preparing is not None:
             async for event in self.binder_progress(preparing):
                 yield event
             if preparing.cancelled() or preparing.exception():
                 return  # JupyterHub reports the failure itself
-
-        # The progress stream may open before start() begins: wait for this spawn's plan.
-        def planned() -> bool:
-            return bool(self.spawn_state.started and self.spawn_state.plan)
-
-        async def planned_or_given_up() -> bool:
-            return planned() or not self._spawn_pending
-
-        await until(planned_or_given_up, within=None, what="the spawn's plan", cap=0.1)
-        if not planned():
+        if not (self.spawn_state.started and self.spawn_state.plan):
             return
         plan = self.spawn_state.plan
         story = SpawnStory(plan, shared_controller(self, self.log) if plan.group else None)

@@ -154,6 +154,26 @@ async def test_the_progress_stream_gives_every_message_of_a_launch(reported_mean
     assert given == [f"Resolved main of {REPO} to aaaaaaaaaaaa", *reported_meanwhile]
 
 
+async def test_a_progress_stream_opened_before_the_start_still_shows_the_build():
+    spawner = make_spawner()
+    spawner._spawn_pending = True
+    shown = []
+
+    async def follow():
+        async for event in spawner.progress():
+            shown.append(event["message"])
+
+    following = asyncio.ensure_future(follow())
+    await asyncio.sleep(0.05)  # the page's stream is open; JupyterHub's hooks still run
+    state = spawner.spawn_state
+    state.started = True  # start() begins: the build is under way in the same step
+    state.binder_messages.append(f"Resolved main of {REPO} to aaaaaaaaaaaa")
+    state.binder_preparing = asyncio.get_running_loop().create_future()
+    state.binder_preparing.set_result(None)
+    await asyncio.wait_for(following, timeout=5)  # no catalog plan here: the stream ends
+    assert shown == [f"Resolved main of {REPO} to aaaaaaaaaaaa"]
+
+
 @pytest.mark.parametrize(
     "user_options",
     [
