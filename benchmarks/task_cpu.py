@@ -5,7 +5,7 @@ event loop runs (`asyncio.Handle._run`) in the main thread's CPU time and add it
 owner: the task's coroutine (`finish_user_spawn`, `KubeSpawner._start`, a watch) or the plain
 callback. A signal makes the hub write its totals; the benchmark reads them before and after each
 timed burst, so only the bursts count. Unlike py-spy's samples (wall time of threads it deems
-busy: an sqlite fsync counts) this is CPU, and unlike cProfile it costs ~1 µs a step, not a
+busy: an sqlite fsync counts) this is CPU, and unlike cProfile it costs a few µs a step, not a
 multiple of the work. Garbage collection lands on whichever step allocated when it ran.
 
 A task's steps are also added up by where each resumed: the chain of coroutines it was suspended
@@ -156,13 +156,17 @@ class TaskCpu:
             self.resumed_s[name][key] += seconds - before["resumed_s"].get(key, 0.0)
 
 
+def _ms_a_spawn(table: dict[str, collections.Counter], name: str, key: str, spawns: int) -> float:
+    return 1000 * table[name][key] / spawns
+
+
 def side_by_side(
     task_cpu: TaskCpu, ours: str, anchor: str, spawns: tuple[int, int], top: int = 30
 ) -> list[str]:
     """Lines: ms of hub CPU a spawn by owner, ours against the anchor, largest first."""
 
     def ms(name: str, key: str, units: int) -> float:
-        return 1000 * task_cpu.cpu_s[name][key] / units
+        return _ms_a_spawn(task_cpu.cpu_s, name, key, units)
 
     totals = [1000 * sum(task_cpu.cpu_s[n].values()) / u for n, u in zip((ours, anchor), spawns, strict=True)]
     lines = [
@@ -184,7 +188,7 @@ def resume_points(
     """Lines: ms of loop CPU a spawn by where the task's step resumed, the largest differences first."""
 
     def ms(name: str, key: str, units: int) -> float:
-        return 1000 * task_cpu.resumed_s[name][key] / units
+        return _ms_a_spawn(task_cpu.resumed_s, name, key, units)
 
     lines = ["-- ms a spawn: ours, anchor, difference; where the task resumed (largest differences first)"]
     keys = set(task_cpu.resumed_s[ours]) | set(task_cpu.resumed_s[anchor])
