@@ -374,22 +374,23 @@ class CERNSpawner(
     async def _start_or_blocked(self, plan, controller) -> str:
         """KubeSpawner's start, given up when the controller says the pod's group cannot grow."""
         began = time.time()  # a blocker from before this start judged earlier users, not this one
-        starting = asyncio.ensure_future(super().start())
-        blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began))
-        try:
-            # Woken only when the controller sets a blocker (GroupStatus.until_blocked).
-            await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
-            if blocked.done() and not starting.done():
-                # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
-                raise GrowthImpossible(blocked.result())
-            return await starting
-        finally:
-            # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
-            # stops too; JupyterHub's stop then deletes the pod.
-            if not starting.done():
-                starting.cancel()
-            if not blocked.done():
-                blocked.cancel()
+        with controller.arriving(plan.group, f"{self.namespace}/{self.pod_name}"):
+            starting = asyncio.ensure_future(super().start())
+            blocked = asyncio.ensure_future(self._growth_blocked(plan, controller, began))
+            try:
+                # Woken only when the controller sets a blocker (GroupStatus.until_blocked).
+                await asyncio.wait({starting, blocked}, return_when=asyncio.FIRST_COMPLETED)
+                if blocked.done() and not starting.done():
+                    # JupyterHub shows "Spawn failed: <this>" and stops the server, removing the pod.
+                    raise GrowthImpossible(blocked.result())
+                return await starting
+            finally:
+                # Cancelled (the user cancelled, or our deadline) or given up: KubeSpawner's start
+                # stops too; JupyterHub's stop then deletes the pod.
+                if not starting.done():
+                    starting.cancel()
+                if not blocked.done():
+                    blocked.cancel()
 
     async def _growth_blocked(self, plan, controller, began: float) -> str:
         """The message of what keeps `plan`'s group from growing, once its pod waits for it. Woken

@@ -101,10 +101,12 @@ class GPUScaling(LoggingConfigurable):
         1.0,
         config=True,
         help="""
-        Seconds without a new waiting GPU pod before a node group is grown (default 1 s), so that
-        one resize covers a burst of starts still arriving: the cloud takes no second resize of a
-        group until it has carried out the first (minutes), and a start arriving just after it would
-        wait for a second boot. Never held longer than GPUScaling.burst_window. 0: grow at once.
+        Seconds without a new GPU start (or new waiting GPU pod) before a node group is grown
+        (default 1 s), so that one resize covers a burst of starts still arriving: the cloud takes
+        no second resize of a group until it has carried out the first (minutes), and a start
+        arriving just after it would wait for a second boot. A begun start whose pod is still being
+        created also holds the growth. Never held longer than GPUScaling.burst_window. 0: grow at
+        once.
         """,
     )
     burst_window = Float(

@@ -18,9 +18,10 @@ Spawns read `status(group)` for progress and for a reason to give up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -87,6 +88,17 @@ class ScalingController(GivingBack):
 
     def status(self, group: str) -> GroupStatus:
         return self.statuses.setdefault(group, GroupStatus())
+
+    @contextlib.contextmanager
+    def arriving(self, group: str, pod_key: str) -> Iterator[None]:
+        """A start for `group` that creates pod `pod_key` (namespace/name), while it runs: part of a
+        burst from its first moment, not from its pod's first event, which comes up to a second
+        later from a loaded API server; a growth of the group waits for its pod to be seen."""
+        self.view.expect(pod_key, group)
+        try:
+            yield
+        finally:
+            self.view.unexpect(pod_key)
 
     def expected_boot_seconds(self, group: str) -> float | None:
         """Median of the group's recent measured boots (request → GPU allocatable), None before one."""
@@ -307,6 +319,7 @@ class ScalingController(GivingBack):
                 now,
                 self.burst_quiet,
                 self.burst_window,
+                self.view.in_flight(group.name),
             )
             if hold > 0:  # starts are still arriving: one resize for all of them, a moment later
                 # The loop gathers events for a moment after each wake: wake it that much sooner.

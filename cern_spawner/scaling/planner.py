@@ -142,12 +142,21 @@ def plan_layout(
 
 
 def burst_wait(
-    demand_since: float | None, last_arrival: float | None, now: float, quiet: float, longest: float
+    demand_since: float | None,
+    last_arrival: float | None,
+    now: float,
+    quiet: float,
+    longest: float,
+    in_flight: int = 0,
 ) -> float:
     """Seconds to hold a growth so that one resize covers a burst of GPU starts still arriving:
-    until `quiet` s have passed since the last new waiting pod, but never past `longest` s after the
-    group's demand began. 0: grow now. A resize cannot be changed until the cloud has carried it
-    out (minutes), so a start that arrives just after it would wait for a second boot."""
-    if demand_since is None or last_arrival is None or quiet <= 0:
+    until `quiet` s have passed since the last start began (or waiting pod appeared), and while
+    `in_flight` starts are still creating their pods, but never past `longest` s after the group's
+    demand began. 0: grow now. A resize cannot be changed until the cloud has carried it out
+    (minutes), so a start that arrives just after it would wait for a second boot."""
+    if demand_since is None or quiet <= 0 or (last_arrival is None and not in_flight):
         return 0.0
-    return max(0.0, min(last_arrival + quiet, demand_since + longest) - now)
+    until = now if last_arrival is None else last_arrival + quiet
+    if in_flight:  # its pod's first event wakes the controller sooner
+        until = max(until, now + quiet)
+    return max(0.0, min(until, demand_since + longest) - now)

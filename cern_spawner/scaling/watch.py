@@ -132,6 +132,10 @@ class ClusterView:
         # When a pod no node has taken was last seen for the first time (time.monotonic): the
         # controller holds a growth while a burst of starts is still arriving (planner.burst_wait).
         self.last_arrival: float | None = None
+        # GPU starts of this hub whose pod the watch has not seen yet: pod key -> node group. Such a
+        # start arrives when it begins (under load its pod's first event comes up to a second
+        # later), and a growth of its group is held until its pod is seen (see `expect`).
+        self.expected: dict[str, str] = {}
         self._loaded: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
@@ -146,6 +150,21 @@ class ClusterView:
         return capacity_of(
             self.nodes.values(), self.index, [group], {group.name: gpus_per_node}, namespace, leaving
         )[group.name]
+
+    def in_flight(self, group: str) -> int:
+        """Starts of `group` whose pods are being created: a growth now would leave them out."""
+        return sum(1 for expected in self.expected.values() if expected == group)
+
+    def expect(self, key: str, group: str) -> None:
+        """A start that will create pod `key` (namespace/name) on `group` began: it arrives now."""
+        self.expected[key] = group
+        self.last_arrival = time.monotonic()
+
+    def unexpect(self, key: str) -> None:
+        """The start of pod `key` ended. If its pod was never seen (it failed before creating it),
+        a growth held for it need not wait any longer."""
+        if self.expected.pop(key, None) is not None:
+            self.changed.set()
 
     def is_hub_pod(self, pod: dict) -> bool:
         metadata = pod.get("metadata") or {}
@@ -232,6 +251,7 @@ class ClusterView:
         index = PodIndex()
         for item in items:
             index.set(_key(item), pod_use(item))
+            self.expected.pop(_key(item), None)
         self.index = index
         self.hub_pods = {_key(item): item for item in items if self.is_hub_pod(item)}
         self.changed.set()
@@ -251,7 +271,8 @@ class ClusterView:
         else:
             self.hub_pods.pop(key, None)
         use = pod_use(obj)
-        if kind == "ADDED" and use.node is None and use.extended:
+        counted = self.expected.pop(key, None) is not None  # arrived when its start began
+        if kind == "ADDED" and use.node is None and use.extended and not counted:
             self.last_arrival = time.monotonic()
         if self.index.set(key, use) and (self._scaling_reads(before) or self._scaling_reads(use)):
             self.changed.set()

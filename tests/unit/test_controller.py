@@ -94,6 +94,17 @@ class View:
         self.synced, self.changed = asyncio.Event(), asyncio.Event()
         self.synced.set()
         self.last_arrival = None  # as ClusterView: when a new unscheduled pod was last seen
+        self.expected = {}  # as ClusterView: pods of starts under way, not seen yet -> group
+
+    def in_flight(self, group):
+        return sum(1 for expected in self.expected.values() if expected == group)
+
+    def expect(self, key, group):
+        self.expected[key] = group
+
+    def unexpect(self, key):
+        if self.expected.pop(key, None) is not None:
+            self.changed.set()
 
     def add(self, pod):
         self.pods[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
@@ -749,6 +760,32 @@ def test_a_burst_still_arriving_is_grown_for_in_one_request_once_it_stops():
     clock.now += 1.0
     rounds(scaler, clock)
     assert cloud.writes == [("resize", 2, ())]  # 6 GPUs, 4 per node: one request
+
+
+@pytest.mark.parametrize(
+    "last_pod, resizes",
+    [
+        pytest.param("created", [("resize", 3, ())], id="its-pod-comes-one-growth-for-all-nine"),
+        pytest.param("start-failed", [("resize", 2, ())], id="its-start-fails-the-eight-grow-at-once"),
+    ],
+)
+def test_a_growth_waits_for_the_pod_of_a_start_that_has_begun(last_pod, resizes):
+    """A loaded API server takes a while to create a pod: the start that asked for it has begun, so
+    the growth waits for that pod (bounded by burst_window) instead of leaving it for a second
+    boot. A start that fails before its pod exists releases the wait."""
+    clock = Clock()
+    cloud = Cloud(cloud_state(0))
+    view = View(pods=[gpu_pod(f"p{i}") for i in range(8)])
+    view.last_arrival = clock.now
+    scaler = controller(cloud, view, clock=clock, burst_quiet=1.0, burst_window=30.0)
+    with scaler.arriving("gpu-v100", "hub/p8"):
+        rounds(scaler, clock, count=4, step=1.0)
+        assert cloud.writes == []  # quiet for 4 s, but the ninth pod is still being created
+        if last_pod == "created":
+            view.add(gpu_pod("p8"))
+            view.expected.pop("hub/p8")  # as ClusterView does when the pod's first event comes
+    rounds(scaler, clock)
+    assert cloud.writes == resizes
 
 
 def test_a_burst_that_never_stops_is_grown_for_at_the_end_of_its_window():

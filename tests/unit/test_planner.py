@@ -169,5 +169,23 @@ def test_a_growth_waits_for_a_burst_to_finish_arriving(demand_since, last_arriva
     assert burst_wait(demand_since, last_arrival, now, quiet=1.0, longest=5.0) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    "last_arrival, in_flight, now, expected",
+    [
+        pytest.param(98.0, 1, 100.0, 1.0, id="a-pod-being-created-holds-past-the-quiet"),
+        pytest.param(None, 2, 100.0, 1.0, id="only-starts-in-flight"),
+        pytest.param(99.8, 1, 100.0, 1.0, id="in-flight-and-still-arriving"),
+        pytest.param(99.0, 1, 103.5, 0.5, id="in-flight-until-the-window-ends"),
+        pytest.param(99.0, 1, 104.0, 0.0, id="window-over-despite-one-in-flight"),
+        pytest.param(98.0, 0, 100.0, 0.0, id="none-in-flight-quiet"),
+    ],
+)
+def test_a_growth_waits_for_the_pods_of_starts_already_begun(last_arrival, in_flight, now, expected):
+    assert burst_wait(99.0, last_arrival, now, quiet=1.0, longest=5.0, in_flight=in_flight) == (
+        pytest.approx(expected)
+    )
+
+
 def test_no_quiet_time_grows_at_once():
     assert burst_wait(99.0, 99.9, 100.0, quiet=0.0, longest=5.0) == 0.0
+    assert burst_wait(99.0, 99.9, 100.0, quiet=0.0, longest=5.0, in_flight=3) == 0.0

@@ -170,6 +170,36 @@ def test_only_a_waiting_gpu_pod_counts_as_an_arrival_for_the_burst_hold(obj, arr
     assert (cluster.last_arrival is not None) == arrives
 
 
+def test_a_start_arrives_when_it_begins_and_its_pod_does_not_arrive_again():
+    cluster = view()
+    cluster.expect("hub/a", "gpu-v100")
+    assert cluster.last_arrival is not None
+    assert (cluster.in_flight("gpu-v100"), cluster.in_flight("gpu-a100")) == (1, 0)
+    cluster.last_arrival = 0.0  # long ago: the pod's event must not make it an arrival again
+    cluster.changed.clear()
+    cluster._pod("ADDED", pod("a"))
+    assert (cluster.last_arrival, cluster.in_flight("gpu-v100")) == (0.0, 0)
+    assert cluster.changed.is_set()  # a waiting GPU pod: the held round decides again
+    cluster.changed.clear()
+    cluster.unexpect("hub/a")  # its start ends later: nothing was still expected
+    assert not cluster.changed.is_set()
+
+
+def test_a_start_that_ends_before_its_pod_exists_releases_the_growth_it_held():
+    cluster = view()
+    cluster.expect("hub/a", "gpu-v100")
+    cluster.changed.clear()
+    cluster.unexpect("hub/a")
+    assert cluster.changed.is_set() and cluster.in_flight("gpu-v100") == 0
+
+
+def test_a_listing_counts_the_expected_pods_it_finds_as_seen():
+    cluster = view()
+    cluster.expect("hub/a", "gpu-v100")
+    cluster._reset_pods([pod("a")])
+    assert cluster.in_flight("gpu-v100") == 0
+
+
 @pytest.mark.parametrize(
     ("line", "outcome"),
     [

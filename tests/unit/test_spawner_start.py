@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -124,6 +125,7 @@ class FakeController:
     def __init__(self, **status):
         self.now = 1000.0
         self.boot: float | None = None
+        self.arrivals: list[str] = []  # starts under way, as `arriving` counts them
         self.group = GroupStatus(capacity=SimpleNamespace(free_gpus=0), events=["Node x joined gpu-v100"])
         self.group.__dict__.update(status)
 
@@ -135,6 +137,14 @@ class FakeController:
 
     def expected_boot_seconds(self, group):
         return self.boot
+
+    @contextlib.contextmanager
+    def arriving(self, group, pod_key):
+        self.arrivals.append(pod_key)
+        try:
+            yield
+        finally:
+            self.arrivals.remove(pod_key)
 
 
 @pytest.fixture
@@ -187,6 +197,22 @@ async def test_cancel_while_waiting_for_a_gpu_stops_kubespawners_start(waiting_f
         await spawn
     await asyncio.sleep(0)
     assert waiting_forever[0].cancelled()  # nothing keeps waiting, nothing will create a pod
+
+
+async def test_a_gpu_start_counts_in_its_groups_burst_from_its_first_moment_until_it_ends(
+    waiting_forever, monkeypatch
+):
+    controller = FakeController()
+    monkeypatch.setattr("cern_spawner.spawner.shared_controller", lambda spawner, log: controller)
+    spawner = spawner_for(["gpu-users"])
+    await spawner._run_apply_user_options({"profile": "gpu-1"})
+    spawn = asyncio.ensure_future(spawner.start())
+    await asyncio.sleep(0.2)
+    assert controller.arrivals == [f"{spawner.namespace}/{spawner.pod_name}"]
+    spawn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await spawn
+    assert controller.arrivals == []  # a growth held for its pod no longer waits
 
 
 def pod_deadline(spawner) -> TimeoutError:
