@@ -16,7 +16,7 @@ from .catalog import allowed_profiles, to_profile_list
 from .catalog.to_kubespawner import NODE_GROUP_LABEL
 from .catalog_store import CatalogStore, shared_store
 from .errors import Refused
-from .kube_connections import DEFAULT_KEEPALIVE_S, keep_connections
+from .kube_connections import DEFAULT_KEEPALIVE_S, keep_connections, skip_environment_lookups
 from .kube_create import AdoptingCreates
 from .logsafe import install_refusal_filter, join_hub_log
 from .options import OptionsRefused, check_user_options, override_keys
@@ -152,6 +152,7 @@ class CERNSpawner(
         super().__init__(*args, **kwargs)
         # KubeSpawner's client is shared by every spawner: the first sets it, the others find it set.
         keep_connections(self.api, self.k8s_api_keepalive)
+        skip_environment_lookups(self.api)
         # JupyterHub logs a refused spawn as an error with a traceback; ours are the user's doing.
         install_refusal_filter(self.log, REFUSALS)
         join_hub_log(self.log)

@@ -9,7 +9,11 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
-from cern_spawner.kube_connections import keep_connections
+from cern_spawner.kube_connections import (
+    environment_configures_requests,
+    keep_connections,
+    skip_environment_lookups,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -125,3 +129,94 @@ async def test_a_connection_the_server_closed_first_is_not_reused():
     finally:
         await session.close()
         await runner.cleanup()
+
+
+# -- the environment's proxy and netrc, looked up before each request -----------------------------
+@pytest.mark.parametrize(
+    ("proxies", "netrc", "configured"),
+    [
+        pytest.param({}, None, False, id="nothing"),
+        pytest.param({"https": "http://proxy:3128"}, None, True, id="https-proxy"),
+        pytest.param({"http": "http://proxy:3128"}, None, True, id="http-proxy"),
+        pytest.param({"ftp": "http://proxy:3128", "no": "*"}, None, False, id="only-schemes-aiohttp-ignores"),
+        pytest.param({}, "NETRC", True, id="netrc-named-by-NETRC"),
+        pytest.param({}, "home", True, id="netrc-in-home"),
+        pytest.param({}, "NETRC-missing", False, id="NETRC-names-no-file"),
+    ],
+)
+def test_what_in_the_environment_could_change_a_request(tmp_path, proxies, netrc, configured):
+    environ, home = {}, tmp_path / "home"
+    home.mkdir()
+    if netrc == "NETRC":
+        (tmp_path / "netrc").write_text("machine api login a password b\n")
+        environ["NETRC"] = str(tmp_path / "netrc")
+    elif netrc == "home":
+        (home / ".netrc").write_text("machine api login a password b\n")
+    elif netrc == "NETRC-missing":
+        (home / ".netrc").write_text("machine api login a password b\n")  # NETRC wins, as in aiohttp
+        environ["NETRC"] = str(tmp_path / "absent")
+    assert environment_configures_requests(environ, lambda: proxies, lambda: home) is configured
+
+
+def test_no_home_directory_means_no_netrc():
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    assert environment_configures_requests({}, dict, no_home) is False
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["plain-environment", "proxy-or-netrc"])
+async def test_a_request_looks_up_the_environment_only_where_it_could_matter(monkeypatch, configured):
+    """aiohttp looks up the proxy and the netrc entry (each in a worker thread) only while the
+    session trusts the environment: off in a plain environment, kept where a proxy or netrc is."""
+    looked_up = []
+    real_proxy, real_netrc = aiohttp.client.get_env_proxy_for_url, aiohttp.ClientSession._get_netrc_auth
+    monkeypatch.setattr(
+        aiohttp.client, "get_env_proxy_for_url", lambda url: looked_up.append("proxy") or real_proxy(url)
+    )
+    monkeypatch.setattr(
+        aiohttp.ClientSession,
+        "_get_netrc_auth",
+        lambda self, host: looked_up.append("netrc") or real_netrc(self, host),
+    )
+    app = web.Application()
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api = CoreV1Api(ApiClient(Configuration(host=f"http://127.0.0.1:{runner.addresses[0][1]}")))
+    try:
+        assert skip_environment_lookups(api, lambda: configured) is not configured
+        session = api.api_client.rest_client.pool_manager
+        async with session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as response:
+            assert await response.text() == "ok"
+        assert sorted(looked_up) == (["netrc", "proxy"] if configured else [])
+    finally:
+        await api.api_client.close()
+        await runner.cleanup()
+
+
+def test_a_client_we_do_not_know_keeps_its_lookups():
+    assert skip_environment_lookups(object(), lambda: False) is False
+
+
+async def test_the_spawner_skips_the_lookups_of_kubespawners_shared_client(monkeypatch):
+    from tests.unit.test_spawner_pod import make_spawner
+
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+    configured = {"answer": True}
+    monkeypatch.setattr(
+        "cern_spawner.kube_connections.environment_configures_requests", lambda: configured["answer"]
+    )
+    session = make_spawner().api.api_client.rest_client.pool_manager
+    session._trust_env = True  # as the client comes (an earlier test's spawner may have shared it)
+    make_spawner()
+    assert session.trust_env is True  # a proxy or netrc here: the client looks them up as before
+    configured["answer"] = False
+    make_spawner()  # the next spawner finds a plain environment: the shared client stops looking
+    assert session.trust_env is False
