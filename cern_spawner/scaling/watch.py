@@ -250,8 +250,9 @@ class ClusterView:
     def _reset_pods(self, items: list[dict]) -> None:
         index = PodIndex()
         for item in items:
-            index.set(_key(item), pod_use(item))
-            self.expected.pop(_key(item), None)
+            key = _key(item)
+            index.set(key, pod_use(item))
+            self.expected.pop(key, None)  # seen: its start no longer holds a growth
         self.index = index
         self.hub_pods = {_key(item): item for item in items if self.is_hub_pod(item)}
         self.changed.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -16,6 +17,24 @@ from cern_spawner.kube_connections import (
 )
 
 pytestmark = pytest.mark.unit
+
+
+@contextlib.asynccontextmanager
+async def ok_server(**runner_settings):
+    """A local HTTP server answering "ok" at /; yields its port."""
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, **runner_settings)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -47,17 +66,6 @@ def test_a_client_we_do_not_know_is_left_alone(api):
 async def test_a_request_after_20_idle_seconds_reuses_the_connection(monkeypatch, keepalive, reused):
     """aiohttp reads the attribute when it looks for a pooled connection: 20 s of idleness (a
     clock moved on) closes it at aiohttp's 15 s and keeps it at 45 s."""
-    app = web.Application()
-
-    async def ok(request):
-        return web.Response(text="ok")
-
-    app.router.add_get("/", ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     reuses = []
     trace = aiohttp.TraceConfig()
 
@@ -67,9 +75,8 @@ async def test_a_request_after_20_idle_seconds_reuses_the_connection(monkeypatch
     trace.on_connection_reuseconn.append(on_reuse)
     now = [1000.0]
     monkeypatch.setattr("aiohttp.connector.monotonic", lambda: now[0])
-    session = aiohttp.ClientSession(trace_configs=[trace])
-    holder = type("Rest", (), {"pool_manager": session})()
-    try:
+    async with ok_server() as port, aiohttp.ClientSession(trace_configs=[trace]) as session:
+        holder = type("Rest", (), {"pool_manager": session})()
         if keepalive is not None:
             assert keep_connections(type("Client", (), {"rest_client": holder})(), keepalive) == keepalive
         async with session.get(f"http://127.0.0.1:{port}/") as response:
@@ -78,9 +85,6 @@ async def test_a_request_after_20_idle_seconds_reuses_the_connection(monkeypatch
         async with session.get(f"http://127.0.0.1:{port}/") as response:
             assert await response.text() == "ok"
         assert bool(reuses) is reused
-    finally:
-        await session.close()
-        await runner.cleanup()
 
 
 async def test_the_spawner_tunes_kubespawners_shared_client(monkeypatch):
@@ -94,17 +98,6 @@ async def test_the_spawner_tunes_kubespawners_shared_client(monkeypatch):
 async def test_a_connection_the_server_closed_first_is_not_reused():
     """A balancer or API server that closes idle connections sooner than we keep them: the next
     request opens a new connection and succeeds, it is not sent on the closed one."""
-
-    async def ok(request):
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/", ok)
-    runner = web.AppRunner(app, keepalive_timeout=0.2)  # the other side drops idle ones after 0.2 s
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     reuses, creates = [], []
     trace = aiohttp.TraceConfig()
 
@@ -116,9 +109,12 @@ async def test_a_connection_the_server_closed_first_is_not_reused():
 
     trace.on_connection_reuseconn.append(on_reuse)
     trace.on_connection_create_end.append(on_create)
-    session = aiohttp.ClientSession(trace_configs=[trace])
-    holder = type("Rest", (), {"pool_manager": session})()
-    try:
+    # The other side drops idle connections after 0.2 s.
+    async with (
+        ok_server(keepalive_timeout=0.2) as port,
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+    ):
+        holder = type("Rest", (), {"pool_manager": session})()
         assert keep_connections(type("Client", (), {"rest_client": holder})(), 45.0) == 45.0
         async with session.get(f"http://127.0.0.1:{port}/") as response:
             assert await response.text() == "ok"
@@ -126,9 +122,6 @@ async def test_a_connection_the_server_closed_first_is_not_reused():
         async with session.get(f"http://127.0.0.1:{port}/") as response:
             assert await response.text() == "ok"
         assert not reuses and len(creates) == 2
-    finally:
-        await session.close()
-        await runner.cleanup()
 
 
 # -- the environment's proxy and netrc, looked up before each request -----------------------------
@@ -179,26 +172,16 @@ async def test_a_request_looks_up_the_environment_only_where_it_could_matter(mon
         "_get_netrc_auth",
         lambda self, host: looked_up.append("netrc") or real_netrc(self, host),
     )
-    app = web.Application()
-
-    async def ok(request):
-        return web.Response(text="ok")
-
-    app.router.add_get("/", ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    api = CoreV1Api(ApiClient(Configuration(host=f"http://127.0.0.1:{runner.addresses[0][1]}")))
-    try:
-        assert skip_environment_lookups(api, lambda: configured) is not configured
-        session = api.api_client.rest_client.pool_manager
-        async with session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as response:
-            assert await response.text() == "ok"
-        assert sorted(looked_up) == (["netrc", "proxy"] if configured else [])
-    finally:
-        await api.api_client.close()
-        await runner.cleanup()
+    async with ok_server() as port:
+        api = CoreV1Api(ApiClient(Configuration(host=f"http://127.0.0.1:{port}")))
+        try:
+            assert skip_environment_lookups(api, lambda: configured) is not configured
+            session = api.api_client.rest_client.pool_manager
+            async with session.get(f"http://127.0.0.1:{port}/") as response:
+                assert await response.text() == "ok"
+            assert sorted(looked_up) == (["netrc", "proxy"] if configured else [])
+        finally:
+            await api.api_client.close()
 
 
 def test_a_client_we_do_not_know_keeps_its_lookups():
